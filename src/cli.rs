@@ -1,0 +1,213 @@
+//! Command-line parsing. Every value is validated here, at parse time, with a
+//! message naming the flag; later stages receive settings that are known good.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::{DataOptions, TEST_SIZE, TRAIN_SIZE};
+use crate::regularizers::RegKind;
+use crate::train::TrainConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drop-exp",
+    version,
+    about = "Measured answers to the dropout exercises of Dive into Deep Learning (section 4.6)",
+    long_about = "Trains the book's MLP (784-256-256-10) on Fashion-MNIST with candle and answers \
+                  each exercise of the Dropout section with a seeded, repeatable experiment that \
+                  writes CSV files, plots and a verdict.",
+    after_help = "Example:\n  drop-exp run --epochs 10 --seed 0 --out results/run"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train one model and write its per-epoch metrics (metrics.csv, run.json).
+    #[command(after_help = "Examples:\n  drop-exp run\n  drop-exp run --p1 0.5 --p2 0.2 --seed 3 --out results/swapped\n  \
+                            drop-exp run --epochs 1 --train-subset 5000 --test-subset 1000")]
+    Run(RunArgs),
+}
+
+/// Where and how to compute: shared by every training command.
+#[derive(Debug, Clone, Args)]
+pub struct ComputeArgs {
+    /// Device to train on. `cuda` needs a build with `--features cuda`.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// CPU threads for matrix products [default: the number of physical cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Directory with the four Fashion-MNIST IDX files (gzipped or not).
+    /// Searched first; then $DROP_EXP_DATA, ./data/fashion-mnist, the user
+    /// cache directory and /usr/share/datasets/fashion-mnist.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Train on the first N training examples only (quick runs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=TRAIN_SIZE as i64))]
+    pub train_subset: Option<u32>,
+    /// Evaluate on the first N test examples only (quick runs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=TEST_SIZE as i64))]
+    pub test_subset: Option<u32>,
+    /// Use a tiny generated dataset instead of Fashion-MNIST (for tests).
+    #[arg(long, hide = true)]
+    pub synthetic: bool,
+}
+
+impl ComputeArgs {
+    pub fn data_options(&self) -> DataOptions {
+        DataOptions {
+            data_dir: self.data_dir.clone(),
+            train_subset: self.train_subset.map(|n| n as usize),
+            test_subset: self.test_subset.map(|n| n as usize),
+            synthetic: self.synthetic,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+/// Hyper-parameters of one training run.
+#[derive(Debug, Clone, Args)]
+pub struct HyperArgs {
+    /// Regulariser after each hidden layer.
+    #[arg(long, default_value = "dropout", value_parser = parse_reg)]
+    pub reg: RegKind,
+    /// Dropout probability (regulariser strength) after the first hidden layer, in [0, 1].
+    #[arg(long, default_value_t = 0.2, value_parser = parse_prob)]
+    pub p1: f64,
+    /// Dropout probability (regulariser strength) after the second hidden layer, in [0, 1].
+    #[arg(long, default_value_t = 0.5, value_parser = parse_prob)]
+    pub p2: f64,
+    /// Number of passes over the training set.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub epochs: u32,
+    /// SGD learning rate (> 0).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_positive)]
+    pub lr: f64,
+    /// Mini-batch size; the last, partial batch of an epoch is kept.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// L2 penalty lambda on the weights (not biases): loss + lambda/2 * ||w||^2.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_nonnegative)]
+    pub weight_decay: f64,
+}
+
+impl HyperArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            reg: self.reg,
+            p1: self.p1,
+            p2: self.p2,
+            epochs: self.epochs as usize,
+            lr: self.lr,
+            batch_size: self.batch_size as usize,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// Seed for weight init, batch order and dropout masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory for metrics.csv and run.json.
+    #[arg(long, value_name = "DIR", default_value = "results/run")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("`{s}` is not a number"))
+}
+
+/// A probability in [0, 1] (NaN rejected).
+pub fn parse_prob(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is outside [0, 1]; a dropout probability must be between 0 and 1"))
+    }
+}
+
+/// A finite number > 0.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a finite number greater than 0"))
+    }
+}
+
+/// A finite number >= 0.
+pub fn parse_nonnegative(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a finite number of at least 0"))
+    }
+}
+
+fn parse_reg(s: &str) -> Result<RegKind, String> {
+    s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("drop-exp").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn rejects_invalid_values_naming_the_flag() {
+        for (args, flag) in [
+            (vec!["run", "--p1", "1.5"], "--p1"),
+            (vec!["run", "--p2", "NaN"], "--p2"),
+            (vec!["run", "--p1=-0.1"], "--p1"),
+            (vec!["run", "--lr", "0"], "--lr"),
+            (vec!["run", "--lr=-1"], "--lr"),
+            (vec!["run", "--batch-size", "0"], "--batch-size"),
+            (vec!["run", "--epochs", "0"], "--epochs"),
+            (vec!["run", "--train-subset", "60001"], "--train-subset"),
+            (vec!["run", "--test-subset", "10001"], "--test-subset"),
+            (vec!["run", "--weight-decay=-1"], "--weight-decay"),
+            (vec!["run", "--reg", "magic"], "--reg"),
+        ] {
+            let err = parse(&args).unwrap_err().to_string();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn accepts_edge_values() {
+        let cli = parse(&["run", "--p1", "1", "--p2", "0", "--train-subset", "60000"]).unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!((a.hyper.p1, a.hyper.p2), (1.0, 0.0));
+        assert_eq!(a.hyper.config(), TrainConfig { p1: 1.0, p2: 0.0, ..TrainConfig::default() });
+    }
+}

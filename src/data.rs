@@ -1,0 +1,529 @@
+//! Fashion-MNIST: find it, fetch it, validate it, load it onto a device.
+//!
+//! The four standard IDX files (`train-images-idx3-ubyte`, ...) are accepted
+//! gzipped or plain. Every file is validated before training (magic number,
+//! 28x28 images, 60000/10000 examples, labels in 0..=9, matching counts): a
+//! corrupt file is an error that names the file and the problem, never a panic
+//! or a silently shorter dataset. Pixels are scaled to [0, 1] as the book's
+//! `ToTensor` does, and the whole set lives on the training device.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub const IMAGE_SIDE: usize = 28;
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+pub const CLASSES: usize = 10;
+pub const TRAIN_SIZE: usize = 60_000;
+pub const TEST_SIZE: usize = 10_000;
+const IMAGES_MAGIC: u32 = 2051;
+const LABELS_MAGIC: u32 = 2049;
+
+/// The standard file names, without `.gz`.
+pub const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// Where the data comes from and how much of it to use.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DataOptions {
+    /// Explicit directory (`--data-dir`); searched first.
+    pub data_dir: Option<PathBuf>,
+    /// Use only the first N training examples.
+    pub train_subset: Option<usize>,
+    /// Use only the first N test examples.
+    pub test_subset: Option<usize>,
+    /// A tiny generated dataset instead of Fashion-MNIST (tests, smoke runs).
+    pub synthetic: bool,
+}
+
+/// What exactly was trained on: recorded in `run.json` and part of the cache
+/// key of sweep runs, so results on different data are never mixed.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct DataIdentity {
+    /// The directory the files were read from, or `synthetic`.
+    pub source: String,
+    /// SHA-256 of each file as found on disk (name, hex digest).
+    pub files: Vec<(String, String)>,
+    pub train_examples: usize,
+    pub test_examples: usize,
+}
+
+impl DataIdentity {
+    /// A short digest of the identity, used in cache keys (the source
+    /// directory is deliberately left out: the same bytes elsewhere are the
+    /// same data).
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (name, sha) in &self.files {
+            h.update(name.as_bytes());
+            h.update(sha.as_bytes());
+        }
+        h.update(format!("{}/{}", self.train_examples, self.test_examples).as_bytes());
+        hex(&h.finalize()[..8])
+    }
+}
+
+/// Fashion-MNIST on a device: images [n, 784] f32 in [0, 1], labels [n] u32.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub train_x: Tensor,
+    pub train_y: Tensor,
+    pub test_x: Tensor,
+    pub test_y: Tensor,
+    pub identity: DataIdentity,
+}
+
+impl Dataset {
+    pub fn train_len(&self) -> usize {
+        self.identity.train_examples
+    }
+    pub fn test_len(&self) -> usize {
+        self.identity.test_examples
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The places searched for the data, in order, each with why it is there.
+pub fn search_path(explicit: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(dir) = explicit {
+        out.push((dir.to_path_buf(), "--data-dir"));
+    }
+    if let Some(dir) = std::env::var_os("DROP_EXP_DATA").filter(|d| !d.is_empty()) {
+        out.push((PathBuf::from(dir), "$DROP_EXP_DATA"));
+    }
+    out.push((PathBuf::from("data/fashion-mnist"), "./data/fashion-mnist"));
+    if let Some(dir) = cache_dir() {
+        out.push((dir, "user cache directory"));
+    }
+    out.push((
+        PathBuf::from("/usr/share/datasets/fashion-mnist"),
+        "Debian package dataset-fashion-mnist",
+    ));
+    out
+}
+
+/// Where downloaded data is kept.
+pub fn cache_dir() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("drop-exp").join("fashion-mnist"))
+}
+
+/// The path of one of the four files in `dir`, gzipped or plain.
+fn file_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    [format!("{name}.gz"), name.to_string()]
+        .into_iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+}
+
+fn missing_files(dir: &Path) -> Vec<&'static str> {
+    FILES
+        .iter()
+        .copied()
+        .filter(|n| file_in(dir, n).is_none())
+        .collect()
+}
+
+/// Finds a directory holding all four files. An explicitly named directory
+/// (`--data-dir`, `$DROP_EXP_DATA`) that lacks some of them is an error, not
+/// something to skip silently.
+pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    for (dir, why) in search_path(explicit) {
+        let missing = missing_files(&dir);
+        if missing.is_empty() {
+            return Ok(Some(dir));
+        }
+        let named = why.starts_with('-') || why.starts_with('$');
+        if named {
+            if !dir.is_dir() {
+                bail!(
+                    "{why} points to {}, which is not a directory; give the directory that \
+                     holds the Fashion-MNIST IDX files",
+                    dir.display()
+                );
+            }
+            bail!(
+                "{why} directory {} lacks {} (gzipped or not); it needs all four of {}",
+                dir.display(),
+                missing.join(", "),
+                FILES.join(", ")
+            );
+        }
+    }
+    Ok(None)
+}
+
+fn not_found_error(explicit: Option<&Path>, download_error: Option<String>) -> anyhow::Error {
+    let places: Vec<String> = search_path(explicit)
+        .iter()
+        .map(|(d, why)| format!("  {} ({why})", d.display()))
+        .collect();
+    let dl = match download_error {
+        Some(e) => format!("Downloading it failed too: {e}\n"),
+        None => String::new(),
+    };
+    anyhow::anyhow!(
+        "Fashion-MNIST was not found. Looked in:\n{}\n{dl}Fix: install it offline with \
+         `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass --data-dir DIR \
+         with the four IDX files ({}), gzipped or not.",
+        places.join("\n"),
+        FILES.join(", ")
+    )
+}
+
+/// Finds (or downloads) and loads the data, validated, onto `dev`.
+pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
+    if opts.synthetic {
+        return synthetic(opts, dev);
+    }
+    let dir = match locate(opts.data_dir.as_deref())? {
+        Some(dir) => dir,
+        None => match download() {
+            Ok(dir) => dir,
+            Err(e) => return Err(not_found_error(opts.data_dir.as_deref(), Some(format!("{e:#}")))),
+        },
+    };
+    load_dir(&dir, opts, dev)
+}
+
+/// Loads the four files from `dir`.
+pub fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
+    let mut files = Vec::new();
+    let mut read = |name: &str| -> Result<(PathBuf, Vec<u8>)> {
+        let path = file_in(dir, name)
+            .with_context(|| format!("{} is missing from {}", name, dir.display()))?;
+        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            hex(&Sha256::digest(&raw)),
+        ));
+        let bytes = maybe_gunzip(&raw).with_context(|| {
+            format!(
+                "{} is not a valid gzip file (truncated or corrupt); delete it and reinstall \
+                 or re-download the data",
+                path.display()
+            )
+        })?;
+        Ok((path, bytes))
+    };
+    let (p, b) = read(FILES[0])?;
+    let train_images = parse_images(&b, &p, TRAIN_SIZE)?;
+    let (p, b) = read(FILES[1])?;
+    let train_labels = parse_labels(&b, &p, TRAIN_SIZE)?;
+    let (p, b) = read(FILES[2])?;
+    let test_images = parse_images(&b, &p, TEST_SIZE)?;
+    let (p, b) = read(FILES[3])?;
+    let test_labels = parse_labels(&b, &p, TEST_SIZE)?;
+    let raw = RawData {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+    };
+    raw.into_dataset(dir.display().to_string(), files, opts, dev)
+}
+
+/// Images as bytes (row-major, 784 per image) and labels, before subsetting.
+pub struct RawData {
+    pub train_images: Vec<u8>,
+    pub train_labels: Vec<u8>,
+    pub test_images: Vec<u8>,
+    pub test_labels: Vec<u8>,
+}
+
+impl RawData {
+    fn into_dataset(
+        self,
+        source: String,
+        files: Vec<(String, String)>,
+        opts: &DataOptions,
+        dev: &Device,
+    ) -> Result<Dataset> {
+        let n_train = self.train_labels.len();
+        let n_test = self.test_labels.len();
+        let train_n = subset(opts.train_subset, n_train, "--train-subset")?;
+        let test_n = subset(opts.test_subset, n_test, "--test-subset")?;
+        let images = |bytes: &[u8], n: usize| -> Result<Tensor> {
+            let px: Vec<f32> = bytes[..n * IMAGE_PIXELS]
+                .iter()
+                .map(|&b| b as f32 / 255.0)
+                .collect();
+            Ok(Tensor::from_vec(px, (n, IMAGE_PIXELS), dev)?)
+        };
+        let labels = |bytes: &[u8], n: usize| -> Result<Tensor> {
+            let ys: Vec<u32> = bytes[..n].iter().map(|&b| b as u32).collect();
+            Ok(Tensor::from_vec(ys, n, dev)?)
+        };
+        Ok(Dataset {
+            train_x: images(&self.train_images, train_n)?,
+            train_y: labels(&self.train_labels, train_n)?,
+            test_x: images(&self.test_images, test_n)?,
+            test_y: labels(&self.test_labels, test_n)?,
+            identity: DataIdentity {
+                source,
+                files,
+                train_examples: train_n,
+                test_examples: test_n,
+            },
+        })
+    }
+}
+
+fn subset(requested: Option<usize>, available: usize, flag: &str) -> Result<usize> {
+    match requested {
+        None => Ok(available),
+        Some(0) => bail!("{flag} 0 leaves no examples; give a positive number"),
+        Some(n) if n > available => {
+            bail!("{flag} {n} is larger than the {available} examples available; give at most {available}")
+        }
+        Some(n) => Ok(n),
+    }
+}
+
+fn maybe_gunzip(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::GzDecoder::new(raw).read_to_end(&mut out)?;
+        Ok(out)
+    } else {
+        Ok(raw.to_vec())
+    }
+}
+
+fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+/// Parses an IDX3 image file holding exactly `expected` 28x28 images.
+pub fn parse_images(bytes: &[u8], path: &Path, expected: usize) -> Result<Vec<u8>> {
+    let p = path.display();
+    if bytes.len() < 16 {
+        bail!("{p}: only {} bytes, too short for an IDX image header (16 bytes); the file is truncated", bytes.len());
+    }
+    let magic = be_u32(bytes, 0);
+    if magic != IMAGES_MAGIC {
+        bail!("{p}: bad magic number {magic} (expected {IMAGES_MAGIC} for IDX images); this is not an image file, or it is corrupt");
+    }
+    let (n, rows, cols) = (
+        be_u32(bytes, 4) as usize,
+        be_u32(bytes, 8) as usize,
+        be_u32(bytes, 12) as usize,
+    );
+    if rows != IMAGE_SIDE || cols != IMAGE_SIDE {
+        bail!("{p}: images are {rows}x{cols}, expected {IMAGE_SIDE}x{IMAGE_SIDE}");
+    }
+    if n != expected {
+        bail!("{p}: header says {n} images, expected {expected}; use the complete Fashion-MNIST files");
+    }
+    let want = 16 + n * IMAGE_PIXELS;
+    if bytes.len() != want {
+        bail!(
+            "{p}: {} bytes, but {n} images need exactly {want}; the file is {}",
+            bytes.len(),
+            if bytes.len() < want { "truncated" } else { "followed by extra data" }
+        );
+    }
+    Ok(bytes[16..].to_vec())
+}
+
+/// Parses an IDX1 label file holding exactly `expected` labels in 0..=9.
+pub fn parse_labels(bytes: &[u8], path: &Path, expected: usize) -> Result<Vec<u8>> {
+    let p = path.display();
+    if bytes.len() < 8 {
+        bail!("{p}: only {} bytes, too short for an IDX label header (8 bytes); the file is truncated", bytes.len());
+    }
+    let magic = be_u32(bytes, 0);
+    if magic != LABELS_MAGIC {
+        bail!("{p}: bad magic number {magic} (expected {LABELS_MAGIC} for IDX labels); this is not a label file, or it is corrupt");
+    }
+    let n = be_u32(bytes, 4) as usize;
+    if n != expected {
+        bail!("{p}: header says {n} labels, expected {expected} (image and label counts must match)");
+    }
+    if bytes.len() != 8 + n {
+        bail!(
+            "{p}: {} bytes, but {n} labels need exactly {}; the file is {}",
+            bytes.len(),
+            8 + n,
+            if bytes.len() < 8 + n { "truncated" } else { "followed by extra data" }
+        );
+    }
+    let labels = &bytes[8..];
+    if let Some(i) = labels.iter().position(|&l| l as usize >= CLASSES) {
+        bail!("{p}: label {} at index {i} is outside 0..=9; the file is corrupt", labels[i]);
+    }
+    Ok(labels.to_vec())
+}
+
+/// Encodes images as an IDX3 file (used for the download cache and tests).
+pub fn encode_images(images: &[u8], n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + images.len());
+    for v in [IMAGES_MAGIC, n as u32, IMAGE_SIDE as u32, IMAGE_SIDE as u32] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(images);
+    out
+}
+
+/// Encodes labels as an IDX1 file.
+pub fn encode_labels(labels: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + labels.len());
+    out.extend_from_slice(&LABELS_MAGIC.to_be_bytes());
+    out.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    out.extend_from_slice(labels);
+    out
+}
+
+/// Where the original Fashion-MNIST files are published (Zalando Research).
+const UPSTREAM: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
+
+/// Downloads the four original files into the cache directory with `curl`
+/// (which draws its own progress bar), validates them, and returns the
+/// directory. Nothing is left in the cache unless all four arrived.
+fn download() -> Result<PathBuf> {
+    if std::env::var_os("DROP_EXP_NO_DOWNLOAD").is_some() {
+        bail!("download disabled by $DROP_EXP_NO_DOWNLOAD");
+    }
+    let dir = cache_dir().context("no user cache directory on this system")?;
+    let staging = dir.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
+    eprintln!(
+        "Fashion-MNIST not found locally; downloading it (about 30 MB) into {}",
+        dir.display()
+    );
+    let result = (|| -> Result<()> {
+        for name in FILES {
+            let file = format!("{name}.gz");
+            let status = std::process::Command::new("curl")
+                .args(["--fail", "--location", "--progress-bar", "--max-time", "600", "-o"])
+                .arg(staging.join(&file))
+                .arg(format!("{UPSTREAM}/{file}"))
+                .status()
+                .context("could not run `curl` (is it installed?)")?;
+            if !status.success() {
+                bail!("curl could not fetch {UPSTREAM}/{file} ({status})");
+            }
+        }
+        // Validate before the files become visible to later runs.
+        load_dir(&staging, &DataOptions::default(), &Device::Cpu)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for name in FILES {
+        let file = format!("{name}.gz");
+        std::fs::rename(staging.join(&file), dir.join(&file))
+            .with_context(|| format!("moving {file} into {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(dir)
+}
+
+/// A tiny deterministic stand-in for Fashion-MNIST (1200 train, 300 test
+/// 28x28 images): each class lights a different horizontal band, plus noise.
+/// It exists so that tests and smoke runs take seconds; results on it mean
+/// nothing about Fashion-MNIST.
+fn synthetic(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
+    let mut rng = crate::rng::Rng::new(0xda7a, crate::rng::Stream::Init);
+    let mut make = |n: usize| {
+        let mut images = vec![0u8; n * IMAGE_PIXELS];
+        let mut labels = vec![0u8; n];
+        for i in 0..n {
+            let class = (rng.next_u64() % CLASSES as u64) as usize;
+            labels[i] = class as u8;
+            for (j, px) in images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+                .iter_mut()
+                .enumerate()
+            {
+                let row = j / IMAGE_SIDE;
+                let signal = if row / 3 == class { 220.0 } else { 0.0 };
+                let noise = rng.uniform() * 100.0;
+                *px = (signal + noise).min(255.0) as u8;
+            }
+        }
+        (images, labels)
+    };
+    let (train_images, train_labels) = make(1200);
+    let (test_images, test_labels) = make(300);
+    RawData {
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+    }
+    .into_dataset(
+        "synthetic".into(),
+        vec![("synthetic-v1".into(), "0".into())],
+        opts,
+        dev,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> PathBuf {
+        PathBuf::from("f")
+    }
+
+    #[test]
+    fn roundtrip_images_and_labels() {
+        let imgs = vec![7u8; 3 * IMAGE_PIXELS];
+        assert_eq!(parse_images(&encode_images(&imgs, 3), &p(), 3).unwrap(), imgs);
+        let labels = vec![0u8, 9, 4];
+        assert_eq!(parse_labels(&encode_labels(&labels), &p(), 3).unwrap(), labels);
+    }
+
+    #[test]
+    fn rejects_bad_magic() {
+        let mut b = encode_labels(&[1, 2]);
+        b[2] = 9;
+        let e = parse_labels(&b, &p(), 2).unwrap_err().to_string();
+        assert!(e.contains("bad magic"), "{e}");
+        let e = parse_images(&encode_labels(&[1]), &p(), 1).unwrap_err().to_string();
+        assert!(e.contains("too short") || e.contains("bad magic"), "{e}");
+    }
+
+    #[test]
+    fn rejects_truncated_and_extra() {
+        let b = encode_images(&vec![0u8; 2 * IMAGE_PIXELS], 2);
+        let e = parse_images(&b[..b.len() - 1], &p(), 2).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let mut long = b.clone();
+        long.push(0);
+        let e = parse_images(&long, &p(), 2).unwrap_err().to_string();
+        assert!(e.contains("extra data"), "{e}");
+    }
+
+    #[test]
+    fn rejects_count_mismatch_and_bad_labels() {
+        let e = parse_labels(&encode_labels(&[1, 2]), &p(), 3).unwrap_err().to_string();
+        assert!(e.contains("expected 3"), "{e}");
+        let e = parse_labels(&encode_labels(&[1, 10]), &p(), 2).unwrap_err().to_string();
+        assert!(e.contains("label 10 at index 1"), "{e}");
+    }
+
+    #[test]
+    fn subset_bounds() {
+        assert_eq!(subset(None, 10, "--x").unwrap(), 10);
+        assert_eq!(subset(Some(4), 10, "--x").unwrap(), 4);
+        assert!(subset(Some(11), 10, "--x").is_err());
+        assert!(subset(Some(0), 10, "--x").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! drop-exp: measured, reproducible answers to the exercises of the Dropout
+//! section of Dive into Deep Learning, on candle.
+//!
+//! Data flows one way: flags + config -> runs ([`train`]) -> rows -> CSV,
+//! plots, verdicts.
+
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod output;
+pub mod regularizers;
+pub mod rng;
+pub mod run;
+pub mod stats;
+pub mod train;
+
+/// The version and commit this binary was built from.
+pub fn provenance() -> (&'static str, &'static str) {
+    (env!("CARGO_PKG_VERSION"), env!("DROP_EXP_GIT_COMMIT"))
+}

@@ -1,0 +1,107 @@
+//! Inverted dropout on activations (Srivastava et al. 2014), as the book's
+//! from-scratch `dropout_layer`:
+//!
+//! ```text
+//! h' = 0           with probability p
+//! h' = h / (1 - p) otherwise          so that E[h'] = h
+//! ```
+//!
+//! An element is kept where a uniform draw u satisfies u > p. p = 0 is the
+//! identity and draws nothing; p = 1 drops everything (all zeros).
+
+use candle_core::{Result, Tensor};
+
+use super::{host_noise, NoiseCtx, Regularizer};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Dropout {
+    p: f32,
+}
+
+impl Dropout {
+    /// `p` is the drop probability, in [0, 1].
+    pub fn new(p: f64) -> Self {
+        assert!((0.0..=1.0).contains(&p), "dropout p must be in [0, 1], got {p}");
+        Self { p: p as f32 }
+    }
+}
+
+impl Regularizer for Dropout {
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        if self.p == 0.0 {
+            return Ok(xs.clone());
+        }
+        if self.p == 1.0 {
+            return xs.zeros_like();
+        }
+        let p = self.p;
+        let scale = 1.0 / (1.0 - p);
+        // The mask already carries the 1/(1-p) scale: one multiply. Autograd
+        // keeps it alive until backward.
+        let mask = host_noise(ctx.rng, xs.shape(), xs.device(), |u| {
+            if u > p {
+                scale
+            } else {
+                0.0
+            }
+        })?;
+        xs.mul(&mask)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regularizers::testutil::moments;
+    use crate::rng::{Rng, Stream};
+    use candle_core::Device;
+
+    fn apply(p: f64, xs: &Tensor) -> Vec<Vec<f32>> {
+        let mut rng = Rng::new(0, Stream::Noise);
+        let mut ctx = NoiseCtx {
+            rng: &mut rng,
+            progress: 0.0,
+        };
+        Dropout::new(p)
+            .activations(xs, &mut ctx)
+            .unwrap()
+            .to_vec2()
+            .unwrap()
+    }
+
+    /// The book's own example: X = arange(16) as 2x8 with p = 0, 0.5, 1.
+    #[test]
+    fn book_example() {
+        let xs = Tensor::arange(0f32, 16., &Device::Cpu)
+            .unwrap()
+            .reshape((2, 8))
+            .unwrap();
+        let orig: Vec<Vec<f32>> = xs.to_vec2().unwrap();
+        assert_eq!(apply(0.0, &xs), orig);
+        assert!(apply(1.0, &xs).iter().flatten().all(|&v| v == 0.0));
+        let half = apply(0.5, &xs);
+        for (row, orow) in half.iter().zip(&orig) {
+            for (&v, &o) in row.iter().zip(orow) {
+                assert!(v == 0.0 || v == 2.0 * o, "{v} is neither 0 nor 2*{o}");
+            }
+        }
+    }
+
+    /// On 10^6 elements of value 1 the keep rate is 1-p and the mean is 1.
+    /// The kept fraction has sd sqrt(p(1-p)/n) <= 0.0005; the mean's sd is
+    /// that divided by (1-p). We allow 5 standard deviations.
+    #[test]
+    fn keep_rate_and_mean_preserved() {
+        for p in [0.2, 0.5, 0.8] {
+            let n = 1_000_000;
+            let (mean, var) = moments(&Dropout::new(p), 1.0, n);
+            let sd_mean = (p * (1.0 - p) / n as f64).sqrt() / (1.0 - p);
+            assert!((mean - 1.0).abs() < 5.0 * sd_mean, "p={p} mean={mean}");
+            // Var[h'] = h^2 p/(1-p) for inverted dropout.
+            let want = p / (1.0 - p);
+            assert!((var - want).abs() < 0.02 * want.max(1.0), "p={p} var={var} want={want}");
+            let keep = (mean * (1.0 - p)) as f64;
+            assert!((keep - (1.0 - p)).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt());
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Regularisers that plug into the model's slot after each hidden layer.
+//!
+//! Each is one small type implementing [`Regularizer`]. It may transform the
+//! layer's activations, its weight matrix, or both, in training mode only; in
+//! evaluation mode the model never calls it. The model holds a
+//! `Box<dyn Regularizer>` per hidden layer and does not know which kind it
+//! was given.
+//!
+//! Every random number comes from the [`NoiseCtx`]'s seeded generator: masks
+//! and noise are drawn on the host in bulk and uploaded as one tensor.
+
+mod dropout;
+
+pub use dropout::Dropout;
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{Device, Result, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// What a regulariser sees besides its input: the run's noise stream and how
+/// far training has progressed.
+pub struct NoiseCtx<'a> {
+    pub rng: &'a mut Rng,
+    /// Fraction of training done, in [0, 1] (for schedules).
+    pub progress: f64,
+}
+
+/// A training-time transformation of one hidden layer.
+pub trait Regularizer: Send + Sync + fmt::Debug {
+    /// Transforms the layer's activations (after the ReLU). Default: identity.
+    fn activations(&self, xs: &Tensor, _ctx: &mut NoiseCtx) -> Result<Tensor> {
+        Ok(xs.clone())
+    }
+    /// Transforms the layer's weight matrix before it is used. Default: identity.
+    fn weights(&self, w: &Tensor, _ctx: &mut NoiseCtx) -> Result<Tensor> {
+        Ok(w.clone())
+    }
+}
+
+/// The identity: no regularisation.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity;
+
+impl Regularizer for Identity {}
+
+/// The kinds of regulariser, each with one strength parameter `p` per layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegKind {
+    /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
+    Dropout,
+}
+
+impl RegKind {
+    pub const ALL: &'static [RegKind] = &[RegKind::Dropout];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RegKind::Dropout => "dropout",
+        }
+    }
+
+    /// Builds the regulariser for strength `p` (already validated to be in [0, 1]).
+    pub fn build(self, p: f64) -> Box<dyn Regularizer> {
+        if p == 0.0 {
+            return Box::new(Identity);
+        }
+        match self {
+            RegKind::Dropout => Box::new(Dropout::new(p)),
+        }
+    }
+}
+
+impl fmt::Display for RegKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RegKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        RegKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = RegKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown regulariser `{s}`; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// Draws a host buffer of `shape` uniforms, maps each through `f` and uploads
+/// the result to `dev` as one tensor.
+pub(crate) fn host_noise(
+    rng: &mut Rng,
+    shape: &Shape,
+    dev: &Device,
+    f: impl Fn(f32) -> f32,
+) -> Result<Tensor> {
+    let mut buf = vec![0f32; shape.elem_count()];
+    rng.fill_uniform(&mut buf);
+    for x in buf.iter_mut() {
+        *x = f(*x);
+    }
+    Tensor::from_vec(buf, shape, dev)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use crate::rng::{Rng, Stream};
+
+    /// Applies `reg` to a large tensor of ones*`h` and returns (mean, variance) of the output.
+    pub fn moments(reg: &dyn Regularizer, h: f32, n: usize) -> (f64, f64) {
+        let xs = Tensor::full(h, (n / 1000, 1000), &Device::Cpu).unwrap();
+        let mut rng = Rng::new(42, Stream::Noise);
+        let mut ctx = NoiseCtx {
+            rng: &mut rng,
+            progress: 0.5,
+        };
+        let out = reg.activations(&xs, &mut ctx).unwrap();
+        let v: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        (mean, var)
+    }
+}

@@ -1,0 +1,179 @@
+//! End-to-end tests of the real binary. They run on the hidden `--synthetic`
+//! dataset (1200 tiny examples) so each takes about a second; one test uses
+//! the real Fashion-MNIST when it is installed (CI installs it).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::str::contains;
+use tempfile::TempDir;
+
+fn bin() -> Command {
+    let mut c = Command::cargo_bin("drop-exp").unwrap();
+    c.env_remove("DROP_EXP_DATA").env("DROP_EXP_NO_DOWNLOAD", "1");
+    c
+}
+
+/// `run` on the synthetic data into `out`, with extra flags.
+fn run_synthetic(out: &Path, extra: &[&str]) {
+    bin()
+        .args(["run", "--synthetic", "--epochs", "3", "--batch-size", "64", "--out"])
+        .arg(out)
+        .args(extra)
+        .assert()
+        .success();
+}
+
+/// metrics.csv without its timing columns (the last two).
+fn metrics_without_timing(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    text.lines()
+        .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn run_writes_metrics_and_run_json() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    run_synthetic(&out, &[]);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,seconds"
+    );
+    assert_eq!(lines.count(), 3);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["config"]["p1"], 0.2);
+    assert_eq!(json["seed"], 0);
+    assert_eq!(json["diverged"], false);
+    assert_eq!(json["data"]["source"], "synthetic");
+    assert!(json["finished_at"].is_string());
+    // No temporary files left behind.
+    let names: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn same_seed_is_byte_identical_across_thread_counts() {
+    let tmp = TempDir::new().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_synthetic(&a, &["--seed", "5", "--threads", "1"]);
+    run_synthetic(&b, &["--seed", "5", "--threads", "2"]);
+    assert_eq!(metrics_without_timing(&a), metrics_without_timing(&b));
+}
+
+#[test]
+fn different_seeds_differ() {
+    let tmp = TempDir::new().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_synthetic(&a, &["--seed", "1"]);
+    run_synthetic(&b, &["--seed", "2"]);
+    assert_ne!(metrics_without_timing(&a), metrics_without_timing(&b));
+}
+
+#[test]
+fn synthetic_task_is_learned() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    run_synthetic(&out, &[]);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let last = csv.lines().last().unwrap();
+    let acc: f64 = last.split(',').nth(4).unwrap().parse().unwrap();
+    assert!(acc > 0.9, "test acc {acc} on the synthetic task");
+}
+
+#[test]
+fn invalid_flags_fail_at_parse_time() {
+    for (flag, value) in [("--p1", "1.2"), ("--lr", "0"), ("--batch-size", "0"), ("--epochs", "0")] {
+        bin()
+            .args(["run", "--synthetic", flag, value])
+            .assert()
+            .code(2)
+            .stderr(contains(flag));
+    }
+}
+
+#[test]
+fn missing_data_lists_places_and_fixes() {
+    let tmp = TempDir::new().unwrap();
+    bin()
+        .args(["run", "--data-dir"])
+        .arg(tmp.path())
+        .assert()
+        .failure()
+        .stderr(contains("lacks"))
+        .stderr(contains("train-images-idx3-ubyte"));
+}
+
+#[test]
+fn corrupt_data_names_the_file() {
+    let tmp = TempDir::new().unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        std::fs::write(tmp.path().join(name), b"\0\0\x08\x03garbage-garbage").unwrap();
+    }
+    bin()
+        .args(["run", "--data-dir"])
+        .arg(tmp.path())
+        .assert()
+        .failure()
+        .stderr(contains("train-images-idx3-ubyte"))
+        .stderr(contains("expected 28x28"));
+}
+
+#[test]
+fn diverging_run_exits_non_zero_and_keeps_metrics() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    bin()
+        .args(["run", "--synthetic", "--epochs", "5", "--lr", "1e30", "--out"])
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(contains("diverged"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["diverged"], true);
+    assert!(out.join("metrics.csv").is_file());
+}
+
+#[test]
+fn every_command_has_an_example_in_help() {
+    bin().args(["run", "--help"]).assert().success().stdout(contains("Example"));
+    bin().arg("--help").assert().success().stdout(contains("Example"));
+}
+
+/// One epoch on the real data reaches the floor the book's own `train_ch3`
+/// asserts (test accuracy > 0.7). At the book's lr 0.5 and batch 256 the first
+/// epoch sits on the plateau that the tiny N(0, 0.01) init causes (0.69 on the
+/// full set for seed 0), so this uses lr 0.1 and batch 32 on half the set:
+/// 0.775 for seed 0 here. Skipped when Fashion-MNIST is not installed.
+#[test]
+fn real_data_one_epoch_beats_book_floor() {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if !dir.join("train-images-idx3-ubyte.gz").is_file() {
+        eprintln!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    bin()
+        .args(["run", "--epochs", "1", "--train-subset", "30000", "--lr", "0.1"])
+        .args(["--batch-size", "32", "--seed", "0", "--data-dir"])
+        .arg(dir)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let acc: f64 = csv.lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    assert!(acc > 0.7, "test accuracy {acc} after one epoch");
+}
