@@ -27,8 +27,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train one model and write its per-epoch metrics (metrics.csv, run.json).
-    #[command(after_help = "Examples:\n  drop-exp run\n  drop-exp run --p1 0.5 --p2 0.2 --seed 3 --out results/swapped\n  \
-                            drop-exp run --epochs 1 --train-subset 5000 --test-subset 1000")]
+    #[command(
+        after_help = "Examples:\n  drop-exp run\n  drop-exp run --p1 0.5 --p2 0.2 --seed 3 --out results/swapped\n  \
+                            drop-exp run --epochs 1 --train-subset 5000 --test-subset 1000"
+    )]
     Run(RunArgs),
 }
 
@@ -141,7 +143,9 @@ pub fn parse_prob(s: &str) -> Result<f64, String> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{s} is outside [0, 1]; a dropout probability must be between 0 and 1"))
+        Err(format!(
+            "{s} is outside [0, 1]; a dropout probability must be between 0 and 1"
+        ))
     }
 }
 
@@ -208,6 +212,13 @@ mod tests {
         let cli = parse(&["run", "--p1", "1", "--p2", "0", "--train-subset", "60000"]).unwrap();
         let Command::Run(a) = cli.command;
         assert_eq!((a.hyper.p1, a.hyper.p2), (1.0, 0.0));
-        assert_eq!(a.hyper.config(), TrainConfig { p1: 1.0, p2: 0.0, ..TrainConfig::default() });
+        assert_eq!(
+            a.hyper.config(),
+            TrainConfig {
+                p1: 1.0,
+                p2: 0.0,
+                ..TrainConfig::default()
+            }
+        );
     }
 }

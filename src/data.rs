@@ -191,7 +191,12 @@ pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
         Some(dir) => dir,
         None => match download() {
             Ok(dir) => dir,
-            Err(e) => return Err(not_found_error(opts.data_dir.as_deref(), Some(format!("{e:#}")))),
+            Err(e) => {
+                return Err(not_found_error(
+                    opts.data_dir.as_deref(),
+                    Some(format!("{e:#}")),
+                ))
+            }
         },
     };
     load_dir(&dir, opts, dev)
@@ -331,7 +336,11 @@ pub fn parse_images(bytes: &[u8], path: &Path, expected: usize) -> Result<Vec<u8
         bail!(
             "{p}: {} bytes, but {n} images need exactly {want}; the file is {}",
             bytes.len(),
-            if bytes.len() < want { "truncated" } else { "followed by extra data" }
+            if bytes.len() < want {
+                "truncated"
+            } else {
+                "followed by extra data"
+            }
         );
     }
     Ok(bytes[16..].to_vec())
@@ -349,19 +358,28 @@ pub fn parse_labels(bytes: &[u8], path: &Path, expected: usize) -> Result<Vec<u8
     }
     let n = be_u32(bytes, 4) as usize;
     if n != expected {
-        bail!("{p}: header says {n} labels, expected {expected} (image and label counts must match)");
+        bail!(
+            "{p}: header says {n} labels, expected {expected} (image and label counts must match)"
+        );
     }
     if bytes.len() != 8 + n {
         bail!(
             "{p}: {} bytes, but {n} labels need exactly {}; the file is {}",
             bytes.len(),
             8 + n,
-            if bytes.len() < 8 + n { "truncated" } else { "followed by extra data" }
+            if bytes.len() < 8 + n {
+                "truncated"
+            } else {
+                "followed by extra data"
+            }
         );
     }
     let labels = &bytes[8..];
     if let Some(i) = labels.iter().position(|&l| l as usize >= CLASSES) {
-        bail!("{p}: label {} at index {i} is outside 0..=9; the file is corrupt", labels[i]);
+        bail!(
+            "{p}: label {} at index {i} is outside 0..=9; the file is corrupt",
+            labels[i]
+        );
     }
     Ok(labels.to_vec())
 }
@@ -397,8 +415,7 @@ fn download() -> Result<PathBuf> {
     }
     let dir = cache_dir().context("no user cache directory on this system")?;
     let staging = dir.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::create_dir_all(&staging)
-        .with_context(|| format!("creating {}", staging.display()))?;
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     eprintln!(
         "Fashion-MNIST not found locally; downloading it (about 30 MB) into {}",
         dir.display()
@@ -407,7 +424,14 @@ fn download() -> Result<PathBuf> {
         for name in FILES {
             let file = format!("{name}.gz");
             let status = std::process::Command::new("curl")
-                .args(["--fail", "--location", "--progress-bar", "--max-time", "600", "-o"])
+                .args([
+                    "--fail",
+                    "--location",
+                    "--progress-bar",
+                    "--max-time",
+                    "600",
+                    "-o",
+                ])
                 .arg(staging.join(&file))
                 .arg(format!("{UPSTREAM}/{file}"))
                 .status()
@@ -485,9 +509,15 @@ mod tests {
     #[test]
     fn roundtrip_images_and_labels() {
         let imgs = vec![7u8; 3 * IMAGE_PIXELS];
-        assert_eq!(parse_images(&encode_images(&imgs, 3), &p(), 3).unwrap(), imgs);
+        assert_eq!(
+            parse_images(&encode_images(&imgs, 3), &p(), 3).unwrap(),
+            imgs
+        );
         let labels = vec![0u8, 9, 4];
-        assert_eq!(parse_labels(&encode_labels(&labels), &p(), 3).unwrap(), labels);
+        assert_eq!(
+            parse_labels(&encode_labels(&labels), &p(), 3).unwrap(),
+            labels
+        );
     }
 
     #[test]
@@ -496,14 +526,18 @@ mod tests {
         b[2] = 9;
         let e = parse_labels(&b, &p(), 2).unwrap_err().to_string();
         assert!(e.contains("bad magic"), "{e}");
-        let e = parse_images(&encode_labels(&[1]), &p(), 1).unwrap_err().to_string();
+        let e = parse_images(&encode_labels(&[1]), &p(), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("too short") || e.contains("bad magic"), "{e}");
     }
 
     #[test]
     fn rejects_truncated_and_extra() {
         let b = encode_images(&vec![0u8; 2 * IMAGE_PIXELS], 2);
-        let e = parse_images(&b[..b.len() - 1], &p(), 2).unwrap_err().to_string();
+        let e = parse_images(&b[..b.len() - 1], &p(), 2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("truncated"), "{e}");
         let mut long = b.clone();
         long.push(0);
@@ -513,9 +547,13 @@ mod tests {
 
     #[test]
     fn rejects_count_mismatch_and_bad_labels() {
-        let e = parse_labels(&encode_labels(&[1, 2]), &p(), 3).unwrap_err().to_string();
+        let e = parse_labels(&encode_labels(&[1, 2]), &p(), 3)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected 3"), "{e}");
-        let e = parse_labels(&encode_labels(&[1, 10]), &p(), 2).unwrap_err().to_string();
+        let e = parse_labels(&encode_labels(&[1, 10]), &p(), 2)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("label 10 at index 1"), "{e}");
     }
 

@@ -65,7 +65,11 @@ impl Mlp {
     /// The book's model with one regulariser per hidden layer. All random
     /// numbers come from `init_rng`, so the initial weights depend only on it.
     pub fn new(slots: Vec<Box<dyn Regularizer>>, init_rng: &mut Rng, dev: &Device) -> Result<Self> {
-        assert_eq!(slots.len(), WIDTHS.len() - 2, "one regulariser per hidden layer");
+        assert_eq!(
+            slots.len(),
+            WIDTHS.len() - 2,
+            "one regulariser per hidden layer"
+        );
         let layers = WIDTHS
             .windows(2)
             .map(|w| Linear::new(w[0], w[1], init_rng, dev))
@@ -104,7 +108,11 @@ impl Mlp {
                 }
                 Some(slot) => {
                     let r = z.relu()?;
-                    h = if train { slot.activations(&r, ctx)? } else { r.clone() };
+                    h = if train {
+                        slot.activations(&r, ctx)?
+                    } else {
+                        r.clone()
+                    };
                     relu.push(r);
                     after.push(h.clone());
                 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::cli::RunArgs;
 use crate::data::{self, DataIdentity};
-use crate::output::{now_rfc3339, write_csv, write_json};
 use crate::model::Mlp;
+use crate::output::{now_rfc3339, write_csv, write_json};
 use crate::train::{self, EpochRow, TrainConfig, TrainHook};
 
 /// The provenance and outcome written to `run.json`.
@@ -36,9 +36,11 @@ impl EpochBar {
     pub fn new(epochs: usize, prefix: String) -> Self {
         let bar = ProgressBar::new(epochs as u64);
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed}, eta {eta})")
-                .unwrap()
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed}, eta {eta})",
+            )
+            .unwrap()
+            .progress_chars("=> "),
         );
         bar.set_prefix(prefix);
         Self(bar)

@@ -136,7 +136,9 @@ pub fn train(
                 let gb = grads.get(&layer.b).context("no gradient for a bias")?;
                 // w <- w - lr * (g + wd * w), b <- b - lr * g
                 let w = layer.w.as_tensor();
-                layer.w.set(&(w.affine(1.0 - lr * wd, 0.0)? - (gw * lr)?)?)?;
+                layer
+                    .w
+                    .set(&(w.affine(1.0 - lr * wd, 0.0)? - (gw * lr)?)?)?;
                 layer.b.set(&(layer.b.as_tensor() - (gb * lr)?)?)?;
             }
             loss_sum = (loss_sum + (loss.detach() * len as f64)?)?;

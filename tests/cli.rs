@@ -10,14 +10,23 @@ use tempfile::TempDir;
 
 fn bin() -> Command {
     let mut c = Command::cargo_bin("drop-exp").unwrap();
-    c.env_remove("DROP_EXP_DATA").env("DROP_EXP_NO_DOWNLOAD", "1");
+    c.env_remove("DROP_EXP_DATA")
+        .env("DROP_EXP_NO_DOWNLOAD", "1");
     c
 }
 
 /// `run` on the synthetic data into `out`, with extra flags.
 fn run_synthetic(out: &Path, extra: &[&str]) {
     bin()
-        .args(["run", "--synthetic", "--epochs", "3", "--batch-size", "64", "--out"])
+        .args([
+            "run",
+            "--synthetic",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--out",
+        ])
         .arg(out)
         .args(extra)
         .assert()
@@ -53,7 +62,10 @@ fn run_writes_metrics_and_run_json() {
     assert_eq!(json["data"]["source"], "synthetic");
     assert!(json["finished_at"].is_string());
     // No temporary files left behind.
-    let names: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    let names: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -88,7 +100,12 @@ fn synthetic_task_is_learned() {
 
 #[test]
 fn invalid_flags_fail_at_parse_time() {
-    for (flag, value) in [("--p1", "1.2"), ("--lr", "0"), ("--batch-size", "0"), ("--epochs", "0")] {
+    for (flag, value) in [
+        ("--p1", "1.2"),
+        ("--lr", "0"),
+        ("--batch-size", "0"),
+        ("--epochs", "0"),
+    ] {
         bin()
             .args(["run", "--synthetic", flag, value])
             .assert()
@@ -134,7 +151,15 @@ fn diverging_run_exits_non_zero_and_keeps_metrics() {
     let tmp = TempDir::new().unwrap();
     let out = tmp.path().join("r");
     bin()
-        .args(["run", "--synthetic", "--epochs", "5", "--lr", "1e30", "--out"])
+        .args([
+            "run",
+            "--synthetic",
+            "--epochs",
+            "5",
+            "--lr",
+            "1e30",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .failure()
@@ -147,8 +172,16 @@ fn diverging_run_exits_non_zero_and_keeps_metrics() {
 
 #[test]
 fn every_command_has_an_example_in_help() {
-    bin().args(["run", "--help"]).assert().success().stdout(contains("Example"));
-    bin().arg("--help").assert().success().stdout(contains("Example"));
+    bin()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("Example"));
+    bin()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(contains("Example"));
 }
 
 /// One epoch on the real data reaches the floor the book's own `train_ch3`
@@ -166,7 +199,15 @@ fn real_data_one_epoch_beats_book_floor() {
     let tmp = TempDir::new().unwrap();
     let out = tmp.path().join("r");
     bin()
-        .args(["run", "--epochs", "1", "--train-subset", "30000", "--lr", "0.1"])
+        .args([
+            "run",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "30000",
+            "--lr",
+            "0.1",
+        ])
         .args(["--batch-size", "32", "--seed", "0", "--data-dir"])
         .arg(dir)
         .arg("--out")
@@ -174,6 +215,14 @@ fn real_data_one_epoch_beats_book_floor() {
         .assert()
         .success();
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    let acc: f64 = csv.lines().nth(1).unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    let acc: f64 = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(acc > 0.7, "test accuracy {acc} after one epoch");
 }

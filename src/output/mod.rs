@@ -24,7 +24,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot move {} into place as {}", tmp.display(), path.display())
+        format!(
+            "cannot move {} into place as {}",
+            tmp.display(),
+            path.display()
+        )
     })
 }
 
@@ -34,7 +38,7 @@ pub fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
     for r in rows {
         w.serialize(r)?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Writes rows as CSV, atomically.

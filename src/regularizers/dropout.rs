@@ -21,7 +21,10 @@ pub struct Dropout {
 impl Dropout {
     /// `p` is the drop probability, in [0, 1].
     pub fn new(p: f64) -> Self {
-        assert!((0.0..=1.0).contains(&p), "dropout p must be in [0, 1], got {p}");
+        assert!(
+            (0.0..=1.0).contains(&p),
+            "dropout p must be in [0, 1], got {p}"
+        );
         Self { p: p as f32 }
     }
 }
@@ -99,8 +102,11 @@ mod tests {
             assert!((mean - 1.0).abs() < 5.0 * sd_mean, "p={p} mean={mean}");
             // Var[h'] = h^2 p/(1-p) for inverted dropout.
             let want = p / (1.0 - p);
-            assert!((var - want).abs() < 0.02 * want.max(1.0), "p={p} var={var} want={want}");
-            let keep = (mean * (1.0 - p)) as f64;
+            assert!(
+                (var - want).abs() < 0.02 * want.max(1.0),
+                "p={p} var={var} want={want}"
+            );
+            let keep = mean * (1.0 - p);
             assert!((keep - (1.0 - p)).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt());
         }
     }

@@ -90,7 +90,10 @@ impl FromStr for RegKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = RegKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown regulariser `{s}`; expected one of {}", names.join(", "))
+                format!(
+                    "unknown regulariser `{s}`; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
