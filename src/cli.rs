@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::data::{DataOptions, TEST_SIZE, TRAIN_SIZE};
 use crate::regularizers::RegKind;
+use crate::sweep::Shard;
 use crate::train::TrainConfig;
 
 #[derive(Debug, Parser)]
@@ -32,6 +33,98 @@ pub enum Command {
                             drop-exp run --epochs 1 --train-subset 5000 --test-subset 1000"
     )]
     Run(RunArgs),
+    /// Exercise 1: swap and vary the dropout rates of the two hidden layers.
+    #[command(
+        after_help = "Examples:\n  drop-exp swap-rates\n  drop-exp swap-rates --grid 0,0.2,0.5,0.8 --seeds 3\n  \
+                            drop-exp swap-rates --epochs 3 --seeds 2 --train-subset 10000   # quick look"
+    )]
+    SwapRates(SwapRatesArgs),
+    /// Exercise 2: train longer (default 50 epochs) with and without dropout.
+    #[command(
+        after_help = "Examples:\n  drop-exp longer\n  drop-exp longer --epochs 100 --jobs 2\n  \
+                            drop-exp longer --epochs 15 --seeds 3 --train-subset 20000   # quick look"
+    )]
+    Longer(LongerArgs),
+    /// Exercise 5: dropout against weight decay, and both together.
+    #[command(
+        after_help = "Examples:\n  drop-exp compare-wd --epochs 50\n  drop-exp compare-wd --weight-decays 0,1e-4,1e-3\n  \
+                            drop-exp compare-wd --shard 1/2 --out part1   # then merge"
+    )]
+    CompareWd(CompareWdArgs),
+    /// Combine the output folders of a sharded sweep (`--shard K/N`).
+    #[command(
+        after_help = "Example:\n  drop-exp compare-wd --shard 1/2 --out a & drop-exp compare-wd --shard 2/2 --out b; \
+                            drop-exp merge --out results/compare-wd a b"
+    )]
+    Merge(MergeArgs),
+}
+
+/// Flags every experiment (sweep) takes.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Number of seeds (seeds 0..N-1) [default: from the experiment's TOML, usually 5].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub seeds: Option<u32>,
+    /// Epochs per run [default: from the experiment's TOML].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub epochs: Option<u32>,
+    /// SGD learning rate [default: 0.5].
+    #[arg(long, value_parser = parse_positive)]
+    pub lr: Option<f64>,
+    /// Mini-batch size [default: 256].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: Option<u32>,
+    /// TOML file overriding the experiment's defaults (experiments/<name>.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output folder [default: results/<experiment>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Runs trained at once; the threads are split between them. Results do not depend on it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// Run only the K-th of N slices of the run list (for job arrays); combine with `merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Redo runs already stored in the output folder.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SwapRatesArgs {
+    /// Sweep every (p1, p2) pair of this comma-separated list of rates, and draw a heatmap.
+    #[arg(long, value_delimiter = ',', value_parser = parse_prob, value_name = "P,P,...")]
+    pub grid: Option<Vec<f64>>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LongerArgs {
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareWdArgs {
+    /// Comma-separated weight decays (lambda >= 0); 0 is always included as the baseline.
+    #[arg(long, value_delimiter = ',', value_parser = parse_nonnegative, value_name = "L,L,...")]
+    pub weight_decays: Option<Vec<f64>>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// Folder to write the merged outputs to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Output folders of the shards.
+    #[arg(required = true, value_name = "FOLDER")]
+    pub folders: Vec<PathBuf>,
 }
 
 /// Where and how to compute: shared by every training command.
@@ -201,6 +294,11 @@ mod tests {
             (vec!["run", "--test-subset", "10001"], "--test-subset"),
             (vec!["run", "--weight-decay=-1"], "--weight-decay"),
             (vec!["run", "--reg", "magic"], "--reg"),
+            (vec!["swap-rates", "--grid", "0,1.5"], "--grid"),
+            (vec!["swap-rates", "--seeds", "0"], "--seeds"),
+            (vec!["longer", "--shard", "3/2"], "--shard"),
+            (vec!["longer", "--jobs", "0"], "--jobs"),
+            (vec!["compare-wd", "--weight-decays=-1"], "--weight-decays"),
         ] {
             let err = parse(&args).unwrap_err().to_string();
             assert!(err.contains(flag), "{args:?}: {err}");
@@ -210,7 +308,9 @@ mod tests {
     #[test]
     fn accepts_edge_values() {
         let cli = parse(&["run", "--p1", "1", "--p2", "0", "--train-subset", "60000"]).unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!()
+        };
         assert_eq!((a.hyper.p1, a.hyper.p2), (1.0, 0.0));
         assert_eq!(
             a.hyper.config(),

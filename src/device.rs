@@ -24,6 +24,16 @@ pub fn setup(args: &ComputeArgs) -> Result<Device> {
     open(args.device)
 }
 
+/// As [`setup`], then splits the threads between `jobs` concurrent runs.
+pub fn setup_jobs(args: &ComputeArgs, jobs: usize) -> Result<Device> {
+    let dev = setup(args)?;
+    if jobs > 1 {
+        let per_job = (threads() / jobs).max(1);
+        std::env::set_var("RAYON_NUM_THREADS", per_job.to_string());
+    }
+    Ok(dev)
+}
+
 fn open(kind: DeviceKind) -> Result<Device> {
     match kind {
         DeviceKind::Cpu => Ok(Device::Cpu),

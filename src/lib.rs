@@ -4,15 +4,19 @@
 //! Data flows one way: flags + config -> runs ([`train`]) -> rows -> CSV,
 //! plots, verdicts.
 
+pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod experiments;
 pub mod model;
 pub mod output;
+
 pub mod regularizers;
 pub mod rng;
 pub mod run;
 pub mod stats;
+pub mod sweep;
 pub mod train;
 
 /// The version and commit this binary was built from.

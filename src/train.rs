@@ -21,6 +21,11 @@ use crate::model::Mlp;
 use crate::regularizers::{NoiseCtx, RegKind};
 use crate::rng::{Rng, Stream};
 
+/// Revision of the training arithmetic. Part of every sweep cache key: bump
+/// it whenever a change alters the numbers a seeded run produces, so stored
+/// runs from older code are not reused.
+pub const TRAINER_REVISION: u32 = 1;
+
 /// Everything that determines a run, besides its seed and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,14 +62,24 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRow {
     pub epoch: usize,
+    // JSON has no NaN: a diverged epoch's values are stored as null.
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub train_acc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
     /// Seconds spent in the training pass of this epoch.
     pub train_seconds: f64,
     /// Seconds for the whole epoch, evaluation included.
     pub seconds: f64,
+}
+
+/// Reads a JSON null (how serde_json writes NaN) back as NaN.
+pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Hooks into the loop, for progress bars and probes.

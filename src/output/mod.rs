@@ -2,6 +2,8 @@
 //! (rows in, bytes out); [`write_atomic`] is the only way a file is written,
 //! so an interrupted command never leaves a half-written output behind.
 
+pub mod plot;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -32,11 +34,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Serialises rows as CSV with a header line.
+/// Serialises rows as CSV with a header line. Rows go through JSON objects
+/// so that `#[serde(flatten)]` works (the csv crate cannot flatten); field
+/// order is kept, and NaN (JSON null) is written as `NaN`.
 pub fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Option<Vec<String>> = None;
     for r in rows {
-        w.serialize(r)?;
+        let serde_json::Value::Object(map) = serde_json::to_value(r)? else {
+            anyhow::bail!("a CSV row must serialise to an object");
+        };
+        if header.is_none() {
+            let h: Vec<String> = map.keys().cloned().collect();
+            w.write_record(&h)?;
+            header = Some(h);
+        }
+        let cells = map.values().map(|v| match v {
+            serde_json::Value::Null => "NaN".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        w.write_record(cells)?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -1,0 +1,324 @@
+//! From stored runs to the rows of `runs.csv`, `summary.csv` and
+//! `comparisons.csv`. Pure functions: runs in, rows out.
+//!
+//! The headline metric of every verdict is the test accuracy averaged over
+//! a run's last three epochs (robust to the single-epoch swings of lr 0.5);
+//! final-epoch and best-epoch accuracy are reported beside it.
+
+use serde::Serialize;
+
+use crate::regularizers::RegKind;
+use crate::stats::{self, Estimate, TTest};
+use crate::sweep::StoredRun;
+use crate::train::{EpochRow, TrainConfig};
+
+/// Epochs averaged by the headline metric.
+pub const LAST_K: usize = 3;
+
+/// Per-run summary numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunMetrics {
+    /// Mean test accuracy of the last (up to) three epochs.
+    pub last3: f64,
+    pub final_acc: f64,
+    pub best: f64,
+    pub best_epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    /// Final train accuracy minus final test accuracy.
+    pub gap: f64,
+}
+
+impl RunMetrics {
+    pub fn of(rows: &[EpochRow]) -> Self {
+        let last = rows.last().expect("a run has at least one epoch");
+        let tail = &rows[rows.len().saturating_sub(LAST_K)..];
+        let best = rows
+            .iter()
+            .max_by(|a, b| a.test_acc.total_cmp(&b.test_acc))
+            .unwrap();
+        Self {
+            last3: tail.iter().map(|r| r.test_acc).sum::<f64>() / tail.len() as f64,
+            final_acc: last.test_acc,
+            best: best.test_acc,
+            best_epoch: best.epoch,
+            train_loss: last.train_loss,
+            train_acc: last.train_acc,
+            gap: last.train_acc - last.test_acc,
+        }
+    }
+}
+
+/// The metrics compared between configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Last3,
+    Final,
+    Best,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::Last3, Metric::Final, Metric::Best];
+    pub fn of(self, m: &RunMetrics) -> f64 {
+        match self {
+            Metric::Last3 => m.last3,
+            Metric::Final => m.final_acc,
+            Metric::Best => m.best,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Last3 => "last3",
+            Metric::Final => "final",
+            Metric::Best => "best",
+        }
+    }
+}
+
+/// The configuration columns shared by every CSV.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigCols {
+    pub label: String,
+    pub reg: RegKind,
+    pub p1: f64,
+    pub p2: f64,
+    pub weight_decay: f64,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub epochs: usize,
+}
+
+impl ConfigCols {
+    pub fn new(label: &str, c: &TrainConfig) -> Self {
+        Self {
+            label: label.to_string(),
+            reg: c.reg,
+            p1: c.p1,
+            p2: c.p2,
+            weight_decay: c.weight_decay,
+            lr: c.lr,
+            batch_size: c.batch_size,
+            epochs: c.epochs,
+        }
+    }
+}
+
+/// One row of `runs.csv`: one epoch of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    #[serde(flatten)]
+    pub config: ConfigCols,
+    pub seed: u64,
+    pub diverged: bool,
+    #[serde(flatten)]
+    pub epoch: EpochRow,
+}
+
+pub fn run_rows(runs: &[&StoredRun]) -> Vec<RunRow> {
+    runs.iter()
+        .flat_map(|r| {
+            r.rows.iter().map(|e| RunRow {
+                config: ConfigCols::new(&r.spec.label, &r.spec.config),
+                seed: r.spec.seed,
+                diverged: r.diverged,
+                epoch: e.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The runs of one configuration (all seeds), in seed order.
+#[derive(Debug, Clone)]
+pub struct Group<'a> {
+    pub label: String,
+    pub config: TrainConfig,
+    pub runs: Vec<&'a StoredRun>,
+}
+
+impl Group<'_> {
+    /// (seed, metrics) of the runs that did not diverge.
+    pub fn finished(&self) -> Vec<(u64, RunMetrics)> {
+        self.runs
+            .iter()
+            .filter(|r| !r.diverged && !r.rows.is_empty())
+            .map(|r| (r.spec.seed, RunMetrics::of(&r.rows)))
+            .collect()
+    }
+    pub fn diverged(&self) -> usize {
+        self.runs.iter().filter(|r| r.diverged).count()
+    }
+    pub fn values(&self, metric: Metric) -> Vec<f64> {
+        self.finished().iter().map(|(_, m)| metric.of(m)).collect()
+    }
+    /// Mean test accuracy per epoch over the finished runs, with its 95% CI.
+    pub fn curve(&self, f: impl Fn(&EpochRow) -> f64) -> Vec<(usize, Estimate)> {
+        let runs: Vec<_> = self.runs.iter().filter(|r| !r.diverged).collect();
+        let epochs = runs.iter().map(|r| r.rows.len()).min().unwrap_or(0);
+        (0..epochs)
+            .map(|e| {
+                let xs: Vec<f64> = runs.iter().map(|r| f(&r.rows[e])).collect();
+                (e + 1, Estimate::of(&xs))
+            })
+            .collect()
+    }
+}
+
+/// Groups runs by label, keeping first-appearance order.
+pub fn groups<'a>(runs: &[&'a StoredRun]) -> Vec<Group<'a>> {
+    let mut out: Vec<Group<'a>> = Vec::new();
+    for r in runs {
+        match out.iter_mut().find(|g| g.label == r.spec.label) {
+            Some(g) => g.runs.push(r),
+            None => out.push(Group {
+                label: r.spec.label.clone(),
+                config: r.spec.config.clone(),
+                runs: vec![r],
+            }),
+        }
+    }
+    for g in &mut out {
+        g.runs.sort_by_key(|r| r.spec.seed);
+    }
+    out
+}
+
+/// One row of `summary.csv`: one configuration over its seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryRow {
+    #[serde(flatten)]
+    pub config: ConfigCols,
+    /// Runs that finished (did not diverge).
+    pub n: usize,
+    pub n_diverged: usize,
+    pub last3_mean: f64,
+    pub last3_sd: f64,
+    pub last3_ci_low: f64,
+    pub last3_ci_high: f64,
+    pub final_mean: f64,
+    pub final_sd: f64,
+    pub final_ci_low: f64,
+    pub final_ci_high: f64,
+    pub best_mean: f64,
+    pub best_sd: f64,
+    pub best_epoch_mean: f64,
+    pub train_loss_mean: f64,
+    pub train_loss_sd: f64,
+    pub train_acc_mean: f64,
+    pub train_acc_sd: f64,
+    pub gap_mean: f64,
+    pub gap_sd: f64,
+}
+
+pub fn summary(g: &Group) -> SummaryRow {
+    let f = g.finished();
+    let col = |get: fn(&RunMetrics) -> f64| {
+        Estimate::of(&f.iter().map(|(_, m)| get(m)).collect::<Vec<_>>())
+    };
+    let (l3, fin, best) = (col(|m| m.last3), col(|m| m.final_acc), col(|m| m.best));
+    let (tl, ta, gap) = (col(|m| m.train_loss), col(|m| m.train_acc), col(|m| m.gap));
+    SummaryRow {
+        config: ConfigCols::new(&g.label, &g.config),
+        n: f.len(),
+        n_diverged: g.diverged(),
+        last3_mean: l3.mean,
+        last3_sd: l3.sd,
+        last3_ci_low: l3.ci_low,
+        last3_ci_high: l3.ci_high,
+        final_mean: fin.mean,
+        final_sd: fin.sd,
+        final_ci_low: fin.ci_low,
+        final_ci_high: fin.ci_high,
+        best_mean: best.mean,
+        best_sd: best.sd,
+        best_epoch_mean: stats::mean(
+            &f.iter()
+                .map(|(_, m)| m.best_epoch as f64)
+                .collect::<Vec<_>>(),
+        ),
+        train_loss_mean: tl.mean,
+        train_loss_sd: tl.sd,
+        train_acc_mean: ta.mean,
+        train_acc_sd: ta.sd,
+        gap_mean: gap.mean,
+        gap_sd: gap.sd,
+    }
+}
+
+/// One row of `comparisons.csv`: b minus a on one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: String,
+    pub b: String,
+    pub metric: Metric,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    #[serde(flatten)]
+    pub test: TTest,
+    pub significant: bool,
+}
+
+/// Compares configuration `b` against `a` on `metric`: paired by seed over the
+/// seeds both finished (runs of one seed share init and batch order), or
+/// Welch's test when fewer than two seeds pair.
+pub fn compare(a: &Group, b: &Group, metric: Metric) -> Comparison {
+    let (fa, fb) = (a.finished(), b.finished());
+    let pairs: Vec<(f64, f64)> = fa
+        .iter()
+        .filter_map(|(s, ma)| {
+            fb.iter()
+                .find(|(t, _)| t == s)
+                .map(|(_, mb)| (metric.of(ma), metric.of(mb)))
+        })
+        .collect();
+    let (va, vb) = (a.values(metric), b.values(metric));
+    let test = if pairs.len() >= 2 {
+        let (x, y): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+        stats::paired(&x, &y)
+    } else {
+        stats::welch(&va, &vb)
+    };
+    Comparison {
+        a: a.label.clone(),
+        b: b.label.clone(),
+        metric,
+        mean_a: stats::mean(&va),
+        mean_b: stats::mean(&vb),
+        significant: test.significant(),
+        test,
+    }
+}
+
+/// Percentage points, signed, for verdict text.
+pub fn pts(x: f64) -> String {
+    format!("{:+.2}", 100.0 * x)
+}
+
+/// A sentence on one comparison, e.g. "+0.41 points (95% CI -0.10 to +0.92,
+/// paired t-test p = 0.09, n = 5): not significant".
+pub fn describe(c: &Comparison) -> String {
+    if c.test.n >= 2 && c.test.diff == 0.0 && c.test.ci_low == c.test.ci_high {
+        return format!("no difference (identical in all {} seeds)", c.test.n);
+    }
+    if c.test.n < 2 || c.test.p.is_nan() {
+        return format!(
+            "{} points, but with n = {} the seeds are too few to test it",
+            pts(c.test.diff),
+            c.test.n
+        );
+    }
+    format!(
+        "{} points (95% CI {} to {}, {} t-test p = {:.3}, n = {}): {}",
+        pts(c.test.diff),
+        pts(c.test.ci_low),
+        pts(c.test.ci_high),
+        c.test.test,
+        c.test.p,
+        c.test.n,
+        if c.significant {
+            "significant"
+        } else {
+            "not significant"
+        }
+    )
+}

@@ -1,0 +1,210 @@
+//! Exercise 2: longer training with and without dropout.
+//!
+//! Question: the book trains for 10 epochs. Over many more epochs, how do the
+//! models with and without dropout compare: does the one without dropout
+//! overfit (train accuracy rising while test accuracy stalls or falls), and
+//! does dropout's advantage grow?
+//!
+//! Hypothesis: without dropout the generalisation gap keeps widening and test
+//! accuracy peaks early; with dropout the gap stays small and test accuracy
+//! keeps improving, so the difference grows with the budget.
+//!
+//! Swept: the (p1, p2) pairs of `experiments/longer.toml` (book's rates and
+//! none) for `--epochs` (default 50), x seeds.
+//!
+//! Outputs (besides the common CSVs): `verdict.md`; `curves.png` (train and
+//! test loss and accuracy per epoch, mean and 95% band); `gap.png` (train
+//! minus test accuracy per epoch). The verdict reports final and best-epoch
+//! accuracy, where each configuration peaks, how the gap evolves and the
+//! blow-ups seen (epochs where the training loss jumps by more than half).
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use crate::analysis::{describe, Group, Metric};
+use crate::output::plot::{self, Panel, Series};
+use crate::train::{EpochRow, TrainConfig};
+
+pub const DEFAULTS: &str = include_str!("../../experiments/longer.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// (p1, p2) pairs; the first is the reference.
+    pub rates: Vec<[f64; 2]>,
+}
+
+impl super::CheckSettings for Settings {
+    fn check(&self) -> Result<(), String> {
+        if self.rates.is_empty() {
+            return Err("`rates` is empty; give at least one [p1, p2] pair".into());
+        }
+        super::check_probs("rates", self.rates.iter().flatten().copied())
+    }
+}
+
+pub struct Longer {
+    common: Common,
+    settings: Settings,
+}
+
+impl Longer {
+    pub fn new(common: Common, settings: Settings) -> Self {
+        Self { common, settings }
+    }
+}
+
+/// Epochs, over all runs of a group, where the training loss rose by more
+/// than half relative to the previous epoch.
+pub fn blowups(g: &Group) -> usize {
+    g.runs
+        .iter()
+        .map(|r| {
+            r.rows
+                .windows(2)
+                .filter(|w| w[1].train_loss > 1.5 * w[0].train_loss || w[1].train_loss.is_nan())
+                .count()
+        })
+        .sum()
+}
+
+impl Experiment for Longer {
+    fn name(&self) -> &'static str {
+        "longer"
+    }
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.settings).unwrap()
+    }
+    fn configs(&self) -> Vec<(String, TrainConfig)> {
+        let base = self.common.base_config();
+        self.settings
+            .rates
+            .iter()
+            .map(|&[p1, p2]| {
+                (
+                    rates_label(p1, p2),
+                    TrainConfig {
+                        p1,
+                        p2,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect()
+    }
+    fn pairs(&self) -> Vec<(String, String)> {
+        let labels: Vec<String> = self.configs().into_iter().map(|(l, _)| l).collect();
+        labels[1..]
+            .iter()
+            .map(|l| (labels[0].clone(), l.clone()))
+            .collect()
+    }
+
+    fn report(&self, r: &Report) -> Result<()> {
+        let series = |f: fn(&EpochRow) -> f64| -> Vec<Series> {
+            r.groups
+                .iter()
+                .map(|g| {
+                    Series::band(
+                        g.label.clone(),
+                        g.curve(f)
+                            .into_iter()
+                            .map(|(e, est)| (e as f64, est.mean, est.ci_low, est.ci_high))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| Panel {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: y.into(),
+            series: series(f),
+            ..Default::default()
+        };
+        plot::panels(
+            &r.out.join("curves.png"),
+            "Exercise 2: longer training, with and without dropout (mean, 95% band)",
+            &[
+                panel("train loss (training mode)", "cross-entropy", |e| {
+                    e.train_loss
+                }),
+                panel("test loss (eval mode)", "cross-entropy", |e| e.test_loss),
+                panel("train accuracy (training mode)", "accuracy", |e| {
+                    e.train_acc
+                }),
+                panel("test accuracy (eval mode)", "accuracy", |e| e.test_acc),
+            ],
+            2,
+        )?;
+        plot::panels(
+            &r.out.join("gap.png"),
+            "Exercise 2: generalisation gap (mean, 95% band)",
+            &[panel(
+                "train accuracy minus test accuracy",
+                "accuracy points (fraction)",
+                |e| e.train_acc - e.test_acc,
+            )],
+            1,
+        )?;
+        write_verdict(r.out, &self.verdict(r))
+    }
+}
+
+impl Longer {
+    fn verdict(&self, r: &Report) -> String {
+        let mut v = format!(
+            "# Exercise 2: longer training with and without dropout\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs; comparisons paired by seed.\n\n",
+            seeds_note(&self.common)
+        );
+        for (a, b) in self.pairs() {
+            for (m, what) in [
+                (Metric::Last3, "over the last 3 epochs"),
+                (Metric::Final, "at the final epoch"),
+                (Metric::Best, "at each run's best epoch"),
+            ] {
+                if let Some(c) = r.comparison(&a, &b, m) {
+                    v += &format!("- {b} minus {a}, test accuracy {what}: {}.\n", describe(c));
+                }
+            }
+        }
+        v += "\n";
+        let early = 10.min(self.common.epochs as usize);
+        for g in &r.groups {
+            let s = r
+                .summary
+                .iter()
+                .find(|s| s.config.label == g.label)
+                .unwrap();
+            let gap = g.curve(|e| e.train_acc - e.test_acc);
+            let gap_at = |epoch: usize| {
+                gap.get(epoch.saturating_sub(1))
+                    .map_or(f64::NAN, |(_, e)| e.mean)
+            };
+            let test = g.curve(|e| e.test_acc);
+            let peak = test
+                .iter()
+                .max_by(|a, b| a.1.mean.total_cmp(&b.1.mean))
+                .map_or(0, |(e, _)| *e);
+            v += &format!(
+                "- **{}**: final test accuracy {:.2}%, best {:.2}% (runs peak at epoch {:.1} on average; the mean curve peaks at epoch {peak}). Gap (train - test accuracy) {:+.2} points at epoch {early}, {:+.2} at epoch {}. Training-loss blow-ups (loss up by more than half in one epoch): {}; diverged runs: {}.\n",
+                g.label,
+                100.0 * s.final_mean,
+                100.0 * s.best_mean,
+                s.best_epoch_mean,
+                100.0 * gap_at(early),
+                100.0 * gap_at(gap.len()),
+                gap.len(),
+                blowups(g),
+                s.n_diverged,
+            );
+        }
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+}

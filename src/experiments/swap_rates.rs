@@ -1,0 +1,258 @@
+//! Exercise 1: swapping and varying the dropout rates of the two layers.
+//!
+//! Question: the book drops 20% of the first hidden layer's units and 50% of
+//! the second's. What if the rates are swapped (0.5 first, 0.2 second), or
+//! both equal, or zero? Does the order matter, and by how much?
+//!
+//! Hypothesis: heavier dropout on the first, wider-input layer discards more
+//! information the rest of the network cannot recover, so the swapped rates
+//! should do slightly worse than the book's.
+//!
+//! Swept: the (p1, p2) pairs of `experiments/swap-rates.toml`, or with
+//! `--grid a,b,...` every pair of the list (p1 x p2), x seeds.
+//!
+//! Outputs (besides the common CSVs): `verdict.md`; `bars.png` (headline
+//! accuracy per configuration with 95% CI); `curves.png` (test accuracy and
+//! train loss per epoch, mean and 95% band); with `--grid`, `heatmap.png`
+//! (mean headline accuracy for every p1 x p2). Comparisons are every
+//! configuration against the book's rates (the first pair).
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use crate::analysis::{describe, pts, Metric};
+use crate::output::plot;
+use crate::train::TrainConfig;
+
+pub const DEFAULTS: &str = include_str!("../../experiments/swap-rates.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// (p1, p2) pairs; the first is the reference.
+    pub rates: Vec<[f64; 2]>,
+    /// When set, every (p1, p2) in grid x grid, replacing `rates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Vec<f64>>,
+}
+
+impl super::CheckSettings for Settings {
+    fn check(&self) -> Result<(), String> {
+        if self.rates.is_empty() {
+            return Err("`rates` is empty; give at least one [p1, p2] pair".into());
+        }
+        super::check_probs("rates", self.rates.iter().flatten().copied())?;
+        if let Some(g) = &self.grid {
+            if g.is_empty() {
+                return Err("`grid` is empty; give at least one rate".into());
+            }
+            super::check_probs("grid", g.iter().copied())?;
+        }
+        Ok(())
+    }
+}
+
+pub struct SwapRates {
+    common: Common,
+    settings: Settings,
+}
+
+impl SwapRates {
+    pub fn new(common: Common, settings: Settings) -> Self {
+        Self { common, settings }
+    }
+
+    fn pairs_swept(&self) -> Vec<[f64; 2]> {
+        match &self.settings.grid {
+            Some(g) => g
+                .iter()
+                .flat_map(|&a| g.iter().map(move |&b| [a, b]))
+                .collect(),
+            None => self.settings.rates.clone(),
+        }
+    }
+
+    /// Pairs (a, b), a < b, swept in both orders: (a, b) and (b, a). The
+    /// book's order (lower rate first) comes first.
+    fn swaps(&self) -> Vec<(f64, f64)> {
+        let swept = self.pairs_swept();
+        swept
+            .iter()
+            .filter(|[a, b]| a < b && swept.contains(&[*b, *a]))
+            .map(|[a, b]| (*a, *b))
+            .collect()
+    }
+
+    /// The reference: the book's rates when swept, else the first pair.
+    fn reference(&self) -> [f64; 2] {
+        let pairs = self.pairs_swept();
+        pairs
+            .iter()
+            .copied()
+            .find(|p| *p == [0.2, 0.5])
+            .unwrap_or(pairs[0])
+    }
+}
+
+impl Experiment for SwapRates {
+    fn name(&self) -> &'static str {
+        "swap-rates"
+    }
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.settings).unwrap()
+    }
+    fn configs(&self) -> Vec<(String, TrainConfig)> {
+        let base = self.common.base_config();
+        self.pairs_swept()
+            .into_iter()
+            .map(|[p1, p2]| {
+                (
+                    rates_label(p1, p2),
+                    TrainConfig {
+                        p1,
+                        p2,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect()
+    }
+    fn pairs(&self) -> Vec<(String, String)> {
+        let [r1, r2] = self.reference();
+        let reference = rates_label(r1, r2);
+        let mut out: Vec<(String, String)> = self
+            .configs()
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| *l != reference)
+            .map(|l| (reference.clone(), l))
+            .collect();
+        for (a, b) in self.swaps() {
+            let pair = (rates_label(a, b), rates_label(b, a));
+            if !out.contains(&pair) {
+                out.push(pair);
+            }
+        }
+        out
+    }
+
+    fn report(&self, r: &Report) -> Result<()> {
+        let bars: Vec<(String, f64, f64, f64)> = r
+            .summary
+            .iter()
+            .map(|s| {
+                (
+                    s.config.label.clone(),
+                    s.last3_mean,
+                    s.last3_ci_low,
+                    s.last3_ci_high,
+                )
+            })
+            .collect();
+        plot::bars(
+            &r.out.join("bars.png"),
+            "Exercise 1: test accuracy by dropout rates (mean of last 3 epochs, 95% CI)",
+            "test accuracy",
+            &bars,
+        )?;
+        super::accuracy_curves(
+            r,
+            &r.out.join("curves.png"),
+            "Exercise 1: dropout rates (p1, p2)",
+        )?;
+        if let Some(grid) = &self.settings.grid {
+            let values: Vec<Vec<f64>> = grid
+                .iter()
+                .map(|&p1| {
+                    grid.iter()
+                        .map(|&p2| {
+                            r.summary
+                                .iter()
+                                .find(|s| s.config.p1 == p1 && s.config.p2 == p2)
+                                .map_or(f64::NAN, |s| s.last3_mean)
+                        })
+                        .collect()
+                })
+                .collect();
+            plot::heatmap(
+                &r.out.join("heatmap.png"),
+                "Exercise 1: test accuracy (%) by dropout rates, mean of last 3 epochs",
+                "p2 (after second hidden layer)",
+                "p1 (after first hidden layer)",
+                grid,
+                grid,
+                &values,
+            )?;
+        }
+        write_verdict(r.out, &self.verdict(r))
+    }
+}
+
+impl SwapRates {
+    fn verdict(&self, r: &Report) -> String {
+        let [r1, r2] = self.reference();
+        let reference = rates_label(r1, r2);
+        let mut v = format!(
+            "# Exercise 1: swapping the dropout rates\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs. Differences are paired by seed (same init and batch order).\n\n",
+            seeds_note(&self.common)
+        );
+        let swaps = self.swaps();
+        if swaps.is_empty() {
+            v += "No pair of rates was swept in both orders, so this sweep says nothing about swapping.\n\n";
+        }
+        for (a, b) in swaps {
+            let (low, high) = (rates_label(a, b), rates_label(b, a));
+            if let Some(c) = r.comparison(&low, &high, Metric::Last3) {
+                v += &format!(
+                    "**Swapping {low} to {high}** (the higher rate first) changes test accuracy by {}. ",
+                    describe(c)
+                );
+                for m in [Metric::Final, Metric::Best] {
+                    if let Some(c) = r.comparison(&low, &high, m) {
+                        let which = if m == Metric::Final { "final" } else { "best" };
+                        v += &format!("On the {which} epoch: {}. ", describe(c));
+                    }
+                }
+                v += "\n\n";
+            }
+        }
+        let mut ranked: Vec<_> = r.summary.iter().filter(|s| s.n > 0).collect();
+        ranked.sort_by(|a, b| b.last3_mean.total_cmp(&a.last3_mean));
+        if let Some(best) = ranked.first() {
+            v += &format!(
+                "Best configuration: {} at {:.2}% (mean of last 3 epochs). ",
+                best.config.label,
+                100.0 * best.last3_mean
+            );
+        }
+        let sig: Vec<String> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3 && c.significant)
+            .map(|c| format!("{} ({} points, p = {:.3})", c.b, pts(c.test.diff), c.test.p))
+            .collect();
+        if sig.is_empty() {
+            v += &format!(
+                "No configuration differs significantly from {reference} at the 5% level.\n"
+            );
+        } else {
+            v += &format!(
+                "Significantly different from {reference} at the 5% level: {}.\n",
+                sig.join(", ")
+            );
+        }
+        let diverged: usize = r.summary.iter().map(|s| s.n_diverged).sum();
+        if diverged > 0 {
+            v += &format!(
+                "\n{diverged} run(s) diverged; they are counted in `summary.csv` and left out of the means and tests.\n"
+            );
+        }
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+}
