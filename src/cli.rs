@@ -57,6 +57,38 @@ pub enum Command {
                             drop-exp merge --out results/compare-wd a b"
     )]
     Merge(MergeArgs),
+    /// Compare accuracy CSVs (summary.csv or runs.csv) against a baseline; exit 1 on regression.
+    #[command(after_help = "Exit status: 0 nothing regressed, 1 something regressed, 2 unusable input.\n\n\
+                            Example:\n  drop-exp check --baseline results/baseline/summary.csv --current target/ci/summary.csv")]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The reference CSV (summary.csv or runs.csv).
+    #[arg(long, value_name = "BASE.csv")]
+    pub baseline: PathBuf,
+    /// The CSV to check (same experiment and preset).
+    #[arg(long, value_name = "CUR.csv")]
+    pub current: PathBuf,
+    /// Tolerance: allowed difference = max(K * standard error of the difference, floor).
+    #[arg(long, default_value_t = 3.0, value_parser = parse_positive)]
+    pub k: f64,
+    /// Smallest allowed accuracy difference (fraction; 0.005 = half a point).
+    #[arg(long, default_value_t = 0.005, value_parser = parse_nonnegative)]
+    pub acc_floor: f64,
+    /// Smallest allowed train-loss difference.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_nonnegative)]
+    pub loss_floor: f64,
+    /// Also compare final-epoch test accuracy (besides the last-3-epoch mean and train loss).
+    #[arg(long)]
+    pub final_epoch: bool,
+    /// Also fail when a quantity improves beyond the tolerance (to pin exact behaviour).
+    #[arg(long)]
+    pub improvements_fail: bool,
+    /// Write the comparison as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// Flags every experiment (sweep) takes.

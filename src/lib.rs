@@ -5,6 +5,7 @@
 //! plots, verdicts.
 
 pub mod analysis;
+pub mod check;
 pub mod cli;
 pub mod data;
 pub mod device;

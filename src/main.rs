@@ -4,8 +4,7 @@ use clap::Parser;
 use drop_exp::cli::{Cli, Command};
 use drop_exp::experiments::{self, compare_wd, longer, swap_rates};
 
-fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Run(args) => drop_exp::run::cmd_run(args),
         Command::SwapRates(a) => {
@@ -45,11 +44,24 @@ fn run() -> anyhow::Result<()> {
             experiments::run(&compare_wd::CompareWd::new(common, settings), s)
         }
         Command::Merge(a) => experiments::merge(&a.out, &a.folders),
+        Command::Check(_) => unreachable!("handled in main"),
     }
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let cli = Cli::parse();
+    if let Command::Check(args) = &cli.command {
+        // 0: nothing regressed, 1: regression, 2: unusable input.
+        return match drop_exp::check::cmd_check(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
