@@ -35,7 +35,16 @@ fn input_err<T>(msg: String) -> Result<T> {
 }
 
 /// The columns identifying a configuration.
-pub const CONFIG_COLUMNS: [&str; 8] = ["label", "reg", "p1", "p2", "weight_decay", "lr", "batch_size", "epochs"];
+pub const CONFIG_COLUMNS: [&str; 8] = [
+    "label",
+    "reg",
+    "p1",
+    "p2",
+    "weight_decay",
+    "lr",
+    "batch_size",
+    "epochs",
+];
 
 /// Tolerance parameters.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -73,12 +82,24 @@ pub struct Side {
 }
 
 /// The quantities compared: name, higher is better?
-const QUANTITIES: [(&str, bool); 3] = [("last3_acc", true), ("final_acc", true), ("train_loss", false)];
+const QUANTITIES: [(&str, bool); 3] = [
+    ("last3_acc", true),
+    ("final_acc", true),
+    ("train_loss", false),
+];
 
 /// The allowed difference for two sides of one quantity.
 pub fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
-    let sd_b = if base.n >= 2 && base.sd.is_finite() { base.sd } else { cur.sd };
-    let sd_c = if cur.n >= 2 && cur.sd.is_finite() { cur.sd } else { sd_b };
+    let sd_b = if base.n >= 2 && base.sd.is_finite() {
+        base.sd
+    } else {
+        cur.sd
+    };
+    let sd_c = if cur.n >= 2 && cur.sd.is_finite() {
+        cur.sd
+    } else {
+        sd_b
+    };
     let se = (sd_b.powi(2) / base.n.max(1) as f64 + sd_c.powi(2) / cur.n.max(1) as f64).sqrt();
     if se.is_finite() {
         (k * se).max(floor)
@@ -120,7 +141,11 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
         .map_err(|e| InputError(format!("{}: unreadable header: {e}", path.display())))?
         .clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let missing: Vec<&str> = CONFIG_COLUMNS.iter().copied().filter(|c| col(c).is_none()).collect();
+    let missing: Vec<&str> = CONFIG_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| col(c).is_none())
+        .collect();
     if !missing.is_empty() {
         return input_err(format!(
             "{}: missing configuration column(s) {}; give a summary.csv or runs.csv written by drop-exp",
@@ -143,9 +168,14 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
             .join(" ")
     };
     let num = |r: &csv::StringRecord, name: &str, line: usize| -> Result<f64> {
-        let i = col(name).ok_or_else(|| InputError(format!("{}: missing column `{name}`", path.display())))?;
+        let i = col(name)
+            .ok_or_else(|| InputError(format!("{}: missing column `{name}`", path.display())))?;
         let v: f64 = r[i].trim().parse().map_err(|_| {
-            InputError(format!("{}: row {line}: `{name}` is `{}`, not a number", path.display(), &r[i]))
+            InputError(format!(
+                "{}: row {line}: `{name}` is `{}`, not a number",
+                path.display(),
+                &r[i]
+            ))
         })?;
         Ok(v)
     };
@@ -163,16 +193,24 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
                 })
             };
             let mut side = Side::default();
-            side.quantities.insert("last3_acc", stat("last3_mean", "last3_sd")?);
-            side.quantities.insert("final_acc", stat("final_mean", "final_sd")?);
-            side.quantities.insert("train_loss", stat("train_loss_mean", "train_loss_sd")?);
+            side.quantities
+                .insert("last3_acc", stat("last3_mean", "last3_sd")?);
+            side.quantities
+                .insert("final_acc", stat("final_mean", "final_sd")?);
+            side.quantities
+                .insert("train_loss", stat("train_loss_mean", "train_loss_sd")?);
             if out.insert(key(r), side).is_some() {
-                return input_err(format!("{}: configuration on row {line} appears twice", path.display()));
+                return input_err(format!(
+                    "{}: configuration on row {line} appears twice",
+                    path.display()
+                ));
             }
         }
     } else if col("epoch").is_some() && col("seed").is_some() {
         // runs.csv: rows per epoch per seed; reduce to per-run values first.
-        let mut runs: BTreeMap<(String, String), Vec<(f64, f64, f64, bool)>> = BTreeMap::new();
+        // (configuration, seed) -> (epoch, test_acc, train_loss, diverged) per row.
+        type Rows = Vec<(f64, f64, f64, bool)>;
+        let mut runs: BTreeMap<(String, String), Rows> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
             let line = i + 2;
             let diverged = col("diverged").is_some_and(|c| &r[c] == "true");
@@ -193,7 +231,10 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
             let tail = &rows[rows.len().saturating_sub(crate::analysis::LAST_K)..];
             let last3 = tail.iter().map(|r| r.1).sum::<f64>() / tail.len() as f64;
             let last = rows.last().unwrap();
-            per_config.entry(k).or_default().push([last3, last.1, last.2]);
+            per_config
+                .entry(k)
+                .or_default()
+                .push([last3, last.1, last.2]);
         }
         for (k, vals) in per_config {
             let stat = |j: usize| {
@@ -220,7 +261,13 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
 }
 
 /// Compares two files.
-pub fn check(base_path: &Path, cur_path: &Path, tol: Tolerance, final_too: bool, improvements_fail: bool) -> Result<Outcome> {
+pub fn check(
+    base_path: &Path,
+    cur_path: &Path,
+    tol: Tolerance,
+    final_too: bool,
+    improvements_fail: bool,
+) -> Result<Outcome> {
     let base = read_side(base_path)?;
     let cur = read_side(cur_path)?;
     let only_base: Vec<&String> = base.keys().filter(|k| !cur.contains_key(*k)).collect();
@@ -256,7 +303,11 @@ pub fn check(base_path: &Path, cur_path: &Path, tol: Tolerance, final_too: bool,
                     bs.mean, cs.mean
                 ));
             }
-            let floor = if higher_better { tol.acc_floor } else { tol.loss_floor };
+            let floor = if higher_better {
+                tol.acc_floor
+            } else {
+                tol.loss_floor
+            };
             let allow = allowed(bs, cs, floor, tol.k);
             let diff = cs.mean - bs.mean;
             let signed = if higher_better { diff } else { -diff };
@@ -295,7 +346,11 @@ pub fn check(base_path: &Path, cur_path: &Path, tol: Tolerance, final_too: bool,
 pub fn render(o: &Outcome) -> String {
     let mut s = String::new();
     for l in &o.lines {
-        let scale = if l.quantity == "train_loss" { 1.0 } else { 100.0 };
+        let scale = if l.quantity == "train_loss" {
+            1.0
+        } else {
+            100.0
+        };
         let unit = if l.quantity == "train_loss" { "" } else { "%" };
         let label = l
             .configuration
@@ -317,7 +372,12 @@ pub fn render(o: &Outcome) -> String {
             l.verdict.to_uppercase()
         );
     }
-    let configs = o.lines.iter().map(|l| &l.configuration).collect::<std::collections::BTreeSet<_>>().len();
+    let configs = o
+        .lines
+        .iter()
+        .map(|l| &l.configuration)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     s += &format!(
         "check: {configs} configurations, {} comparisons: {} regressed, {} improved beyond tolerance: {}\n",
         o.lines.len(),
@@ -335,10 +395,17 @@ pub fn cmd_check(args: &crate::cli::CheckArgs) -> Result<bool> {
         acc_floor: args.acc_floor,
         loss_floor: args.loss_floor,
     };
-    let o = check(&args.baseline, &args.current, tol, args.final_epoch, args.improvements_fail)?;
+    let o = check(
+        &args.baseline,
+        &args.current,
+        tol,
+        args.final_epoch,
+        args.improvements_fail,
+    )?;
     print!("{}", render(&o));
     if let Some(path) = &args.json {
-        crate::output::write_json(path, &o).with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_json(path, &o)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(!o.failed)
 }
@@ -358,10 +425,16 @@ mod tests {
         let a = allowed(st(0.8, 0.01, 3), st(0.8, 0.01, 3), 0.005, 3.0);
         assert!((a - 0.0244949).abs() < 1e-6, "{a}");
         // The floor wins for tiny spreads.
-        assert_eq!(allowed(st(0.8, 0.0001, 3), st(0.8, 0.0001, 3), 0.005, 3.0), 0.005);
+        assert_eq!(
+            allowed(st(0.8, 0.0001, 3), st(0.8, 0.0001, 3), 0.005, 3.0),
+            0.005
+        );
         // A single-seed side borrows the other side's sd: se = sqrt(1e-4/3 + 1e-4/1).
         let b = allowed(st(0.8, 0.01, 3), st(0.8, f64::NAN, 1), 0.0, 3.0);
-        assert!((b - 3.0 * (1e-4f64 / 3.0 + 1e-4).sqrt()).abs() < 1e-9, "{b}");
+        assert!(
+            (b - 3.0 * (1e-4f64 / 3.0 + 1e-4).sqrt()).abs() < 1e-9,
+            "{b}"
+        );
         // Unequal n: sd_b 0.02 (n 5), sd_c 0.01 (n 2): se = sqrt(0.0004/5 + 0.0001/2) = 0.0114018.
         let c = allowed(st(0.8, 0.02, 5), st(0.8, 0.01, 2), 0.0, 2.0);
         assert!((c - 2.0 * 0.0114018).abs() < 1e-6, "{c}");

@@ -45,6 +45,31 @@ pub enum Command {
                             drop-exp longer --epochs 15 --seeds 3 --train-subset 20000   # quick look"
     )]
     Longer(LongerArgs),
+    /// Exercise 3: variance of the hidden activations over training, with and without dropout.
+    #[command(after_help = "Examples:\n  drop-exp variance --plot\n  \
+                            drop-exp variance --plot --epochs 3 --seeds 2 --train-subset 10000   # quick look")]
+    Variance(VarianceArgs),
+    /// Exercise 4: why dropout is off at test time: dropout left on, and MC dropout.
+    #[command(
+        after_help = "Examples:\n  drop-exp test-time\n  drop-exp test-time --seeds 3 --epochs 5"
+    )]
+    TestTime(LongerArgs),
+    /// Exercise 6: DropConnect (dropout on weights) against dropout at equal rates.
+    #[command(
+        after_help = "Examples:\n  drop-exp dropconnect\n  drop-exp dropconnect --epochs 3 --seeds 2 --train-subset 10000"
+    )]
+    Dropconnect(LongerArgs),
+    /// Exercise 7: other noise-injection kinds against the book's dropout.
+    #[command(
+        after_help = "Examples:\n  drop-exp noise\n  drop-exp noise --epochs 3 --seeds 2 --train-subset 10000"
+    )]
+    Noise(LongerArgs),
+    /// Run every exercise (1-7) and write REPORT.md with all the answers.
+    #[command(
+        after_help = "Examples:\n  drop-exp report            # the full defaults; writes results/REPORT.md\n  \
+                            drop-exp report --quick    # minutes, on subsets; writes results/quick/REPORT.md"
+    )]
+    Report(ReportArgs),
     /// Exercise 5: dropout against weight decay, and both together.
     #[command(
         after_help = "Examples:\n  drop-exp compare-wd --epochs 50\n  drop-exp compare-wd --weight-decays 0,1e-4,1e-3\n  \
@@ -58,8 +83,10 @@ pub enum Command {
     )]
     Merge(MergeArgs),
     /// Compare accuracy CSVs (summary.csv or runs.csv) against a baseline; exit 1 on regression.
-    #[command(after_help = "Exit status: 0 nothing regressed, 1 something regressed, 2 unusable input.\n\n\
-                            Example:\n  drop-exp check --baseline results/baseline/summary.csv --current target/ci/summary.csv")]
+    #[command(
+        after_help = "Exit status: 0 nothing regressed, 1 something regressed, 2 unusable input.\n\n\
+                            Example:\n  drop-exp check --baseline results/baseline/summary.csv --current target/ci/summary.csv"
+    )]
     Check(CheckArgs),
 }
 
@@ -112,9 +139,11 @@ pub struct SweepArgs {
     /// Output folder [default: results/<experiment>].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Runs trained at once; the threads are split between them. Results do not depend on it.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    pub jobs: u16,
+    /// Runs trained at once, the threads split between them [default: the number of threads,
+    /// one each, which measured here trains twice as many runs per minute as one 2-thread
+    /// run]. Results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Run only the K-th of N slices of the run list (for job arrays); combine with `merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -138,6 +167,33 @@ pub struct SwapRatesArgs {
 pub struct LongerArgs {
     #[command(flatten)]
     pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VarianceArgs {
+    /// Also draw variance.png (a panel per hidden layer).
+    #[arg(long)]
+    pub plot: bool,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A quick version (subsets, few epochs and seeds), labelled as such in the report.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder for the experiments' outputs and REPORT.md [default: results, or results/quick].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Runs trained at once [default: one per thread].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Redo runs already stored.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Debug, Clone, Args)]

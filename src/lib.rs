@@ -14,6 +14,7 @@ pub mod model;
 pub mod output;
 
 pub mod regularizers;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod stats;

@@ -6,7 +6,9 @@
 //!
 //! * [`Stream::Init`] draws the initial weights,
 //! * [`Stream::Shuffle`] draws each epoch's batch order,
-//! * [`Stream::Noise`] draws masks and noise.
+//! * [`Stream::Noise`] draws masks and noise,
+//! * [`Stream::Probe`] draws the noise of measurements (activation probes,
+//!   MC-dropout passes), so that measuring never changes training.
 //!
 //! Because init and shuffle never depend on the configuration, two
 //! configurations trained with the same seed start from the same weights and
@@ -23,6 +25,8 @@ pub enum Stream {
     Init,
     Shuffle,
     Noise,
+    /// Measurements that must not disturb training (probes, MC passes).
+    Probe,
 }
 
 impl Stream {
@@ -31,6 +35,7 @@ impl Stream {
             Stream::Init => 0x1a17_0000_0000_0001,
             Stream::Shuffle => 0x5e0f_0000_0000_0002,
             Stream::Noise => 0x9015_0000_0000_0003,
+            Stream::Probe => 0x960b_0000_0000_0004,
         }
     }
 }

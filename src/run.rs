@@ -64,6 +64,7 @@ impl TrainHook for EpochBar {
 pub fn cmd_run(args: &RunArgs) -> Result<()> {
     let dev = crate::device::setup(&args.compute)?;
     let cfg = args.hyper.config();
+    cfg.validate()?;
     let data = data::load(&args.compute.data_options(), &dev)?;
     let out: &Path = &args.out;
     let (version, commit) = crate::provenance();

@@ -42,6 +42,24 @@ pub struct TrainConfig {
     pub weight_decay: f64,
 }
 
+impl TrainConfig {
+    /// Checks what the flag parsers cannot see alone (the strength a kind accepts).
+    pub fn validate(&self) -> Result<()> {
+        for (name, p) in [("p1", self.p1), ("p2", self.p2)] {
+            if !(0.0..=1.0).contains(&p) {
+                anyhow::bail!("{name} = {p} is outside [0, 1]");
+            }
+            if p == 1.0 && !self.reg.allows_one() {
+                anyhow::bail!(
+                    "{name} = 1 is not allowed for {} (its noise variance p/(1-p) is infinite); use a value below 1",
+                    self.reg
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrainConfig {
     /// The book's configuration.
     fn default() -> Self {
@@ -117,6 +135,7 @@ pub fn train(
     data: &Dataset,
     hook: &mut dyn TrainHook,
 ) -> Result<RunOutcome> {
+    cfg.validate()?;
     let dev = data.train_x.device().clone();
     let model = init_model(cfg, seed, &dev)?;
     let mut shuffle = Rng::new(seed, Stream::Shuffle);

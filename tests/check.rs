@@ -78,10 +78,18 @@ fn planted_two_point_regression_fails_naming_the_configuration() {
 fn improvements_fail_only_when_asked() {
     let tmp = TempDir::new().unwrap();
     let better = planted(tmp.path(), "p=(0,0)", "last3_mean", 0.04);
-    check(Path::new(BASELINE), &better).success().stdout(contains("IMPROVED"));
+    check(Path::new(BASELINE), &better)
+        .success()
+        .stdout(contains("IMPROVED"));
     Command::cargo_bin("drop-exp")
         .unwrap()
-        .args(["check", "--improvements-fail", "--baseline", BASELINE, "--current"])
+        .args([
+            "check",
+            "--improvements-fail",
+            "--baseline",
+            BASELINE,
+            "--current",
+        ])
         .arg(&better)
         .assert()
         .code(1);
@@ -91,7 +99,9 @@ fn improvements_fail_only_when_asked() {
 fn train_loss_regression_fails() {
     let tmp = TempDir::new().unwrap();
     let bad = planted(tmp.path(), "p=(0.2,0.5)", "train_loss_mean", 0.2);
-    check(Path::new(BASELINE), &bad).code(1).stdout(contains("train_loss"));
+    check(Path::new(BASELINE), &bad)
+        .code(1)
+        .stdout(contains("train_loss"));
 }
 
 #[test]
@@ -100,13 +110,26 @@ fn json_output() {
     let json = tmp.path().join("c.json");
     Command::cargo_bin("drop-exp")
         .unwrap()
-        .args(["check", "--final-epoch", "--baseline", BASELINE, "--current", BASELINE, "--json"])
+        .args([
+            "check",
+            "--final-epoch",
+            "--baseline",
+            BASELINE,
+            "--current",
+            BASELINE,
+            "--json",
+        ])
         .arg(&json)
         .assert()
         .success();
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["failed"], false);
-    assert_eq!(v["lines"].as_array().unwrap().len(), 2 * 3, "2 configurations x 3 quantities");
+    assert_eq!(
+        v["lines"].as_array().unwrap().len(),
+        2 * 3,
+        "2 configurations x 3 quantities"
+    );
 }
 
 #[test]
@@ -122,21 +145,40 @@ fn unusable_inputs_exit_2_naming_the_problem() {
         .code(2)
         .stderr(contains("missing.csv"));
     let no_cols = p("nocols.csv", "a,b\n1,2\n");
-    check(base, &no_cols).code(2).stderr(contains("missing configuration column"));
-    let header = std::fs::read_to_string(BASELINE).unwrap().lines().next().unwrap().to_string();
+    check(base, &no_cols)
+        .code(2)
+        .stderr(contains("missing configuration column"));
+    let header = std::fs::read_to_string(BASELINE)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let other = p(
         "other.csv",
         &format!("{header}\n{}\n", "\"p=(0.9,0.9)\",dropout,0.9,0.9,0.0,0.5,256,3,3,0,0.5,0.01,0.4,0.6,0.5,0.01,0.4,0.6,0.5,0.01,2,1.0,0.1,0.5,0.01,0.0,0.01"),
     );
-    check(base, &other).code(2).stderr(contains("no configuration in common"));
+    check(base, &other)
+        .code(2)
+        .stderr(contains("no configuration in common"));
     let nan = planted(tmp.path(), "p=(0,0)", "last3_mean", f64::NAN);
     check(base, &nan).code(2).stderr(contains("not a number"));
     // A configuration present on one side only is named.
     let text = std::fs::read_to_string(BASELINE).unwrap();
-    let one = p("one.csv", &text.lines().take(2).collect::<Vec<_>>().join("\n"));
-    check(base, &one).code(2).stderr(contains("only in the baseline")).stderr(contains("p=(0,0)"));
+    let one = p(
+        "one.csv",
+        &text.lines().take(2).collect::<Vec<_>>().join("\n"),
+    );
+    check(base, &one)
+        .code(2)
+        .stderr(contains("only in the baseline"))
+        .stderr(contains("p=(0,0)"));
     let garbage = planted(tmp.path(), "p=(0,0)", "n", 0.0);
-    let text = std::fs::read_to_string(&garbage).unwrap().replace(",3,0,", ",three,0,");
+    let text = std::fs::read_to_string(&garbage)
+        .unwrap()
+        .replace(",3,0,", ",three,0,");
     let garbage = p("garbage.csv", &text);
-    check(base, &garbage).code(2).stderr(contains("not a number"));
+    check(base, &garbage)
+        .code(2)
+        .stderr(contains("not a number"));
 }

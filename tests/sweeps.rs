@@ -351,3 +351,140 @@ fn diverged_runs_are_counted_not_fatal() {
     assert!(read(&out.join("runs.csv")).contains("true"));
     assert!(read(&out.join("verdict.md")).contains("diverged runs: 2"));
 }
+
+#[test]
+fn variance_end_to_end() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("v");
+    bin()
+        .args(["variance", "--plot"])
+        .args(SMALL)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_outputs(&out, &["variance.png"]);
+    let csv = read(&out.join("variance.csv"));
+    assert!(
+        csv.starts_with("step,epoch,model,layer,stage,mean,variance,unit_variance,seed"),
+        "{csv}"
+    );
+    // 2 models x 2 seeds x 2 layers x 3 stages per probe.
+    assert_eq!((csv.lines().count() - 1) % 24, 0);
+    assert!(csv.contains("train_post") && csv.contains(",eval,"));
+    assert!(read(&out.join("verdict.md")).contains("predicted factor"));
+    // Without --plot, no PNG.
+    let out2 = tmp.path().join("v2");
+    bin()
+        .arg("variance")
+        .args(SMALL)
+        .arg("--out")
+        .arg(&out2)
+        .assert()
+        .success();
+    assert!(!out2.join("variance.png").exists());
+}
+
+#[test]
+fn test_time_end_to_end() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("t");
+    bin()
+        .arg("test-time")
+        .args(SMALL)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_outputs(&out, &["mc.png"]);
+    let mc = read(&out.join("mc.csv"));
+    // 2 seeds x (deterministic + 7 values of K).
+    assert_eq!(mc.lines().count(), 1 + 2 * 8, "{mc}");
+    assert!(read(&out.join("verdict.md")).contains("One noisy pass"));
+}
+
+#[test]
+fn dropconnect_end_to_end() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("d");
+    let cfg = tmp.path().join("dc.toml");
+    std::fs::write(&cfg, "rates = [0.2, 0.5]\n").unwrap();
+    bin()
+        .arg("dropconnect")
+        .args(SMALL)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_outputs(&out, &["rates.png", "curves.png"]);
+    let summary = read(&out.join("summary.csv"));
+    assert!(summary.contains("dropconnect p=0.5") && summary.contains("dropout p=0.2"));
+    assert!(read(&out.join("verdict.md")).contains("DropConnect minus dropout"));
+}
+
+#[test]
+fn noise_end_to_end() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("n");
+    let cfg = tmp.path().join("n.toml");
+    std::fs::write(&cfg, "strengths = [[0.2, 0.5]]\n").unwrap();
+    bin()
+        .arg("noise")
+        .args(SMALL)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert_outputs(&out, &["bars.png", "curves.png"]);
+    let summary = read(&out.join("summary.csv"));
+    for kind in [
+        "gaussian-mult",
+        "gaussian-add",
+        "uniform-mult",
+        "annealed-dropout",
+    ] {
+        assert!(summary.contains(kind), "{kind} missing: {summary}");
+    }
+    let verdict = read(&out.join("verdict.md"));
+    assert!(
+        verdict.contains("beat") || verdict.contains("Beat"),
+        "{verdict}"
+    );
+}
+
+#[test]
+fn report_quick_on_synthetic_data() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    bin()
+        .args([
+            "report",
+            "--quick",
+            "--synthetic",
+            "--train-subset",
+            "1000",
+            "--test-subset",
+            "300",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let report = read(&out.join("REPORT.md"));
+    assert!(report.contains("Quick preset"));
+    for n in 1..=7 {
+        assert!(
+            report.contains(&format!("## Exercise {n}:")),
+            "exercise {n} missing"
+        );
+    }
+    // Every image the report links exists.
+    for line in report.lines().filter(|l| l.starts_with("![")) {
+        let target = line.rsplit_once("](").unwrap().1.trim_end_matches(')');
+        assert!(out.join(target).is_file(), "{target} missing");
+    }
+}

@@ -228,7 +228,7 @@ impl Experiment for CompareWd {
             &r.out.join("curves.png"),
             "Exercise 5: dropout x weight decay",
         )?;
-        write_verdict(r.out, &self.verdict(r, &inter))
+        write_verdict(r, &self.verdict(r, &inter))
     }
 }
 

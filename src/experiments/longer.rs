@@ -151,7 +151,7 @@ impl Experiment for Longer {
             )],
             1,
         )?;
-        write_verdict(r.out, &self.verdict(r))
+        write_verdict(r, &self.verdict(r))
     }
 }
 

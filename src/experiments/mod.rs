@@ -8,8 +8,12 @@
 //! `comparisons.csv`).
 
 pub mod compare_wd;
+pub mod dropconnect;
 pub mod longer;
+pub mod noise;
 pub mod swap_rates;
+pub mod test_time;
+pub mod variance;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, Comparison, Group, Metric, SummaryRow};
-use crate::cli::SweepArgs;
+use crate::cli::{Command, SweepArgs};
 use crate::data::{self, DataIdentity, TEST_SIZE, TRAIN_SIZE};
 use crate::output::{write_atomic, write_csv, write_json};
 use crate::sweep::{self, RunSpec, StoredRun, SweepOptions, Worker};
@@ -249,22 +253,85 @@ pub fn restore(
     common: Common,
     settings: serde_json::Value,
 ) -> Result<Box<dyn Experiment>> {
+    let v = settings;
     let e: Box<dyn Experiment> = match name {
         "swap-rates" => Box::new(swap_rates::SwapRates::new(
             common,
-            serde_json::from_value(settings)?,
+            serde_json::from_value(v)?,
         )),
-        "longer" => Box::new(longer::Longer::new(
-            common,
-            serde_json::from_value(settings)?,
-        )),
+        "longer" => Box::new(longer::Longer::new(common, serde_json::from_value(v)?)),
         "compare-wd" => Box::new(compare_wd::CompareWd::new(
             common,
-            serde_json::from_value(settings)?,
+            serde_json::from_value(v)?,
         )),
+        "variance" => Box::new(variance::Variance::new(
+            common,
+            serde_json::from_value(v)?,
+            true,
+        )),
+        "test-time" => Box::new(test_time::TestTime::new(common, serde_json::from_value(v)?)),
+        "dropconnect" => Box::new(dropconnect::DropConnectExp::new(
+            common,
+            serde_json::from_value(v)?,
+        )),
+        "noise" => Box::new(noise::Noise::new(common, serde_json::from_value(v)?)),
         other => bail!("unknown experiment `{other}` in sweep.json"),
     };
     Ok(e)
+}
+
+/// Settings from the built-in TOML, `--config` and the common flags.
+fn settings<T: DeserializeOwned + CheckSettings>(
+    name: &str,
+    defaults: &str,
+    s: &SweepArgs,
+) -> Result<(Common, T)> {
+    let (mut common, own) = load_settings::<T>(name, defaults, s.config.as_deref())?;
+    apply_flags(&mut common, s)?;
+    Ok((common, own))
+}
+
+/// The experiment a subcommand names, with its sweep flags.
+pub fn from_command(cmd: &Command) -> Result<(Box<dyn Experiment>, &SweepArgs)> {
+    Ok(match cmd {
+        Command::SwapRates(a) => {
+            let (c, mut s) =
+                settings::<swap_rates::Settings>("swap-rates", swap_rates::DEFAULTS, &a.sweep)?;
+            if let Some(g) = &a.grid {
+                s.grid = Some(g.clone());
+            }
+            (Box::new(swap_rates::SwapRates::new(c, s)), &a.sweep)
+        }
+        Command::Longer(a) => {
+            let (c, s) = settings("longer", longer::DEFAULTS, &a.sweep)?;
+            (Box::new(longer::Longer::new(c, s)), &a.sweep)
+        }
+        Command::CompareWd(a) => {
+            let (c, mut s) =
+                settings::<compare_wd::Settings>("compare-wd", compare_wd::DEFAULTS, &a.sweep)?;
+            if let Some(w) = &a.weight_decays {
+                s.weight_decays = w.clone();
+            }
+            (Box::new(compare_wd::CompareWd::new(c, s)), &a.sweep)
+        }
+        Command::Variance(a) => {
+            let (c, s) = settings("variance", variance::DEFAULTS, &a.sweep)?;
+            (Box::new(variance::Variance::new(c, s, a.plot)), &a.sweep)
+        }
+        Command::TestTime(a) => {
+            let (c, s) = settings("test-time", test_time::DEFAULTS, &a.sweep)?;
+            (Box::new(test_time::TestTime::new(c, s)), &a.sweep)
+        }
+        Command::Dropconnect(a) => {
+            let (c, s) = settings("dropconnect", dropconnect::DEFAULTS, &a.sweep)?;
+            (Box::new(dropconnect::DropConnectExp::new(c, s)), &a.sweep)
+        }
+        Command::Noise(a) => {
+            let (c, s) = settings("noise", noise::DEFAULTS, &a.sweep)?;
+            (Box::new(noise::Noise::new(c, s)), &a.sweep)
+        }
+        _ => bail!("not an experiment command"),
+    })
 }
 
 /// The resolved sweep, written before any run starts.
@@ -291,13 +358,18 @@ pub fn run(exp: &dyn Experiment, args: &SweepArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("results").join(exp.name()));
-    let jobs = args.jobs as usize;
-    let dev = crate::device::setup_jobs(&args.compute, jobs)?;
+    let dev = crate::device::setup_jobs(&args.compute, args.jobs.map(usize::from))?;
+    let jobs = crate::device::jobs();
     let mut data_opts = args.compute.data_options();
     data_opts.train_subset = common.train_subset.map(|n| n as usize);
     data_opts.test_subset = common.test_subset.map(|n| n as usize);
     let data = data::load(&data_opts, &dev)?;
     let specs = exp.specs();
+    for s in &specs {
+        s.config
+            .validate()
+            .with_context(|| format!("configuration {}", s.label))?;
+    }
     let (version, commit) = crate::provenance();
     let record = SweepRecord {
         experiment: exp.name().into(),
@@ -463,9 +535,28 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Writes a verdict file.
-pub fn write_verdict(out: &Path, text: &str) -> Result<()> {
-    write_atomic(&out.join("verdict.md"), text.as_bytes())
+/// Writes a verdict file, with a note on every configuration that diverged
+/// for some seeds: how often, and what its numbers rest on instead.
+pub fn write_verdict(r: &Report, text: &str) -> Result<()> {
+    let mut text = text.to_string();
+    let diverged: Vec<String> = r
+        .summary
+        .iter()
+        .filter(|s| s.n_diverged > 0)
+        .map(|s| {
+            format!(
+                "- {} diverged (non-finite loss) in {} of {} seeds; its means use the {} seed(s) that finished, and its paired comparisons the seeds where both configurations finished.",
+                s.config.label,
+                s.n_diverged,
+                s.n + s.n_diverged,
+                s.n
+            )
+        })
+        .collect();
+    if !diverged.is_empty() {
+        text += &format!("\n**Diverged runs.**\n\n{}\n", diverged.join("\n"));
+    }
+    write_atomic(&r.out.join("verdict.md"), text.as_bytes())
 }
 
 /// Label of a (p1, p2) dropout pair.

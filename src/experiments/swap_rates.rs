@@ -188,7 +188,7 @@ impl Experiment for SwapRates {
                 &values,
             )?;
         }
-        write_verdict(r.out, &self.verdict(r))
+        write_verdict(r, &self.verdict(r))
     }
 }
 
@@ -243,12 +243,6 @@ impl SwapRates {
             v += &format!(
                 "Significantly different from {reference} at the 5% level: {}.\n",
                 sig.join(", ")
-            );
-        }
-        let diverged: usize = r.summary.iter().map(|s| s.n_diverged).sum();
-        if diverged > 0 {
-            v += &format!(
-                "\n{diverged} run(s) diverged; they are counted in `summary.csv` and left out of the means and tests.\n"
             );
         }
         v += "\n";

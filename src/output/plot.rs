@@ -278,10 +278,11 @@ pub fn bars(
         let (lo, hi) = finite_range(ys).unwrap_or((0.0, 1.0));
         let (y0, y1) = pad((lo, hi), 0.15);
         let n = bars.len();
+        let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0) as u32;
         let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 28))
+            .caption(title, (FONT, 26))
             .margin(20)
-            .x_label_area_size(60)
+            .x_label_area_size(if n > 6 { 40 + 9 * longest } else { 60 })
             .y_label_area_size(80)
             .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y0..y1)?;
         let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
@@ -293,13 +294,19 @@ pub fn bars(
                 String::new()
             }
         };
+        // Many bars: write their names vertically.
+        let label_font = if n > 6 {
+            (FONT, 15).into_font().transform(FontTransform::Rotate90)
+        } else {
+            (FONT, 16).into_font()
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&fmt)
+            .x_label_style(label_font)
             .y_desc(y_label)
-            .x_desc("configuration")
             .label_style((FONT, 16))
             .axis_desc_style((FONT, 18))
             .draw()?;

@@ -9,9 +9,13 @@
 //! Every random number comes from the [`NoiseCtx`]'s seeded generator: masks
 //! and noise are drawn on the host in bulk and uploaded as one tensor.
 
+mod dropconnect;
 mod dropout;
+mod noise;
 
+pub use dropconnect::DropConnect;
 pub use dropout::Dropout;
+pub use noise::{AnnealedDropout, GaussianAdd, GaussianMult, UniformMult};
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,15 +57,43 @@ impl Regularizer for Identity {}
 pub enum RegKind {
     /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
     Dropout,
+    /// Bernoulli masks on the weights, one per mini-batch; `p` is the drop probability.
+    Dropconnect,
+    /// Multiplicative Gaussian noise with dropout's variance at rate `p`.
+    GaussianMult,
+    /// Additive Gaussian noise with standard deviation `p`.
+    GaussianAdd,
+    /// Multiplicative uniform noise with dropout's variance at rate `p`.
+    UniformMult,
+    /// Dropout whose rate falls linearly from `p` to 0 over training.
+    AnnealedDropout,
 }
 
 impl RegKind {
-    pub const ALL: &'static [RegKind] = &[RegKind::Dropout];
+    pub const ALL: &'static [RegKind] = &[
+        RegKind::Dropout,
+        RegKind::Dropconnect,
+        RegKind::GaussianMult,
+        RegKind::GaussianAdd,
+        RegKind::UniformMult,
+        RegKind::AnnealedDropout,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             RegKind::Dropout => "dropout",
+            RegKind::Dropconnect => "dropconnect",
+            RegKind::GaussianMult => "gaussian-mult",
+            RegKind::GaussianAdd => "gaussian-add",
+            RegKind::UniformMult => "uniform-mult",
+            RegKind::AnnealedDropout => "annealed-dropout",
         }
+    }
+
+    /// Whether strength 1 is meaningful (the multiplicative kinds' variance
+    /// p/(1-p) is infinite there).
+    pub fn allows_one(self) -> bool {
+        !matches!(self, RegKind::GaussianMult | RegKind::UniformMult)
     }
 
     /// Builds the regulariser for strength `p` (already validated to be in [0, 1]).
@@ -71,6 +103,11 @@ impl RegKind {
         }
         match self {
             RegKind::Dropout => Box::new(Dropout::new(p)),
+            RegKind::Dropconnect => Box::new(DropConnect::new(p)),
+            RegKind::GaussianMult => Box::new(GaussianMult::new(p)),
+            RegKind::GaussianAdd => Box::new(GaussianAdd::new(p)),
+            RegKind::UniformMult => Box::new(UniformMult::new(p)),
+            RegKind::AnnealedDropout => Box::new(AnnealedDropout::new(p)),
         }
     }
 }

@@ -1,0 +1,213 @@
+//! Exercise 7: other ways of injecting noise, against dropout.
+//!
+//! Question: dropout is one way of adding noise to the hidden layers. Can
+//! another kind of noise do better on this model: Gaussian multiplicative
+//! noise, additive Gaussian noise, uniform multiplicative noise, or this
+//! project's annealed dropout (a rate falling to 0 over training)?
+//!
+//! Hypothesis: the multiplicative kinds, at dropout's variance, should match
+//! dropout (Srivastava et al. 2014 report Gaussian dropout as good or
+//! slightly better); additive noise, blind to the activation's scale, should
+//! do worse; annealing may help the final epochs by removing the train/test
+//! mismatch.
+//!
+//! Swept: the baseline (dropout at the book's rates), and each kind of
+//! `experiments/noise.toml` at each strength pair (p1, p2), x seeds.
+//!
+//! Outputs (besides the common CSVs): `bars.png` (headline accuracy per
+//! configuration, 95% CI, the baseline first), `curves.png`, `verdict.md`
+//! naming the kinds that beat dropout, by how much, with p-values.
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use crate::analysis::{describe, pts, Metric};
+use crate::output::plot;
+use crate::regularizers::RegKind;
+use crate::train::TrainConfig;
+
+pub const DEFAULTS: &str = include_str!("../../experiments/noise.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub baseline: [f64; 2],
+    pub kinds: Vec<RegKind>,
+    pub strengths: Vec<[f64; 2]>,
+}
+
+impl super::CheckSettings for Settings {
+    fn check(&self) -> Result<(), String> {
+        super::check_probs("baseline", self.baseline)?;
+        if self.kinds.is_empty() || self.strengths.is_empty() {
+            return Err("`kinds` and `strengths` must each list at least one entry".into());
+        }
+        super::check_probs("strengths", self.strengths.iter().flatten().copied())?;
+        for k in &self.kinds {
+            if !k.allows_one() && self.strengths.iter().flatten().any(|&p| p == 1.0) {
+                return Err(format!(
+                    "`strengths` holds 1, which {k} cannot take (infinite variance)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Noise {
+    common: Common,
+    settings: Settings,
+}
+
+impl Noise {
+    pub fn new(common: Common, settings: Settings) -> Self {
+        Self { common, settings }
+    }
+    fn baseline_label(&self) -> String {
+        let [a, b] = self.settings.baseline;
+        format!("dropout ({a},{b})")
+    }
+}
+
+impl Experiment for Noise {
+    fn name(&self) -> &'static str {
+        "noise"
+    }
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.settings).unwrap()
+    }
+    fn configs(&self) -> Vec<(String, TrainConfig)> {
+        let base = self.common.base_config();
+        let [b1, b2] = self.settings.baseline;
+        let mut out = vec![(
+            self.baseline_label(),
+            TrainConfig {
+                reg: RegKind::Dropout,
+                p1: b1,
+                p2: b2,
+                ..base.clone()
+            },
+        )];
+        for &kind in &self.settings.kinds {
+            for &[p1, p2] in &self.settings.strengths {
+                let label = format!("{kind} ({p1},{p2})");
+                if out.iter().all(|(l, _)| *l != label) {
+                    out.push((
+                        label,
+                        TrainConfig {
+                            reg: kind,
+                            p1,
+                            p2,
+                            ..base.clone()
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+    fn pairs(&self) -> Vec<(String, String)> {
+        let base = self.baseline_label();
+        self.configs()
+            .into_iter()
+            .skip(1)
+            .map(|(l, _)| (base.clone(), l))
+            .collect()
+    }
+
+    fn report(&self, r: &Report) -> Result<()> {
+        let bars: Vec<(String, f64, f64, f64)> = r
+            .summary
+            .iter()
+            .map(|s| {
+                (
+                    s.config.label.clone(),
+                    s.last3_mean,
+                    s.last3_ci_low,
+                    s.last3_ci_high,
+                )
+            })
+            .collect();
+        plot::bars(
+            &r.out.join("bars.png"),
+            "Exercise 7: noise kinds vs dropout (test accuracy, mean of last 3 epochs, 95% CI)",
+            "test accuracy",
+            &bars,
+        )?;
+        super::accuracy_curves(r, &r.out.join("curves.png"), "Exercise 7: noise injection")?;
+        write_verdict(r, &self.verdict(r))
+    }
+}
+
+impl Noise {
+    fn verdict(&self, r: &Report) -> String {
+        let base = self.baseline_label();
+        let mut v = format!(
+            "# Exercise 7: noise injection beyond dropout\n\n{}; baseline {base}. Headline metric: test accuracy averaged over each run's last 3 epochs; each configuration is compared with the baseline, paired by seed.\n\n",
+            seeds_note(&self.common)
+        );
+        let comps: Vec<_> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect();
+        let winners: Vec<_> = comps
+            .iter()
+            .filter(|c| c.significant && c.test.diff > 0.0)
+            .collect();
+        if winners.is_empty() {
+            let best = comps
+                .iter()
+                .max_by(|a, b| a.test.diff.total_cmp(&b.test.diff));
+            v += "**No kind of noise beats dropout significantly** at the 5% level";
+            if let Some(b) = best {
+                v += &format!(
+                    "; the closest is {} at {} points (p = {:.3})",
+                    b.b,
+                    pts(b.test.diff),
+                    b.test.p
+                );
+            }
+            v += ".\n\n";
+        } else {
+            v += "**Beat dropout significantly:** ";
+            v += &winners
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} by {} points (p = {:.3})",
+                        c.b,
+                        pts(c.test.diff),
+                        c.test.p
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            v += ".\n\n";
+        }
+        let losers: Vec<_> = comps
+            .iter()
+            .filter(|c| c.significant && c.test.diff < 0.0)
+            .collect();
+        if !losers.is_empty() {
+            v += "Significantly worse than dropout: ";
+            v += &losers
+                .iter()
+                .map(|c| format!("{} ({} points, p = {:.3})", c.b, pts(c.test.diff), c.test.p))
+                .collect::<Vec<_>>()
+                .join("; ");
+            v += ".\n\n";
+        }
+        v += "All comparisons with the baseline:\n\n";
+        for c in &comps {
+            v += &format!("- {}: {}.\n", c.b, describe(c));
+        }
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+}

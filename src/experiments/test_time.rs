@@ -1,0 +1,486 @@
+//! Exercise 4: why dropout is switched off at test time.
+//!
+//! Question: the book evaluates with dropout off. What happens if it stays
+//! on? How much does a single noisy forward pass cost, and does averaging the
+//! predictions of many noisy passes (MC dropout, Gal & Ghahramani 2016) match
+//! or beat the deterministic network, and at what compute price?
+//!
+//! Hypothesis: one noisy pass loses accuracy (it is one random thinned
+//! network); averaging K passes recovers it as K grows and can improve
+//! calibration and likelihood slightly, at K times the cost; the
+//! deterministic pass (inverted dropout's weight scaling) is a cheap, close
+//! approximation of that average, which is why dropout is turned off.
+//!
+//! Swept: models trained with the book's rates, x seeds. Each is evaluated
+//! on the test set deterministically and with MC dropout for K in `passes`.
+//!
+//! Outputs (besides the common CSVs): `mc.csv` (per seed and K: mode, K,
+//! accuracy, NLL, ECE with 15 bins, forward passes), `mc_summary.csv` (mean,
+//! sd and 95% CI over seeds, and the paired difference to deterministic
+//! evaluation), `mc.png` (accuracy and NLL against K, deterministic as a
+//! dashed line), `verdict.md`.
+
+use anyhow::Result;
+use candle_core::{DType, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use crate::analysis::pts;
+use crate::data::Dataset;
+use crate::model::Mlp;
+use crate::output::plot::{self, Panel, Series, Spread};
+use crate::output::write_csv;
+use crate::regularizers::NoiseCtx;
+use crate::rng::{Rng, Stream};
+use crate::stats::{self, Estimate};
+use crate::sweep::{RunSpec, Worker};
+use crate::train::{TrainConfig, TrainHook};
+
+pub const DEFAULTS: &str = include_str!("../../experiments/test-time.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub rates: [f64; 2],
+    pub passes: Vec<u32>,
+    pub ece_bins: u32,
+}
+
+impl super::CheckSettings for Settings {
+    fn check(&self) -> Result<(), String> {
+        super::check_probs("rates", self.rates)?;
+        if self.passes.is_empty() || self.passes.contains(&0) {
+            return Err("`passes` must list numbers of passes of at least 1".into());
+        }
+        if self.ece_bins == 0 {
+            return Err("`ece_bins` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Accuracy, negative log-likelihood and expected calibration error of
+/// predicted class probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub accuracy: f64,
+    pub nll: f64,
+    pub ece: f64,
+}
+
+/// Scores `probs` ([n, classes] rows summing to 1) against `labels`.
+/// ECE: examples binned by confidence (max probability) into `bins` equal
+/// bins of [0, 1]; sum over bins of (bin size / n) * |accuracy - mean
+/// confidence| in the bin.
+pub fn score(probs: &[Vec<f32>], labels: &[u32], bins: usize) -> Scores {
+    let n = labels.len() as f64;
+    let (mut correct, mut nll) = (0.0, 0.0);
+    let mut bin_n = vec![0.0; bins];
+    let mut bin_correct = vec![0.0; bins];
+    let mut bin_conf = vec![0.0; bins];
+    for (p, &y) in probs.iter().zip(labels) {
+        let (arg, conf) =
+            p.iter().enumerate().fold(
+                (0, f32::MIN),
+                |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+            );
+        let ok = (arg as u32 == y) as u32 as f64;
+        correct += ok;
+        nll -= (p[y as usize] as f64).max(1e-12).ln();
+        let b = ((conf as f64 * bins as f64) as usize).min(bins - 1);
+        bin_n[b] += 1.0;
+        bin_correct[b] += ok;
+        bin_conf[b] += conf as f64;
+    }
+    let ece = (0..bins)
+        .filter(|&b| bin_n[b] > 0.0)
+        .map(|b| bin_n[b] / n * (bin_correct[b] / bin_n[b] - bin_conf[b] / bin_n[b]).abs())
+        .sum();
+    Scores {
+        accuracy: correct / n,
+        nll: nll / n,
+        ece,
+    }
+}
+
+/// One row of `mc.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McRow {
+    pub seed: u64,
+    /// `deterministic` (dropout off) or `mc` (average of K noisy passes).
+    pub mode: String,
+    pub k: u32,
+    pub accuracy: f64,
+    pub nll: f64,
+    pub ece: f64,
+    /// Forward passes over the test set this estimate costs.
+    pub passes: u32,
+}
+
+/// Softmax probabilities of one forward pass over `xs` (in chunks).
+fn probs(model: &Mlp, xs: &Tensor, train: bool, rng: &mut Rng) -> candle_core::Result<Tensor> {
+    let n = xs.dim(0)?;
+    let mut ctx = NoiseCtx { rng, progress: 1.0 };
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(2000) {
+        let len = 2000.min(n - start);
+        let logits = model
+            .forward_t(&xs.narrow(0, start, len)?, train, &mut ctx)?
+            .detach();
+        parts.push(candle_nn::ops::softmax(&logits, D::Minus1)?);
+    }
+    Tensor::cat(&parts, 0)
+}
+
+/// Deterministic evaluation and MC dropout for each K in `ks` (nested: the
+/// average of K passes reuses the first K), on `xs`/`ys`.
+pub fn evaluate_mc(
+    model: &Mlp,
+    xs: &Tensor,
+    ys: &Tensor,
+    ks: &[u32],
+    bins: usize,
+    rng: &mut Rng,
+) -> Result<Vec<(String, u32, Scores)>> {
+    let labels: Vec<u32> = ys.to_vec1()?;
+    let det = probs(model, xs, false, rng)?.to_vec2::<f32>()?;
+    let mut out = vec![("deterministic".to_string(), 1, score(&det, &labels, bins))];
+    let kmax = *ks.iter().max().unwrap_or(&0);
+    let mut sum = Tensor::zeros((xs.dim(0)?, crate::data::CLASSES), DType::F32, xs.device())?;
+    for k in 1..=kmax {
+        sum = (sum + probs(model, xs, true, rng)?)?;
+        if ks.contains(&k) {
+            let avg = (&sum / k as f64)?.to_vec2::<f32>()?;
+            out.push(("mc".to_string(), k, score(&avg, &labels, bins)));
+        }
+    }
+    Ok(out)
+}
+
+pub struct TestTime {
+    common: Common,
+    settings: Settings,
+    worker: Box<Worker<'static>>,
+}
+
+impl TestTime {
+    pub fn new(common: Common, settings: Settings) -> Self {
+        let s = settings.clone();
+        let worker = move |spec: &RunSpec, data: &Dataset, hook: &mut dyn TrainHook| {
+            let out = crate::train::train(&spec.config, spec.seed, data, hook)?;
+            if out.diverged {
+                return Ok((true, out.rows, serde_json::Value::Null));
+            }
+            let mut rng = Rng::new(spec.seed, Stream::Probe);
+            let rows: Vec<McRow> = evaluate_mc(
+                &out.model,
+                &data.test_x,
+                &data.test_y,
+                &s.passes,
+                s.ece_bins as usize,
+                &mut rng,
+            )?
+            .into_iter()
+            .map(|(mode, k, sc)| McRow {
+                seed: spec.seed,
+                passes: k,
+                mode,
+                k,
+                accuracy: sc.accuracy,
+                nll: sc.nll,
+                ece: sc.ece,
+            })
+            .collect();
+            Ok((false, out.rows, serde_json::to_value(rows)?))
+        };
+        Self {
+            common,
+            settings,
+            worker: Box::new(worker),
+        }
+    }
+}
+
+/// One row of `mc_summary.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct McSummary {
+    pub mode: String,
+    pub k: u32,
+    pub passes: u32,
+    pub n: usize,
+    pub accuracy_mean: f64,
+    pub accuracy_ci_low: f64,
+    pub accuracy_ci_high: f64,
+    pub nll_mean: f64,
+    pub nll_ci_low: f64,
+    pub nll_ci_high: f64,
+    pub ece_mean: f64,
+    /// Paired (by seed) difference to deterministic evaluation.
+    pub accuracy_diff: f64,
+    pub accuracy_diff_p: f64,
+    pub nll_diff: f64,
+    pub nll_diff_p: f64,
+}
+
+fn summarise(rows: &[McRow]) -> Vec<McSummary> {
+    let det: Vec<&McRow> = rows.iter().filter(|r| r.mode == "deterministic").collect();
+    let mut keys: Vec<(String, u32)> = rows.iter().map(|r| (r.mode.clone(), r.k)).collect();
+    keys.sort_by_key(|a| (a.0 != "deterministic", a.1));
+    keys.dedup();
+    keys.into_iter()
+        .map(|(mode, k)| {
+            let these: Vec<&McRow> = rows.iter().filter(|r| r.mode == mode && r.k == k).collect();
+            let pair = |f: fn(&McRow) -> f64| {
+                let (a, b): (Vec<f64>, Vec<f64>) = these
+                    .iter()
+                    .filter_map(|r| det.iter().find(|d| d.seed == r.seed).map(|d| (f(d), f(r))))
+                    .unzip();
+                stats::paired(&a, &b)
+            };
+            let acc = Estimate::of(&these.iter().map(|r| r.accuracy).collect::<Vec<_>>());
+            let nll = Estimate::of(&these.iter().map(|r| r.nll).collect::<Vec<_>>());
+            let (pa, pn) = (pair(|r| r.accuracy), pair(|r| r.nll));
+            McSummary {
+                mode: mode.clone(),
+                k,
+                passes: k,
+                n: these.len(),
+                accuracy_mean: acc.mean,
+                accuracy_ci_low: acc.ci_low,
+                accuracy_ci_high: acc.ci_high,
+                nll_mean: nll.mean,
+                nll_ci_low: nll.ci_low,
+                nll_ci_high: nll.ci_high,
+                ece_mean: stats::mean(&these.iter().map(|r| r.ece).collect::<Vec<_>>()),
+                accuracy_diff: pa.diff,
+                accuracy_diff_p: pa.p,
+                nll_diff: pn.diff,
+                nll_diff_p: pn.p,
+            }
+        })
+        .collect()
+}
+
+impl Experiment for TestTime {
+    fn name(&self) -> &'static str {
+        "test-time"
+    }
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.settings).unwrap()
+    }
+    fn configs(&self) -> Vec<(String, TrainConfig)> {
+        let [p1, p2] = self.settings.rates;
+        vec![(
+            rates_label(p1, p2),
+            TrainConfig {
+                p1,
+                p2,
+                ..self.common.base_config()
+            },
+        )]
+    }
+    fn pairs(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    fn worker(&self) -> &Worker<'_> {
+        self.worker.as_ref()
+    }
+
+    fn report(&self, r: &Report) -> Result<()> {
+        let rows: Vec<McRow> = r
+            .groups
+            .iter()
+            .flat_map(|g| g.runs.iter())
+            .flat_map(|run| {
+                serde_json::from_value::<Vec<McRow>>(run.extra.clone()).unwrap_or_default()
+            })
+            .collect();
+        write_csv(&r.out.join("mc.csv"), &rows)?;
+        let summary = summarise(&rows);
+        write_csv(&r.out.join("mc_summary.csv"), &summary)?;
+        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == "mc").collect();
+        let det = summary.iter().find(|s| s.mode == "deterministic");
+        let ticks: Vec<String> = mc.iter().map(|s| s.k.to_string()).collect();
+        let panel = |title: &str, y: &str, pick: fn(&McSummary) -> (f64, f64, f64)| Panel {
+            title: title.into(),
+            x_label: "K, stochastic passes averaged (MC dropout)".into(),
+            y_label: y.into(),
+            series: vec![Series {
+                name: "MC dropout (mean over seeds, 95% CI)".into(),
+                points: mc
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let (m, lo, hi) = pick(s);
+                        (i as f64, m, lo, hi)
+                    })
+                    .collect(),
+                spread: Spread::Bars,
+                dashed: false,
+            }],
+            x_ticks: Some(ticks.clone()),
+            hlines: det
+                .map(|d| vec![("dropout off (deterministic)".to_string(), pick(d).0)])
+                .unwrap_or_default(),
+            log_y: false,
+        };
+        plot::panels(
+            &r.out.join("mc.png"),
+            "Exercise 4: dropout at test time",
+            &[
+                panel("test accuracy", "accuracy", |s| {
+                    (s.accuracy_mean, s.accuracy_ci_low, s.accuracy_ci_high)
+                }),
+                panel("test negative log-likelihood", "NLL (nats)", |s| {
+                    (s.nll_mean, s.nll_ci_low, s.nll_ci_high)
+                }),
+            ],
+            2,
+        )?;
+        write_verdict(r, &self.verdict(r, &summary))
+    }
+}
+
+impl TestTime {
+    fn verdict(&self, r: &Report, summary: &[McSummary]) -> String {
+        let mut v = format!(
+            "# Exercise 4: dropout at test time\n\n{}; models trained with rates {:?}, evaluated on the test set. Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
+            seeds_note(&self.common),
+            self.settings.rates
+        );
+        let Some(det) = summary.iter().find(|s| s.mode == "deterministic") else {
+            return v + "No run finished; nothing to report.\n";
+        };
+        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == "mc").collect();
+        if let Some(one) = mc.iter().find(|s| s.k == 1) {
+            v += &format!(
+                "- **One noisy pass** (dropout left on): accuracy {:.2}% vs {:.2}% deterministic, {} points (paired p = {:.3}); NLL {:.4} vs {:.4}.\n",
+                100.0 * one.accuracy_mean,
+                100.0 * det.accuracy_mean,
+                pts(one.accuracy_diff),
+                one.accuracy_diff_p,
+                one.nll_mean,
+                det.nll_mean
+            );
+        }
+        let matches = mc.iter().find(|s| s.accuracy_mean >= det.accuracy_mean);
+        match matches {
+            Some(s) => {
+                v += &format!(
+                    "- **MC dropout** first matches the deterministic accuracy at K = {} ({:.2}% vs {:.2}%, difference {} points, paired p = {:.3}), at {} times the compute of one pass.\n",
+                    s.k,
+                    100.0 * s.accuracy_mean,
+                    100.0 * det.accuracy_mean,
+                    pts(s.accuracy_diff),
+                    s.accuracy_diff_p,
+                    s.passes
+                )
+            }
+            None => {
+                v += &format!(
+                    "- **MC dropout** never reaches the deterministic accuracy for K up to {}.\n",
+                    mc.last().map_or(0, |s| s.k)
+                )
+            }
+        }
+        if let Some(s) = mc.iter().find(|s| s.nll_mean <= det.nll_mean) {
+            v += &format!(
+                "- On NLL, MC dropout matches or beats deterministic evaluation from K = {} ({:.4} vs {:.4}, paired p = {:.3}).\n",
+                s.k, s.nll_mean, det.nll_mean, s.nll_diff_p
+            );
+        } else {
+            v += "- On NLL, MC dropout never matches deterministic evaluation.\n";
+        }
+        if let Some(last) = mc.last() {
+            v += &format!(
+                "- At K = {}: accuracy {:.2}% ({} points vs deterministic, p = {:.3}), NLL {:.4}, ECE {:.4} (deterministic ECE {:.4}), {} forward passes.\n",
+                last.k,
+                100.0 * last.accuracy_mean,
+                pts(last.accuracy_diff),
+                last.accuracy_diff_p,
+                last.nll_mean,
+                last.ece_mean,
+                det.ece_mean,
+                last.passes
+            );
+        }
+        v += "\n| mode | K | passes | accuracy (95% CI) | NLL | ECE | accuracy vs deterministic (p) |\n|---|---|---|---|---|---|---|\n";
+        for s in summary {
+            v += &format!(
+                "| {} | {} | {} | {:.2}% ({:.2} to {:.2}) | {:.4} | {:.4} | {} ({:.3}) |\n",
+                s.mode,
+                s.k,
+                s.passes,
+                100.0 * s.accuracy_mean,
+                100.0 * s.accuracy_ci_low,
+                100.0 * s.accuracy_ci_high,
+                s.nll_mean,
+                s.ece_mean,
+                pts(s.accuracy_diff),
+                s.accuracy_diff_p
+            );
+        }
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Hand-computed: 4 examples, 2 classes, 2 bins.
+    /// confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.55 (right):
+    /// bin [0.5, 1) only... with 2 bins of [0, 0.5) and [0.5, 1]: all four in
+    /// bin 1: accuracy 0.75, mean confidence 0.7125 -> ECE 0.0375.
+    /// NLL = -(ln 0.9 + ln 0.2 + ln 0.6 + ln 0.55) / 4.
+    #[test]
+    fn ece_and_nll_by_hand() {
+        let probs = vec![
+            vec![0.9, 0.1],
+            vec![0.8, 0.2],
+            vec![0.4, 0.6],
+            vec![0.55, 0.45],
+        ];
+        let labels = [0, 1, 1, 0];
+        let s = score(&probs, &labels, 2);
+        assert!((s.accuracy - 0.75).abs() < 1e-12);
+        assert!((s.ece - 0.0375).abs() < 1e-6, "{}", s.ece);
+        let nll = -((0.9f64).ln() + (0.2f64).ln() + (0.6f64).ln() + (0.55f64).ln()) / 4.0;
+        assert!((s.nll - nll).abs() < 1e-6);
+        // 15 bins: 0.9 -> bin 13 (right), 0.8 -> bin 12 (wrong), 0.6 -> bin 9,
+        // 0.55 -> bin 8: ECE = (0.1 + 0.8 + 0.4 + 0.45) / 4 = 0.4375.
+        let s = score(&probs, &labels, 15);
+        assert!((s.ece - 0.4375).abs() < 1e-6, "{}", s.ece);
+    }
+
+    /// MC dropout with K = 1 is exactly one stochastic pass.
+    #[test]
+    fn mc_with_one_pass_is_a_single_stochastic_pass() {
+        let dev = Device::Cpu;
+        let cfg = TrainConfig::default();
+        let model = crate::train::init_model(&cfg, 0, &dev).unwrap();
+        let xs = Tensor::rand(0f32, 1., (50, 784), &dev).unwrap();
+        let ys =
+            Tensor::from_vec((0..50u32).map(|i| i % 10).collect::<Vec<_>>(), 50, &dev).unwrap();
+        let mut rng = Rng::new(9, Stream::Probe);
+        let res = evaluate_mc(&model, &xs, &ys, &[1], 15, &mut rng).unwrap();
+        // The same generator state: one deterministic pass draws nothing, then one noisy pass.
+        let mut rng2 = Rng::new(9, Stream::Probe);
+        let _ = probs(&model, &xs, false, &mut rng2).unwrap();
+        let single = probs(&model, &xs, true, &mut rng2)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let labels: Vec<u32> = ys.to_vec1().unwrap();
+        assert_eq!(res[1].0, "mc");
+        assert_eq!(res[1].2, score(&single, &labels, 15));
+        // ...and differs from the deterministic pass.
+        assert_ne!(res[0].2, res[1].2);
+    }
+}

@@ -1,0 +1,400 @@
+//! Exercise 3: the variance of the hidden activations, with and without dropout.
+//!
+//! Question: how does the variance of each hidden layer's activations change
+//! over training, for a model trained with dropout and one without? And how
+//! does dropout itself change it: by how much does the training-mode output of
+//! a dropout layer spread more than its input, and than the activations the
+//! network has at evaluation time?
+//!
+//! Hypothesis: inverted dropout at rate p turns an activation h with mean mu
+//! and variance s^2 into one with mean mu and variance
+//! (s^2 + p (s^2 + mu^2)) / (1 - p), so the training-mode output is
+//! noticeably more spread than the evaluation-mode activations, most in the
+//! second layer (p = 0.5); over training the network with dropout learns
+//! larger, more redundant activations than the one without.
+//!
+//! Swept: the (p1, p2) pairs of `experiments/variance.toml` (book's rates and
+//! none), x seeds. About 20 times per epoch the activations of a fixed probe
+//! batch (the first 512 training images) are measured, with the probe's own
+//! noise stream so measuring never changes training.
+//!
+//! Outputs (besides the common CSVs): `variance.csv` with columns `step,
+//! epoch, model, layer, stage, mean, variance, unit_variance, seed`, where
+//! stage is `train_pre` (ReLU output in training mode, before dropout),
+//! `train_post` (after dropout, training mode) or `eval` (evaluation mode),
+//! `variance` is over all units and samples and `unit_variance` the mean over
+//! units of each unit's variance over samples; with `--plot`,
+//! `variance.png` (a panel per hidden layer, variance over steps, a line per
+//! model and stage, 95% band over seeds); `verdict.md`.
+
+use anyhow::Result;
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use crate::data::Dataset;
+use crate::model::Mlp;
+use crate::output::plot::{self, Panel, Series};
+use crate::output::write_csv;
+use crate::regularizers::NoiseCtx;
+use crate::rng::{Rng, Stream};
+use crate::stats::Estimate;
+use crate::sweep::{RunSpec, Worker};
+use crate::train::{EpochRow, TrainConfig, TrainHook};
+
+pub const DEFAULTS: &str = include_str!("../../experiments/variance.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub rates: Vec<[f64; 2]>,
+    pub probes_per_epoch: u32,
+    pub probe_size: u32,
+}
+
+impl super::CheckSettings for Settings {
+    fn check(&self) -> Result<(), String> {
+        if self.rates.is_empty() {
+            return Err("`rates` is empty; give at least one [p1, p2] pair".into());
+        }
+        super::check_probs("rates", self.rates.iter().flatten().copied())?;
+        if self.probes_per_epoch == 0 || self.probe_size == 0 {
+            return Err("`probes_per_epoch` and `probe_size` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One measurement: one layer, one stage, at one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRow {
+    pub step: usize,
+    pub epoch: usize,
+    pub model: String,
+    pub layer: usize,
+    pub stage: String,
+    pub mean: f64,
+    pub variance: f64,
+    pub unit_variance: f64,
+    pub seed: u64,
+}
+
+/// Mean, variance over all elements, and mean per-column (unit) variance of
+/// an [n, units] matrix.
+pub fn moments(xs: &Tensor) -> candle_core::Result<(f64, f64, f64)> {
+    let rows: Vec<Vec<f32>> = xs.to_vec2()?;
+    let n = rows.len() as f64;
+    let units = rows.first().map_or(0, |r| r.len());
+    let total = n * units as f64;
+    let mean = rows.iter().flatten().map(|&x| x as f64).sum::<f64>() / total;
+    let variance = rows
+        .iter()
+        .flatten()
+        .map(|&x| (x as f64 - mean).powi(2))
+        .sum::<f64>()
+        / total;
+    let mut unit_var = 0.0;
+    for u in 0..units {
+        let m = rows.iter().map(|r| r[u] as f64).sum::<f64>() / n;
+        unit_var += rows.iter().map(|r| (r[u] as f64 - m).powi(2)).sum::<f64>() / n;
+    }
+    Ok((mean, variance, unit_var / units as f64))
+}
+
+/// The hook that measures the probe batch during training; it passes every
+/// call on to the sweep's own hook (the progress bar).
+struct Recorder<'a> {
+    inner: &'a mut dyn TrainHook,
+    probe: Tensor,
+    every: usize,
+    total_steps: usize,
+    rng: Rng,
+    model: String,
+    seed: u64,
+    rows: Vec<ProbeRow>,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
+        let mut ctx = NoiseCtx {
+            rng: &mut self.rng,
+            progress: step as f64 / self.total_steps as f64,
+        };
+        let train = model.trace(&self.probe, true, &mut ctx)?;
+        let eval = model.trace(&self.probe, false, &mut ctx)?;
+        for layer in 0..train.relu.len() {
+            for (stage, t) in [
+                ("train_pre", &train.relu[layer]),
+                ("train_post", &train.after[layer]),
+                ("eval", &eval.relu[layer]),
+            ] {
+                let (mean, variance, unit_variance) = moments(t)?;
+                self.rows.push(ProbeRow {
+                    step,
+                    epoch,
+                    model: self.model.clone(),
+                    layer: layer + 1,
+                    stage: stage.into(),
+                    mean,
+                    variance,
+                    unit_variance,
+                    seed: self.seed,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TrainHook for Recorder<'_> {
+    fn after_step(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
+        self.inner.after_step(step, epoch, model)?;
+        if step.is_multiple_of(self.every) || step == 1 {
+            self.record(step, epoch, model)?;
+        }
+        Ok(())
+    }
+    fn after_epoch(&mut self, row: &EpochRow) {
+        self.inner.after_epoch(row);
+    }
+}
+
+pub struct Variance {
+    common: Common,
+    settings: Settings,
+    /// Draw `variance.png` (`--plot`).
+    pub plot: bool,
+    worker: Box<Worker<'static>>,
+}
+
+impl Variance {
+    pub fn new(common: Common, settings: Settings, plot: bool) -> Self {
+        let s = settings.clone();
+        let worker = move |spec: &RunSpec, data: &Dataset, hook: &mut dyn TrainHook| {
+            let n = data.train_len();
+            let steps_per_epoch = n.div_ceil(spec.config.batch_size);
+            let size = (s.probe_size as usize).min(n);
+            let mut rec = Recorder {
+                inner: hook,
+                probe: data.train_x.narrow(0, 0, size)?,
+                every: (steps_per_epoch / s.probes_per_epoch as usize).max(1),
+                total_steps: steps_per_epoch * spec.config.epochs,
+                rng: Rng::new(spec.seed, Stream::Probe),
+                model: spec.label.clone(),
+                seed: spec.seed,
+                rows: Vec::new(),
+            };
+            let out = crate::train::train(&spec.config, spec.seed, data, &mut rec)?;
+            Ok((out.diverged, out.rows, serde_json::to_value(&rec.rows)?))
+        };
+        Self {
+            common,
+            settings,
+            plot,
+            worker: Box::new(worker),
+        }
+    }
+
+    fn rows(r: &Report) -> Vec<ProbeRow> {
+        r.groups
+            .iter()
+            .flat_map(|g| g.runs.iter())
+            .flat_map(|run| {
+                serde_json::from_value::<Vec<ProbeRow>>(run.extra.clone()).unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// Mean over seeds (with 95% CI) of a probe quantity, per step.
+fn curve(
+    rows: &[ProbeRow],
+    model: &str,
+    layer: usize,
+    stage: &str,
+    f: fn(&ProbeRow) -> f64,
+) -> Vec<(f64, Estimate)> {
+    let mut steps: Vec<usize> = rows
+        .iter()
+        .filter(|r| r.model == model && r.layer == layer && r.stage == stage)
+        .map(|r| r.step)
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+        .into_iter()
+        .map(|s| {
+            let xs: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.model == model && r.layer == layer && r.stage == stage && r.step == s)
+                .map(f)
+                .collect();
+            (s as f64, Estimate::of(&xs))
+        })
+        .collect()
+}
+
+impl Experiment for Variance {
+    fn name(&self) -> &'static str {
+        "variance"
+    }
+    fn common(&self) -> &Common {
+        &self.common
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(&self.settings).unwrap()
+    }
+    fn configs(&self) -> Vec<(String, TrainConfig)> {
+        let base = self.common.base_config();
+        self.settings
+            .rates
+            .iter()
+            .map(|&[p1, p2]| {
+                (
+                    rates_label(p1, p2),
+                    TrainConfig {
+                        p1,
+                        p2,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect()
+    }
+    fn pairs(&self) -> Vec<(String, String)> {
+        let labels: Vec<String> = self.configs().into_iter().map(|(l, _)| l).collect();
+        labels[1..]
+            .iter()
+            .map(|l| (labels[0].clone(), l.clone()))
+            .collect()
+    }
+    fn worker(&self) -> &Worker<'_> {
+        self.worker.as_ref()
+    }
+
+    fn report(&self, r: &Report) -> Result<()> {
+        let rows = Self::rows(r);
+        write_csv(&r.out.join("variance.csv"), &rows)?;
+        if self.plot {
+            let mut panels = Vec::new();
+            for layer in 1..=2 {
+                let mut series = Vec::new();
+                for (i, &[p1, p2]) in self.settings.rates.iter().enumerate() {
+                    let model = rates_label(p1, p2);
+                    let p = if layer == 1 { p1 } else { p2 };
+                    for stage in ["train_pre", "train_post", "eval"] {
+                        if stage == "train_post" && p == 0.0 {
+                            continue; // identical to train_pre without dropout
+                        }
+                        let mut s = Series::band(
+                            format!("{model} {stage}"),
+                            curve(&rows, &model, layer, stage, |r| r.variance)
+                                .into_iter()
+                                .map(|(x, e)| (x, e.mean, e.ci_low, e.ci_high))
+                                .collect(),
+                        );
+                        s.dashed = i > 0;
+                        series.push(s);
+                    }
+                }
+                panels.push(Panel {
+                    title: format!("hidden layer {layer}: variance of activations (probe batch)"),
+                    x_label: "training step".into(),
+                    y_label: "variance over units and samples".into(),
+                    series,
+                    log_y: true,
+                    ..Default::default()
+                });
+            }
+            plot::panels(
+                &r.out.join("variance.png"),
+                "Exercise 3: activation variance over training (mean over seeds, 95% band)",
+                &panels,
+                2,
+            )?;
+        }
+        write_verdict(r, &self.verdict(r, &rows))
+    }
+}
+
+impl Variance {
+    fn verdict(&self, r: &Report, rows: &[ProbeRow]) -> String {
+        let mut v = format!(
+            "# Exercise 3: activation variance with and without dropout\n\n{}; {} probes per epoch on the first {} training images.\n\n",
+            seeds_note(&self.common),
+            self.settings.probes_per_epoch,
+            self.settings.probe_size
+        );
+        let last_step = rows.iter().map(|r| r.step).max().unwrap_or(0);
+        let first_step = rows.iter().map(|r| r.step).min().unwrap_or(0);
+        let at =
+            |model: &str, layer: usize, stage: &str, step: usize, f: fn(&ProbeRow) -> f64| -> f64 {
+                let xs: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| {
+                        r.model == model && r.layer == layer && r.stage == stage && r.step == step
+                    })
+                    .map(f)
+                    .collect();
+                crate::stats::mean(&xs)
+            };
+        v += "## What dropout does to the variance (training mode)\n\n| model | layer | p | step | var before dropout | var after dropout | measured factor | predicted factor | var in eval mode | after / eval |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        for &[p1, p2] in &self.settings.rates {
+            let model = rates_label(p1, p2);
+            for (layer, p) in [(1, p1), (2, p2)] {
+                if p == 0.0 {
+                    continue;
+                }
+                for step in [first_step, last_step] {
+                    let pre = at(&model, layer, "train_pre", step, |r| r.variance);
+                    let mu = at(&model, layer, "train_pre", step, |r| r.mean);
+                    let post = at(&model, layer, "train_post", step, |r| r.variance);
+                    let eval = at(&model, layer, "eval", step, |r| r.variance);
+                    let predicted = (pre + p * (pre + mu * mu)) / ((1.0 - p) * pre);
+                    v += &format!(
+                        "| {model} | {layer} | {p} | {step} | {pre:.4} | {post:.4} | {:.3} | {predicted:.3} | {eval:.4} | {:.3} |\n",
+                        post / pre,
+                        post / eval
+                    );
+                }
+            }
+        }
+        v += "\nThe predicted factor is what inverted dropout does to a variable with the measured mean mu and variance s^2 before dropout: (s^2 + p (s^2 + mu^2)) / ((1 - p) s^2). It exceeds 1/(1-p) because ReLU outputs have a positive mean that the mask also spreads.\n\n## With vs without dropout (evaluation mode, end of training)\n\n";
+        for layer in 1..=2 {
+            let parts: Vec<String> = self
+                .settings
+                .rates
+                .iter()
+                .map(|&[p1, p2]| {
+                    let m = rates_label(p1, p2);
+                    format!(
+                        "{m}: variance {:.4} (mean {:.4}, per-unit variance {:.4})",
+                        at(&m, layer, "eval", last_step, |r| r.variance),
+                        at(&m, layer, "eval", last_step, |r| r.mean),
+                        at(&m, layer, "eval", last_step, |r| r.unit_variance)
+                    )
+                })
+                .collect();
+            v += &format!("- Layer {layer}: {}.\n", parts.join("; "));
+        }
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Hand-computed on [[1, 2], [3, 6]]: mean 3, variance over all
+    /// elements ((4 + 1 + 0 + 9) / 4) = 3.5; unit variances: column 0
+    /// (1, 3) -> 1, column 1 (2, 6) -> 4; mean 2.5.
+    #[test]
+    fn moments_by_hand() {
+        let xs = Tensor::new(&[[1f32, 2.], [3., 6.]], &Device::Cpu).unwrap();
+        let (m, v, u) = moments(&xs).unwrap();
+        assert_eq!((m, v, u), (3.0, 3.5, 2.5));
+    }
+}

@@ -1,0 +1,200 @@
+//! Other noise injected into the hidden activations (exercise 7). Each kind
+//! takes the same strength parameter `p` in [0, 1) as dropout, mapped so that
+//! the multiplicative kinds have the variance of dropout at rate p:
+//! Var[h'] = h^2 p / (1 - p).
+
+use candle_core::{Result, Tensor};
+
+use super::{host_noise, Dropout, NoiseCtx, Regularizer};
+use crate::rng::Rng;
+
+/// Gaussian multiplicative noise, "Gaussian dropout" (Srivastava et al. 2014):
+///
+/// ```text
+/// h' = h * (1 + sigma * eps),  eps ~ N(0, 1),  sigma^2 = p / (1 - p)
+/// ```
+///
+/// Unbiased (E[h'] = h) with the variance of Bernoulli dropout at rate p.
+#[derive(Debug, Clone, Copy)]
+pub struct GaussianMult {
+    sigma: f32,
+}
+
+impl GaussianMult {
+    pub fn new(p: f64) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "Gaussian dropout needs p in [0, 1), got {p}"
+        );
+        Self {
+            sigma: (p / (1.0 - p)).sqrt() as f32,
+        }
+    }
+}
+
+/// A host buffer of `n` standard normals, uploaded as `like`'s shape.
+fn normals(rng: &mut Rng, like: &Tensor, f: impl Fn(f32) -> f32) -> Result<Tensor> {
+    let mut buf = vec![0f32; like.elem_count()];
+    rng.fill_normal(&mut buf);
+    for x in buf.iter_mut() {
+        *x = f(*x);
+    }
+    Tensor::from_vec(buf, like.shape(), like.device())
+}
+
+impl Regularizer for GaussianMult {
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        let s = self.sigma;
+        xs.mul(&normals(ctx.rng, xs, |e| 1.0 + s * e)?)
+    }
+}
+
+/// Additive Gaussian noise:
+///
+/// ```text
+/// h' = h + sigma * eps,  eps ~ N(0, 1),  sigma = p
+/// ```
+///
+/// Unbiased; its variance does not depend on h (activations of this model are
+/// of order 1, so sigma = p puts it on the scale of the others).
+#[derive(Debug, Clone, Copy)]
+pub struct GaussianAdd {
+    sigma: f32,
+}
+
+impl GaussianAdd {
+    pub fn new(p: f64) -> Self {
+        Self { sigma: p as f32 }
+    }
+}
+
+impl Regularizer for GaussianAdd {
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        let s = self.sigma;
+        xs.add(&normals(ctx.rng, xs, |e| s * e)?)
+    }
+}
+
+/// Uniform multiplicative noise:
+///
+/// ```text
+/// h' = h * u,  u ~ U(1 - a, 1 + a),  a = sqrt(3 p / (1 - p))
+/// ```
+///
+/// Unbiased, with Var[u] = a^2 / 3 = p / (1 - p), dropout's variance.
+#[derive(Debug, Clone, Copy)]
+pub struct UniformMult {
+    a: f32,
+}
+
+impl UniformMult {
+    pub fn new(p: f64) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "uniform noise needs p in [0, 1), got {p}"
+        );
+        Self {
+            a: (3.0 * p / (1.0 - p)).sqrt() as f32,
+        }
+    }
+}
+
+impl Regularizer for UniformMult {
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        let a = self.a;
+        let noise = host_noise(ctx.rng, xs.shape(), xs.device(), |u| {
+            1.0 + a * (2.0 * u - 1.0)
+        })?;
+        xs.mul(&noise)
+    }
+}
+
+/// Annealed dropout, this project's entry: Bernoulli dropout whose rate falls
+/// linearly from p to 0 over training,
+///
+/// ```text
+/// p_t = p * (1 - t),  t = fraction of training done
+/// ```
+///
+/// Motivation: dropout's noise is most useful early, when units would
+/// otherwise co-adapt; late in training it mostly adds variance to the
+/// gradient and a train/test mismatch (the network is evaluated without it).
+/// Annealing keeps the early regularisation and lets the last epochs
+/// fine-tune the network that will be evaluated. Unbiased at every t (it is
+/// inverted dropout at rate p_t).
+#[derive(Debug, Clone, Copy)]
+pub struct AnnealedDropout {
+    p: f64,
+}
+
+impl AnnealedDropout {
+    pub fn new(p: f64) -> Self {
+        assert!(
+            (0.0..=1.0).contains(&p),
+            "annealed dropout needs p in [0, 1], got {p}"
+        );
+        Self { p }
+    }
+
+    /// The rate at training progress `t` in [0, 1].
+    pub fn rate(&self, t: f64) -> f64 {
+        self.p * (1.0 - t.clamp(0.0, 1.0))
+    }
+}
+
+impl Regularizer for AnnealedDropout {
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        Dropout::new(self.rate(ctx.progress)).activations(xs, ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regularizers::testutil::moments;
+
+    /// Mean of 10^6 outputs for h = 1: the noise has sd <= sqrt(p/(1-p)) <= 1.23
+    /// at p = 0.6, so the mean's sd is <= 0.0013; we allow 0.006 (about 5 sd).
+    /// Variances are checked within 2% (their sampling sd is about 0.2%).
+    #[test]
+    fn multiplicative_kinds_are_unbiased_with_dropouts_variance() {
+        for p in [0.2, 0.5, 0.6] {
+            let want = p / (1.0 - p);
+            for (name, reg) in [
+                (
+                    "gaussian",
+                    Box::new(GaussianMult::new(p)) as Box<dyn Regularizer>,
+                ),
+                ("uniform", Box::new(UniformMult::new(p))),
+                ("dropout", Box::new(Dropout::new(p))),
+            ] {
+                let (mean, var) = moments(reg.as_ref(), 1.0, 1_000_000);
+                assert!((mean - 1.0).abs() < 0.006, "{name} p={p}: mean {mean}");
+                assert!(
+                    (var - want).abs() < 0.02 * want,
+                    "{name} p={p}: var {var}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn additive_gaussian_is_unbiased_with_variance_sigma_squared() {
+        let (mean, var) = moments(&GaussianAdd::new(0.3), 2.0, 1_000_000);
+        assert!((mean - 2.0).abs() < 0.0015, "mean {mean}");
+        assert!((var - 0.09).abs() < 0.02 * 0.09, "var {var}");
+    }
+
+    #[test]
+    fn annealed_dropout_rate_and_mean() {
+        let a = AnnealedDropout::new(0.5);
+        assert_eq!(a.rate(0.0), 0.5);
+        assert_eq!(a.rate(0.5), 0.25);
+        assert_eq!(a.rate(1.0), 0.0);
+        // testutil::moments runs at progress 0.5: rate 0.25.
+        let (mean, var) = moments(&a, 1.0, 1_000_000);
+        assert!((mean - 1.0).abs() < 0.005, "mean {mean}");
+        let want = 0.25 / 0.75;
+        assert!((var - want).abs() < 0.02 * want, "var {var}");
+    }
+}
