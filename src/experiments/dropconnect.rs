@@ -149,6 +149,7 @@ impl Experiment for DropConnectExp {
                     .map(|m| vec![("no regularisation".to_string(), m)])
                     .unwrap_or_default(),
                 log_y: false,
+                clip: None,
             }],
             1,
         )?;

@@ -119,12 +119,22 @@ impl Experiment for Longer {
                 })
                 .collect()
         };
-        let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| Panel {
-            title: title.into(),
-            x_label: "epoch".into(),
-            y_label: y.into(),
-            series: series(f),
-            ..Default::default()
+        let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| {
+            let loss = y == "cross-entropy";
+            Panel {
+                title: title.into(),
+                x_label: "epoch".into(),
+                y_label: y.into(),
+                series: series(f),
+                // Losses span orders of magnitude when a run blows up.
+                log_y: loss,
+                clip: Some(if loss {
+                    (1e-3, f64::INFINITY)
+                } else {
+                    (0.0, 1.0)
+                }),
+                ..Default::default()
+            }
         };
         plot::panels(
             &r.out.join("curves.png"),
@@ -144,11 +154,14 @@ impl Experiment for Longer {
         plot::panels(
             &r.out.join("gap.png"),
             "Exercise 2: generalisation gap (mean, 95% band)",
-            &[panel(
-                "train accuracy minus test accuracy",
-                "accuracy points (fraction)",
-                |e| e.train_acc - e.test_acc,
-            )],
+            &[Panel {
+                clip: Some((-1.0, 1.0)),
+                ..panel(
+                    "train accuracy minus test accuracy",
+                    "accuracy points (fraction)",
+                    |e| e.train_acc - e.test_acc,
+                )
+            }],
             1,
         )?;
         write_verdict(r, &self.verdict(r))

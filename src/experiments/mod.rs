@@ -611,6 +611,7 @@ pub fn accuracy_curves(r: &Report, path: &Path, title: &str) -> Result<()> {
         x_label: "epoch".into(),
         y_label: "accuracy".into(),
         series: series(|e| e.test_acc),
+        clip: Some((0.0, 1.0)),
         ..Default::default()
     };
     let train = Panel {
@@ -618,6 +619,8 @@ pub fn accuracy_curves(r: &Report, path: &Path, title: &str) -> Result<()> {
         x_label: "epoch".into(),
         y_label: "cross-entropy".into(),
         series: series(|e| e.train_loss),
+        log_y: true,
+        clip: Some((1e-3, f64::INFINITY)),
         ..Default::default()
     };
     panels(path, title, &[test, train], 2)

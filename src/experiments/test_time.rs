@@ -326,6 +326,7 @@ impl Experiment for TestTime {
                 .map(|d| vec![("dropout off (deterministic)".to_string(), pick(d).0)])
                 .unwrap_or_default(),
             log_y: false,
+            clip: None,
         };
         plot::panels(
             &r.out.join("mc.png"),

@@ -85,6 +85,29 @@ pub struct Panel {
     pub hlines: Vec<(String, f64)>,
     /// Logarithmic y axis.
     pub log_y: bool,
+    /// Bounds the bands are clipped to (accuracy in [0, 1], say): a t-based
+    /// interval over few seeds can reach past what the quantity can take.
+    pub clip: Option<(f64, f64)>,
+}
+
+impl Panel {
+    /// The series with their bands clipped to `clip`.
+    fn clipped(&self) -> Vec<Series> {
+        let Some((lo, hi)) = self.clip else {
+            return self.series.clone();
+        };
+        self.series
+            .iter()
+            .map(|s| Series {
+                points: s
+                    .points
+                    .iter()
+                    .map(|&(x, m, l, h)| (x, m, l.clamp(lo, hi), h.clamp(lo, hi)))
+                    .collect(),
+                ..s.clone()
+            })
+            .collect()
+    }
 }
 
 fn finite_range(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
@@ -142,6 +165,10 @@ fn draw_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     p: &Panel,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let p = &Panel {
+        series: p.clipped(),
+        ..p.clone()
+    };
     let xs = p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0));
     let (x0, x1) = match &p.x_ticks {
         Some(t) => (-0.5, t.len() as f64 - 0.5),
@@ -153,7 +180,12 @@ fn draw_panel(
         .flat_map(|s| s.points.iter().flat_map(|q| [q.1, q.2, q.3]))
         .chain(p.hlines.iter().map(|h| h.1))
         .filter(|y| !p.log_y || *y > 0.0);
-    let (y0, y1) = pad(finite_range(ys).unwrap_or((0.0, 1.0)), 0.05);
+    let range = finite_range(ys).unwrap_or((0.0, 1.0));
+    let (y0, y1) = if p.log_y {
+        (range.0 / 1.3, range.1 * 1.3)
+    } else {
+        pad(range, 0.05)
+    };
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(&p.title, (FONT, 22))
@@ -195,6 +227,7 @@ fn draw_panel(
                 .y_desc(p.y_label.as_str())
                 .x_labels(n_ticks)
                 .x_label_formatter(&x_fmt)
+                .y_label_formatter(&|y: &f64| number(*y))
                 .label_style((FONT, 16))
                 .axis_desc_style((FONT, 18))
                 .draw()?;
@@ -405,6 +438,27 @@ pub fn heatmap(
         }
         Ok(())
     })
+}
+
+/// A tick label with no more digits than it needs.
+pub fn number(y: f64) -> String {
+    let a = y.abs();
+    let s = if a == 0.0 {
+        "0".to_string()
+    } else if a >= 100.0 {
+        format!("{y:.0}")
+    } else if a >= 1.0 {
+        format!("{y:.2}")
+    } else if a >= 0.001 {
+        format!("{y:.4}")
+    } else {
+        return format!("{y:.0e}");
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 fn tick(vals: &[f64], v: f64) -> String {
