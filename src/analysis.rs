@@ -15,6 +15,12 @@ use crate::train::{EpochRow, TrainConfig};
 /// Epochs averaged by the headline metric.
 pub const LAST_K: usize = 3;
 
+/// A finished run whose final test accuracy is at most this (chance is 0.1
+/// for ten classes) has collapsed: typically a blow-up left its ReLUs dead
+/// and its loss stuck at ln 10. Such runs are kept in the means (they are
+/// real outcomes) but counted and named in verdicts.
+pub const COLLAPSED_ACC: f64 = 0.15;
+
 /// Per-run summary numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunMetrics {
@@ -148,6 +154,13 @@ impl Group<'_> {
     pub fn diverged(&self) -> usize {
         self.runs.iter().filter(|r| r.diverged).count()
     }
+    /// Finished runs that ended at chance level (see [`COLLAPSED_ACC`]).
+    pub fn collapsed(&self) -> usize {
+        self.finished()
+            .iter()
+            .filter(|(_, m)| m.final_acc <= COLLAPSED_ACC)
+            .count()
+    }
     pub fn values(&self, metric: Metric) -> Vec<f64> {
         self.finished().iter().map(|(_, m)| metric.of(m)).collect()
     }
@@ -191,6 +204,8 @@ pub struct SummaryRow {
     /// Runs that finished (did not diverge).
     pub n: usize,
     pub n_diverged: usize,
+    /// Finished runs that ended at chance level (final test accuracy <= 0.15).
+    pub n_collapsed: usize,
     pub last3_mean: f64,
     pub last3_sd: f64,
     pub last3_ci_low: f64,
@@ -221,6 +236,7 @@ pub fn summary(g: &Group) -> SummaryRow {
         config: ConfigCols::new(&g.label, &g.config),
         n: f.len(),
         n_diverged: g.diverged(),
+        n_collapsed: g.collapsed(),
         last3_mean: l3.mean,
         last3_sd: l3.sd,
         last3_ci_low: l3.ci_low,

@@ -5,21 +5,29 @@ use candle_core::Device;
 
 use crate::cli::{ComputeArgs, DeviceKind};
 
-/// Threads candle's CPU matrix products will use.
+/// Threads candle's CPU matrix products will use (per run).
 pub fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
-/// Sets the CPU thread count (before any tensor work) and opens the device.
+/// Sets the threads of every matrix product. candle reads RAYON_NUM_THREADS
+/// on each product; this runs before any other thread exists.
+fn set_threads(n: usize) {
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}
+
+/// Opens the device for one run with `--threads` threads, by default one.
+///
+/// Why one: measured on this project's 2-core machine (scripts/bench), a
+/// second thread does not speed this model up (1.61 vs 1.60 s per epoch:
+/// only the matrix products are multi-threaded, and they are small), while
+/// its busy-waiting pool collapses when another process holds a core (3.7 to
+/// 5.1 s per epoch instead of 1.7 s with one thread).
 pub fn setup(args: &ComputeArgs) -> Result<Device> {
-    if let Some(n) = args.threads {
-        // candle reads RAYON_NUM_THREADS on every matrix product; set it
-        // before rayon's pool exists so both agree. Single-threaded here: no
-        // other thread reads the environment yet.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
+    let total = args.threads.map_or(1, usize::from);
+    set_threads(total);
     let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads())
+        .num_threads(total)
         .build_global();
     open(args.device)
 }
@@ -31,21 +39,19 @@ pub fn jobs() -> usize {
     JOBS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// As [`setup`], then splits the threads between concurrent runs: `jobs`
-/// of them, or by default one per thread (on CPU; one job on CUDA). Measured
-/// on this project's 2-core machine, two 1-thread runs side by side train
-/// twice as many epochs per minute as one 2-thread run, because only the
-/// matrix products are multi-threaded.
+/// Opens the device for a sweep: `--threads` in total (by default the
+/// number of physical cores), split between `jobs` concurrent runs (by
+/// default one per thread on CPU, one on CUDA). Two 1-thread runs side by
+/// side train twice as many epochs per minute here as one 2-thread run.
 pub fn setup_jobs(args: &ComputeArgs, jobs: Option<usize>) -> Result<Device> {
-    let dev = setup(args)?;
-    let jobs = jobs
-        .unwrap_or(if dev.is_cuda() { 1 } else { threads() })
-        .max(1);
+    let total = args.threads.map_or_else(threads, usize::from).max(1);
+    let dev = open(args.device)?;
+    let jobs = jobs.unwrap_or(if dev.is_cuda() { 1 } else { total }).max(1);
     JOBS.store(jobs, std::sync::atomic::Ordering::Relaxed);
-    if jobs > 1 {
-        let per_job = (threads() / jobs).max(1);
-        std::env::set_var("RAYON_NUM_THREADS", per_job.to_string());
-    }
+    set_threads((total / jobs).max(1));
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(total)
+        .build_global();
     Ok(dev)
 }
 

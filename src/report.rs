@@ -73,7 +73,8 @@ const EXERCISES: &[Exercise] = &[
         command: "compare-wd",
         title: "Dropout and weight decay",
         question: "Which helps this model more, dropout or weight decay, and when both are used, do their gains add up?",
-        full: &[],
+        // Regularisation matters more the longer a model trains.
+        full: &["--epochs", "50"],
         quick: &["--seeds", "2", "--epochs", "4", "--train-subset", "20000", "--test-subset", "5000", "--weight-decays", "0,1e-4,1e-3"],
     },
     Exercise {

@@ -76,6 +76,10 @@ pub struct InteractionRow {
     pub reading: String,
 }
 
+/// An interaction CI wider than this (10 points of accuracy) is reported as
+/// "cannot tell" rather than "additive": it would contain almost any effect.
+const MAX_READABLE_CI: f64 = 0.10;
+
 fn label(dropout: bool, wd: f64) -> String {
     format!("dropout={} wd={wd:e}", if dropout { "on" } else { "off" })
 }
@@ -117,6 +121,11 @@ impl CompareWd {
             };
             let reading = if e.n < 2 || e.ci_low.is_nan() {
                 "too few seeds to tell".to_string()
+            } else if e.ci_high - e.ci_low > MAX_READABLE_CI {
+                format!(
+                    "cannot tell: the CI spans {:.1} points",
+                    100.0 * (e.ci_high - e.ci_low)
+                )
             } else if e.ci_low <= 0.0 && e.ci_high >= 0.0 {
                 "additive (CI contains 0)".to_string()
             } else if e.ci_high < 0.0 {
@@ -250,6 +259,26 @@ impl CompareWd {
                 v += &format!("- Both (weight decay {wd:e}): {}.\n", describe(c));
             }
         }
+        for &wd in self.settings.weight_decays.iter().filter(|&&w| w > 0.0) {
+            if let Some(c) = r.comparison(&label(true, 0.0), &label(true, wd), Metric::Last3) {
+                v += &format!(
+                    "- Adding weight decay {wd:e} to dropout: {}.\n",
+                    describe(c)
+                );
+            }
+        }
+        if let Some(best) = r
+            .summary
+            .iter()
+            .filter(|s| s.n > 0)
+            .max_by(|a, b| a.last3_mean.total_cmp(&b.last3_mean))
+        {
+            v += &format!(
+                "\nBest configuration: {} at {:.2}% (mean of last 3 epochs).\n",
+                best.config.label,
+                100.0 * best.last3_mean
+            );
+        }
         v += "\n## Do the gains add up?\n\nInteraction = acc(both) - acc(dropout only) - acc(weight decay only) + acc(neither), per seed, on the headline metric.\n\n| weight decay | n | dropout gain | wd gain | both gain | interaction (95% CI) | p | reading |\n|---|---|---|---|---|---|---|---|\n";
         for i in inter {
             v += &format!(
@@ -272,6 +301,8 @@ impl CompareWd {
             .fold(0.0, f64::max);
         if inter.iter().any(|i| i.n < 2) {
             v += "\nWith fewer than 2 seeds per cell the interaction cannot be tested; rerun with more `--seeds`.\n";
+        } else if inter.iter().any(|i| i.reading.starts_with("cannot tell")) {
+            v += "\nWhere the reading is \"cannot tell\", the seeds disagree too much (see the collapsed and diverged runs below) for the interaction to be estimated; more seeds, or a smaller learning rate that stops the runs without dropout from blowing up, would be needed.\n";
         } else if inter.iter().all(|i| i.reading.starts_with("additive")) {
             v += &format!(
                 "\nNo interaction is distinguishable from zero: as far as {} seeds can tell (CI widths up to {:.2} points), the gains add up. An interaction smaller than that width would go unseen; more seeds narrow it.\n",

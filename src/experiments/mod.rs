@@ -556,6 +556,23 @@ pub fn write_verdict(r: &Report, text: &str) -> Result<()> {
     if !diverged.is_empty() {
         text += &format!("\n**Diverged runs.**\n\n{}\n", diverged.join("\n"));
     }
+    let collapsed: Vec<String> = r
+        .summary
+        .iter()
+        .filter(|s| s.n_collapsed > 0)
+        .map(|s| {
+            format!(
+                "- {}: {} of its {} finished run(s) ended at chance level (final test accuracy at most {:.0}%, the loss stuck near ln 10 after a blow-up). They are kept in its means, which is why its interval is wide.",
+                s.config.label,
+                s.n_collapsed,
+                s.n,
+                100.0 * crate::analysis::COLLAPSED_ACC
+            )
+        })
+        .collect();
+    if !collapsed.is_empty() {
+        text += &format!("\n**Collapsed runs.**\n\n{}\n", collapsed.join("\n"));
+    }
     write_atomic(&r.out.join("verdict.md"), text.as_bytes())
 }
 

@@ -382,9 +382,21 @@ impl TestTime {
             }
             None => {
                 v += &format!(
-                    "- **MC dropout** never reaches the deterministic accuracy for K up to {}.\n",
+                    "- **MC dropout** never reaches the deterministic accuracy for K up to {}",
                     mc.last().map_or(0, |s| s.k)
-                )
+                );
+                match mc.iter().find(|s| s.accuracy_diff_p >= 0.05) {
+                    Some(s) => {
+                        v += &format!(
+                            "; from K = {} ({} forward passes) on, the remaining difference ({} points, paired p = {:.3}) is not significant.\n",
+                            s.k,
+                            s.passes,
+                            pts(s.accuracy_diff),
+                            s.accuracy_diff_p
+                        )
+                    }
+                    None => v += ", and the shortfall stays significant.\n",
+                }
             }
         }
         if let Some(s) = mc.iter().find(|s| s.nll_mean <= det.nll_mean) {
