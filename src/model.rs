@@ -92,7 +92,8 @@ impl Mlp {
         let (mut relu, mut after) = (Vec::new(), Vec::new());
         let mut h = xs.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let hidden = self.slots.get(i).filter(|_| i + 1 < self.layers.len());
+            // The output layer (i = 2) has no slot.
+            let hidden = self.slots.get(i);
             let w = match (hidden, train) {
                 (Some(slot), true) => slot.weights(layer.w.as_tensor(), ctx)?,
                 _ => layer.w.as_tensor().clone(),

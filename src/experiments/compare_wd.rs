@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
 use crate::analysis::{describe, Metric, RunMetrics};
-use crate::output::plot::{self, Panel, Series, Spread};
+use crate::output::plot::{self, Panel, Series};
 use crate::output::write_csv;
 use crate::stats::{self, Estimate};
 use crate::train::TrainConfig;
@@ -197,26 +197,14 @@ impl Experiment for CompareWd {
         let wds = &self.settings.weight_decays;
         let series: Vec<Series> = [false, true]
             .iter()
-            .map(|&d| Series {
-                name: if d {
+            .map(|&d| {
+                let name = if d {
                     format!("dropout {:?}", self.settings.dropout)
                 } else {
                     "no dropout".into()
-                },
-                points: wds
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &wd)| {
-                        let s = r
-                            .summary
-                            .iter()
-                            .find(|s| s.config.label == label(d, wd))
-                            .unwrap();
-                        (i as f64, s.last3_mean, s.last3_ci_low, s.last3_ci_high)
-                    })
-                    .collect(),
-                spread: Spread::Bars,
-                dashed: false,
+                };
+                let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd)).collect();
+                super::headline_line(r, name, &labels)
             })
             .collect();
         plot::panels(

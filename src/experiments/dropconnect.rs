@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
 use crate::analysis::{describe, Metric};
-use crate::output::plot::{self, Panel, Series, Spread};
+use crate::output::plot::{self, Panel, Series};
 use crate::regularizers::RegKind;
 use crate::train::TrainConfig;
 
@@ -113,22 +113,9 @@ impl Experiment for DropConnectExp {
         let rates = &self.settings.rates;
         let series: Vec<Series> = [RegKind::Dropout, RegKind::Dropconnect]
             .iter()
-            .map(|&kind| Series {
-                name: kind.to_string(),
-                points: rates
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &p)| {
-                        let s = r
-                            .summary
-                            .iter()
-                            .find(|s| s.config.label == label(kind, p))
-                            .unwrap();
-                        (i as f64, s.last3_mean, s.last3_ci_low, s.last3_ci_high)
-                    })
-                    .collect(),
-                spread: Spread::Bars,
-                dashed: false,
+            .map(|&kind| {
+                let labels: Vec<String> = rates.iter().map(|&p| label(kind, p)).collect();
+                super::headline_line(r, kind.to_string(), &labels)
             })
             .collect();
         let none = r

@@ -21,9 +21,9 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
 use crate::analysis::{describe, Group, Metric};
-use crate::output::plot::{self, Panel, Series};
+use crate::output::plot::{self, Panel};
 use crate::train::{EpochRow, TrainConfig};
 
 pub const DEFAULTS: &str = include_str!("../../experiments/longer.toml");
@@ -80,45 +80,13 @@ impl Experiment for Longer {
         serde_json::to_value(&self.settings).unwrap()
     }
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
-        self.settings
-            .rates
-            .iter()
-            .map(|&[p1, p2]| {
-                (
-                    rates_label(p1, p2),
-                    TrainConfig {
-                        p1,
-                        p2,
-                        ..base.clone()
-                    },
-                )
-            })
-            .collect()
+        super::rate_configs(&self.common, &self.settings.rates)
     }
     fn pairs(&self) -> Vec<(String, String)> {
-        let labels: Vec<String> = self.configs().into_iter().map(|(l, _)| l).collect();
-        labels[1..]
-            .iter()
-            .map(|l| (labels[0].clone(), l.clone()))
-            .collect()
+        super::first_vs_rest(&self.configs())
     }
-
     fn report(&self, r: &Report) -> Result<()> {
-        let series = |f: fn(&EpochRow) -> f64| -> Vec<Series> {
-            r.groups
-                .iter()
-                .map(|g| {
-                    Series::band(
-                        g.label.clone(),
-                        g.curve(f)
-                            .into_iter()
-                            .map(|(e, est)| (e as f64, est.mean, est.ci_low, est.ci_high))
-                            .collect(),
-                    )
-                })
-                .collect()
-        };
+        let series = |f| super::epoch_series(r, f);
         let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| {
             let loss = y == "cross-entropy";
             Panel {

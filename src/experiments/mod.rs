@@ -581,6 +581,89 @@ pub fn rates_label(p1: f64, p2: f64) -> String {
     format!("p=({p1},{p2})")
 }
 
+/// The book's configuration at each dropout pair, labelled by its rates.
+pub fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainConfig)> {
+    let base = common.base_config();
+    rates
+        .iter()
+        .map(|&[p1, p2]| {
+            (
+                rates_label(p1, p2),
+                TrainConfig {
+                    p1,
+                    p2,
+                    ..base.clone()
+                },
+            )
+        })
+        .collect()
+}
+
+/// The first configuration against each of the others.
+pub fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(String, String)> {
+    configs
+        .iter()
+        .skip(1)
+        .map(|(l, _)| (configs[0].0.clone(), l.clone()))
+        .collect()
+}
+
+/// The headline accuracy of each configuration with its 95% CI, as bars.
+pub fn headline_bars(r: &Report) -> Vec<(String, f64, f64, f64)> {
+    r.summary
+        .iter()
+        .map(|s| {
+            (
+                s.config.label.clone(),
+                s.last3_mean,
+                s.last3_ci_low,
+                s.last3_ci_high,
+            )
+        })
+        .collect()
+}
+
+/// A line over categories (x = 0, 1, ...) of the headline accuracy of the
+/// configurations labelled `labels`, with 95% CI bars.
+pub fn headline_line(r: &Report, name: String, labels: &[String]) -> crate::output::plot::Series {
+    crate::output::plot::Series {
+        name,
+        points: labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let s = r
+                    .summary
+                    .iter()
+                    .find(|s| s.config.label == *l)
+                    .expect("a swept configuration");
+                (i as f64, s.last3_mean, s.last3_ci_low, s.last3_ci_high)
+            })
+            .collect(),
+        spread: crate::output::plot::Spread::Bars,
+        dashed: false,
+    }
+}
+
+/// One series per configuration: `f` per epoch, mean over seeds with its 95% band.
+pub fn epoch_series(
+    r: &Report,
+    f: fn(&crate::train::EpochRow) -> f64,
+) -> Vec<crate::output::plot::Series> {
+    r.groups
+        .iter()
+        .map(|g| {
+            crate::output::plot::Series::band(
+                g.label.clone(),
+                g.curve(f)
+                    .into_iter()
+                    .map(|(e, est)| (e as f64, est.mean, est.ci_low, est.ci_high))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 /// A markdown table of the summary rows (headline metric first).
 pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
@@ -608,21 +691,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
 
 /// The curves plot (test accuracy per epoch, mean with 95% band) of groups.
 pub fn accuracy_curves(r: &Report, path: &Path, title: &str) -> Result<()> {
-    use crate::output::plot::{panels, Panel, Series};
-    let series = |f: fn(&crate::train::EpochRow) -> f64| -> Vec<Series> {
-        r.groups
-            .iter()
-            .map(|g| {
-                Series::band(
-                    g.label.clone(),
-                    g.curve(f)
-                        .into_iter()
-                        .map(|(e, est)| (e as f64, est.mean, est.ci_low, est.ci_high))
-                        .collect(),
-                )
-            })
-            .collect()
-    };
+    use crate::output::plot::{panels, Panel};
+    let series = |f| epoch_series(r, f);
     let test = Panel {
         title: "test accuracy (eval mode)".into(),
         x_label: "epoch".into(),

@@ -120,18 +120,7 @@ impl Experiment for Noise {
     }
 
     fn report(&self, r: &Report) -> Result<()> {
-        let bars: Vec<(String, f64, f64, f64)> = r
-            .summary
-            .iter()
-            .map(|s| {
-                (
-                    s.config.label.clone(),
-                    s.last3_mean,
-                    s.last3_ci_low,
-                    s.last3_ci_high,
-                )
-            })
-            .collect();
+        let bars = super::headline_bars(r);
         plot::bars(
             &r.out.join("bars.png"),
             "Exercise 7: noise kinds vs dropout (test accuracy, mean of last 3 epochs, 95% CI)",

@@ -245,28 +245,10 @@ impl Experiment for Variance {
         serde_json::to_value(&self.settings).unwrap()
     }
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
-        self.settings
-            .rates
-            .iter()
-            .map(|&[p1, p2]| {
-                (
-                    rates_label(p1, p2),
-                    TrainConfig {
-                        p1,
-                        p2,
-                        ..base.clone()
-                    },
-                )
-            })
-            .collect()
+        super::rate_configs(&self.common, &self.settings.rates)
     }
     fn pairs(&self) -> Vec<(String, String)> {
-        let labels: Vec<String> = self.configs().into_iter().map(|(l, _)| l).collect();
-        labels[1..]
-            .iter()
-            .map(|l| (labels[0].clone(), l.clone()))
-            .collect()
+        super::first_vs_rest(&self.configs())
     }
     fn worker(&self) -> &Worker<'_> {
         self.worker.as_ref()
