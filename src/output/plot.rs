@@ -311,14 +311,41 @@ pub fn bars(
         let (lo, hi) = finite_range(ys).unwrap_or((0.0, 1.0));
         let (y0, y1) = pad((lo, hi), 0.15);
         let n = bars.len();
-        let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0) as u32;
-        let mut chart = ChartBuilder::on(root)
+        // Many bars: number them, and write a key of the numbers below the chart.
+        let keyed = n > 6;
+        let key_rows = n.div_ceil(2) as u32;
+        let (upper, lower) = if keyed {
+            root.split_vertically(SIZE.1 - 24 * key_rows - 20)
+        } else {
+            root.split_vertically(SIZE.1)
+        };
+        let mut chart = ChartBuilder::on(&upper)
             .caption(title, (FONT, 26))
             .margin(20)
-            .x_label_area_size(if n > 6 { 40 + 9 * longest } else { 60 })
+            .x_label_area_size(60)
             .y_label_area_size(80)
             .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y0..y1)?;
-        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        let names: Vec<String> = bars
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if keyed {
+                    (i + 1).to_string()
+                } else {
+                    b.0.clone()
+                }
+            })
+            .collect();
+        if keyed {
+            for (i, b) in bars.iter().enumerate() {
+                let (col, row) = ((i as u32) / key_rows, (i as u32) % key_rows);
+                lower.draw(&Text::new(
+                    format!("{}: {}", i + 1, b.0),
+                    (100 + 540 * col as i32, 24 * row as i32),
+                    (FONT, 17),
+                ))?;
+            }
+        }
         let fmt = |x: &f64| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
@@ -327,18 +354,11 @@ pub fn bars(
                 String::new()
             }
         };
-        // Many bars: write their names vertically.
-        let label_font = if n > 6 {
-            (FONT, 15).into_font().transform(FontTransform::Rotate90)
-        } else {
-            (FONT, 16).into_font()
-        };
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&fmt)
-            .x_label_style(label_font)
             .y_desc(y_label)
             .label_style((FONT, 16))
             .axis_desc_style((FONT, 18))
