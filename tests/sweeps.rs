@@ -403,14 +403,13 @@ fn test_time_end_to_end() {
     assert!(read(&out.join("verdict.md")).contains("One noisy pass"));
 }
 
-#[test]
-fn dropconnect_end_to_end() {
-    let tmp = TempDir::new().unwrap();
-    let out = tmp.path().join("d");
-    let cfg = tmp.path().join("dc.toml");
-    std::fs::write(&cfg, "rates = [0.2, 0.5]\n").unwrap();
+/// Runs `command` on the SMALL sweep with a `--config` file holding `toml`;
+/// returns the output folder.
+fn small_with_config(dir: &Path, command: &str, toml: &str) -> std::path::PathBuf {
+    let (cfg, out) = (dir.join(format!("{command}.toml")), dir.join(command));
+    std::fs::write(&cfg, toml).unwrap();
     bin()
-        .arg("dropconnect")
+        .arg(command)
         .args(SMALL)
         .arg("--config")
         .arg(&cfg)
@@ -418,6 +417,13 @@ fn dropconnect_end_to_end() {
         .arg(&out)
         .assert()
         .success();
+    out
+}
+
+#[test]
+fn dropconnect_end_to_end() {
+    let tmp = TempDir::new().unwrap();
+    let out = small_with_config(tmp.path(), "dropconnect", "rates = [0.2, 0.5]\n");
     assert_outputs(&out, &["rates.png", "curves.png"]);
     let summary = read(&out.join("summary.csv"));
     assert!(summary.contains("dropconnect p=0.5") && summary.contains("dropout p=0.2"));
@@ -427,18 +433,7 @@ fn dropconnect_end_to_end() {
 #[test]
 fn noise_end_to_end() {
     let tmp = TempDir::new().unwrap();
-    let out = tmp.path().join("n");
-    let cfg = tmp.path().join("n.toml");
-    std::fs::write(&cfg, "strengths = [[0.2, 0.5]]\n").unwrap();
-    bin()
-        .arg("noise")
-        .args(SMALL)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = small_with_config(tmp.path(), "noise", "strengths = [[0.2, 0.5]]\n");
     assert_outputs(&out, &["bars.png", "curves.png"]);
     let summary = read(&out.join("summary.csv"));
     for kind in [
