@@ -221,9 +221,10 @@ pub struct ComputeArgs {
     /// Device to train on. `cuda` needs a build with `--features cuda`.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
-    /// CPU threads for matrix products [default: 1 for `run`, where a second thread
-    /// was measured to give no speed and to collapse under load; for sweeps, the
-    /// number of physical cores, one per concurrent run].
+    /// CPU threads [default: for `run`, 2 (each batch is computed as two
+    /// halves, one per thread) or 1 on a single-core machine; for sweeps, the
+    /// number of physical cores, one per concurrent run]. Results do not
+    /// depend on it.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
     /// Directory with the four Fashion-MNIST IDX files (gzipped or not).

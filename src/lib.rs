@@ -12,12 +12,12 @@ pub mod device;
 pub mod experiments;
 pub mod model;
 pub mod output;
-
 pub mod regularizers;
 pub mod report;
 pub mod rng;
 pub mod run;
 pub mod stats;
+pub mod step;
 pub mod sweep;
 pub mod train;
 

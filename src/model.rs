@@ -7,6 +7,8 @@
 //!
 //! After each hidden layer sits a regulariser slot ([`Regularizer`]); it is
 //! consulted only when `train` is true, so evaluation is deterministic.
+//!
+//! Training differentiates this network by hand, in [`crate::step`].
 
 use candle_core::{Device, Result, Tensor, Var};
 
@@ -75,6 +77,11 @@ impl Mlp {
             .map(|w| Linear::new(w[0], w[1], init_rng, dev))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers, slots })
+    }
+
+    /// The regulariser after hidden layer `i` (`None` for the output layer).
+    pub fn slot(&self, i: usize) -> Option<&dyn Regularizer> {
+        self.slots.get(i).map(|s| s.as_ref())
     }
 
     /// All trainable variables, weights and biases.

@@ -14,9 +14,10 @@
 //! unmasked weights (the "mean network"; the paper's Gaussian moment-matching
 //! inference is not implemented). p = 1 zeroes the weights.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Shape, Tensor};
 
-use super::{host_noise, NoiseCtx, Regularizer};
+use super::dropout::bernoulli_scale;
+use super::{NoiseCtx, Regularizer};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DropConnect {
@@ -34,22 +35,13 @@ impl DropConnect {
 }
 
 impl Regularizer for DropConnect {
-    fn weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
-        if self.p == 0.0 {
-            return Ok(w.clone());
-        }
-        if self.p == 1.0 {
-            return w.zeros_like();
-        }
-        let (p, scale) = (self.p, 1.0 / (1.0 - self.p));
-        let mask = host_noise(ctx.rng, w.shape(), w.device(), |u| {
-            if u > p {
-                scale
-            } else {
-                0.0
-            }
-        })?;
-        w.mul(&mask)
+    fn weight_mask(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Tensor>> {
+        bernoulli_scale(self.p, shape, dev, ctx)
     }
 }
 

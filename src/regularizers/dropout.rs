@@ -9,9 +9,9 @@
 //! An element is kept where a uniform draw u satisfies u > p. p = 0 is the
 //! identity and draws nothing; p = 1 drops everything (all zeros).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
 
-use super::{host_noise, NoiseCtx, Regularizer};
+use super::{host_noise, Noise, NoiseCtx, Regularizer};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Dropout {
@@ -30,26 +30,33 @@ impl Dropout {
 }
 
 impl Regularizer for Dropout {
-    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
-        if self.p == 0.0 {
-            return Ok(xs.clone());
-        }
-        if self.p == 1.0 {
-            return xs.zeros_like();
-        }
-        let p = self.p;
-        let scale = 1.0 / (1.0 - p);
-        // The mask already carries the 1/(1-p) scale: one multiply. Autograd
-        // keeps it alive until backward.
-        let mask = host_noise(ctx.rng, xs.shape(), xs.device(), |u| {
-            if u > p {
-                scale
-            } else {
-                0.0
-            }
-        })?;
-        xs.mul(&mask)
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
+        Ok(bernoulli_scale(self.p, shape, dev, ctx)?.map(Noise::Scale))
     }
+}
+
+/// The inverted-dropout mask for drop rate `p`: 0 with probability `p`, else
+/// 1 / (1 - p). `None` (nothing drawn) for p = 0; all zeros (nothing drawn)
+/// for p = 1.
+pub(crate) fn bernoulli_scale(
+    p: f32,
+    shape: &Shape,
+    dev: &Device,
+    ctx: &mut NoiseCtx,
+) -> Result<Option<Tensor>> {
+    if p == 0.0 {
+        return Ok(None);
+    }
+    if p == 1.0 {
+        return Tensor::zeros(shape, DType::F32, dev).map(Some);
+    }
+    let scale = 1.0 / (1.0 - p);
+    host_noise(ctx.rng, shape, dev, |u| if u > p { scale } else { 0.0 }).map(Some)
 }
 
 #[cfg(test)]

@@ -33,15 +33,62 @@ pub struct NoiseCtx<'a> {
     pub progress: f64,
 }
 
-/// A training-time transformation of one hidden layer.
-pub trait Regularizer: Send + Sync + fmt::Debug {
-    /// Transforms the layer's activations (after the ReLU). Default: identity.
-    fn activations(&self, xs: &Tensor, _ctx: &mut NoiseCtx) -> Result<Tensor> {
-        Ok(xs.clone())
+/// The noise a regulariser puts on a layer's activations in one training step.
+/// Training differentiates through it by hand (see `Mlp::loss_and_grads`), so
+/// a regulariser states its noise instead of applying it.
+#[derive(Debug, Clone)]
+pub enum Noise {
+    /// `h' = h * m`, elementwise.
+    Scale(Tensor),
+    /// `h' = h + a`, elementwise.
+    Shift(Tensor),
+}
+
+impl Noise {
+    pub fn apply(&self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Noise::Scale(m) => xs.mul(m),
+            Noise::Shift(a) => xs.add(a),
+        }
     }
-    /// Transforms the layer's weight matrix before it is used. Default: identity.
-    fn weights(&self, w: &Tensor, _ctx: &mut NoiseCtx) -> Result<Tensor> {
-        Ok(w.clone())
+}
+
+/// A training-time transformation of one hidden layer: noise on its
+/// activations (after the ReLU), a multiplicative mask on its weight matrix,
+/// or both. Each call draws fresh noise from the context's generator; `None`
+/// leaves the layer alone and draws nothing.
+pub trait Regularizer: Send + Sync + fmt::Debug {
+    /// Noise for activations of `shape`. Default: none.
+    fn activation_noise(
+        &self,
+        _shape: &Shape,
+        _dev: &Device,
+        _ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
+        Ok(None)
+    }
+    /// Mask multiplying the weight matrix (of `shape`) elementwise. Default: none.
+    fn weight_mask(
+        &self,
+        _shape: &Shape,
+        _dev: &Device,
+        _ctx: &mut NoiseCtx,
+    ) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// `xs` with fresh activation noise applied.
+    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        match self.activation_noise(xs.shape(), xs.device(), ctx)? {
+            Some(noise) => noise.apply(xs),
+            None => Ok(xs.clone()),
+        }
+    }
+    /// `w` with a fresh weight mask applied.
+    fn weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        match self.weight_mask(w.shape(), w.device(), ctx)? {
+            Some(mask) => w.mul(&mask),
+            None => Ok(w.clone()),
+        }
     }
 }
 

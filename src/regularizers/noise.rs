@@ -3,9 +3,9 @@
 //! the multiplicative kinds have the variance of dropout at rate p:
 //! Var[h'] = h^2 p / (1 - p).
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Shape, Tensor};
 
-use super::{host_noise, Dropout, NoiseCtx, Regularizer};
+use super::{host_noise, Dropout, Noise, NoiseCtx, Regularizer};
 use crate::rng::Rng;
 
 /// Gaussian multiplicative noise, "Gaussian dropout" (Srivastava et al. 2014):
@@ -33,19 +33,26 @@ impl GaussianMult {
 }
 
 /// A host buffer of `n` standard normals, uploaded as `like`'s shape.
-fn normals(rng: &mut Rng, like: &Tensor, f: impl Fn(f32) -> f32) -> Result<Tensor> {
-    let mut buf = vec![0f32; like.elem_count()];
+fn normals(rng: &mut Rng, shape: &Shape, dev: &Device, f: impl Fn(f32) -> f32) -> Result<Tensor> {
+    let mut buf = vec![0f32; shape.elem_count()];
     rng.fill_normal(&mut buf);
     for x in buf.iter_mut() {
         *x = f(*x);
     }
-    Tensor::from_vec(buf, like.shape(), like.device())
+    Tensor::from_vec(buf, shape, dev)
 }
 
 impl Regularizer for GaussianMult {
-    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
         let s = self.sigma;
-        xs.mul(&normals(ctx.rng, xs, |e| 1.0 + s * e)?)
+        Ok(Some(Noise::Scale(normals(ctx.rng, shape, dev, |e| {
+            1.0 + s * e
+        })?)))
     }
 }
 
@@ -69,9 +76,14 @@ impl GaussianAdd {
 }
 
 impl Regularizer for GaussianAdd {
-    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
         let s = self.sigma;
-        xs.add(&normals(ctx.rng, xs, |e| s * e)?)
+        Ok(Some(Noise::Shift(normals(ctx.rng, shape, dev, |e| s * e)?)))
     }
 }
 
@@ -100,12 +112,15 @@ impl UniformMult {
 }
 
 impl Regularizer for UniformMult {
-    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
         let a = self.a;
-        let noise = host_noise(ctx.rng, xs.shape(), xs.device(), |u| {
-            1.0 + a * (2.0 * u - 1.0)
-        })?;
-        xs.mul(&noise)
+        let m = host_noise(ctx.rng, shape, dev, |u| 1.0 + a * (2.0 * u - 1.0))?;
+        Ok(Some(Noise::Scale(m)))
     }
 }
 
@@ -143,8 +158,13 @@ impl AnnealedDropout {
 }
 
 impl Regularizer for AnnealedDropout {
-    fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
-        Dropout::new(self.rate(ctx.progress)).activations(xs, ctx)
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<Noise>> {
+        Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
     }
 }
 
