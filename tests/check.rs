@@ -154,10 +154,21 @@ fn unusable_inputs_exit_2_naming_the_problem() {
         .next()
         .unwrap()
         .to_string();
-    let other = p(
-        "other.csv",
-        &format!("{header}\n{}\n", "\"p=(0.9,0.9)\",dropout,0.9,0.9,0.0,0.5,256,3,3,0,0.5,0.01,0.4,0.6,0.5,0.01,0.4,0.6,0.5,0.01,2,1.0,0.1,0.5,0.01,0.0,0.01"),
-    );
+    // One row, for a configuration the baseline does not have, whatever
+    // columns the summary has.
+    let row: Vec<&str> = header
+        .split(',')
+        .map(|col| match col {
+            "label" => "\"p=(0.9,0.9)\"",
+            "reg" => "dropout",
+            "p1" | "p2" => "0.9",
+            "batch_size" => "256",
+            "epochs" | "n" => "3",
+            "n_diverged" | "n_collapsed" => "0",
+            _ => "0.5",
+        })
+        .collect();
+    let other = p("other.csv", &format!("{header}\n{}\n", row.join(",")));
     check(base, &other)
         .code(2)
         .stderr(contains("no configuration in common"));

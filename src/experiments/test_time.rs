@@ -367,38 +367,7 @@ impl TestTime {
                 det.nll_mean
             );
         }
-        let matches = mc.iter().find(|s| s.accuracy_mean >= det.accuracy_mean);
-        match matches {
-            Some(s) => {
-                v += &format!(
-                    "- **MC dropout** first matches the deterministic accuracy at K = {} ({:.2}% vs {:.2}%, difference {} points, paired p = {:.3}), at {} times the compute of one pass.\n",
-                    s.k,
-                    100.0 * s.accuracy_mean,
-                    100.0 * det.accuracy_mean,
-                    pts(s.accuracy_diff),
-                    s.accuracy_diff_p,
-                    s.passes
-                )
-            }
-            None => {
-                v += &format!(
-                    "- **MC dropout** never reaches the deterministic accuracy for K up to {}",
-                    mc.last().map_or(0, |s| s.k)
-                );
-                match mc.iter().find(|s| s.accuracy_diff_p >= 0.05) {
-                    Some(s) => {
-                        v += &format!(
-                            "; from K = {} ({} forward passes) on, the remaining difference ({} points, paired p = {:.3}) is not significant.\n",
-                            s.k,
-                            s.passes,
-                            pts(s.accuracy_diff),
-                            s.accuracy_diff_p
-                        )
-                    }
-                    None => v += ", and the shortfall stays significant.\n",
-                }
-            }
-        }
+        v += &mc_accuracy_sentence(&mc, det);
         if let Some(s) = mc.iter().find(|s| s.nll_mean <= det.nll_mean) {
             v += &format!(
                 "- On NLL, MC dropout matches or beats deterministic evaluation from K = {} ({:.4} vs {:.4}, paired p = {:.3}).\n",
@@ -442,6 +411,67 @@ impl TestTime {
     }
 }
 
+/// The verdict's sentence on how MC dropout's accuracy compares with
+/// deterministic evaluation as K grows.
+fn mc_accuracy_sentence(mc: &[&McSummary], det: &McSummary) -> String {
+    let mut v = String::new();
+    let matches = mc.iter().find(|s| s.accuracy_mean >= det.accuracy_mean);
+    match matches {
+        Some(s) => {
+            v += &format!(
+                "- **MC dropout** first matches the deterministic accuracy at K = {} ({:.2}% vs {:.2}%, difference {} points, paired p = {:.3}), at {} times the compute of one pass.\n",
+                s.k,
+                100.0 * s.accuracy_mean,
+                100.0 * det.accuracy_mean,
+                pts(s.accuracy_diff),
+                s.accuracy_diff_p,
+                s.passes
+            )
+        }
+        None => {
+            v += &format!(
+                "- **MC dropout** never reaches the deterministic accuracy for K up to {}",
+                mc.last().map_or(0, |s| s.k)
+            );
+            match mc.iter().position(|s| s.accuracy_diff_p >= 0.05) {
+                Some(i) => {
+                    let s = mc[i];
+                    v += &format!(
+                        "; the shortfall is first not significant at K = {} ({} forward passes: {} points, paired p = {:.3})",
+                        s.k,
+                        s.passes,
+                        pts(s.accuracy_diff),
+                        s.accuracy_diff_p
+                    );
+                    let again: Vec<String> = mc[i + 1..]
+                        .iter()
+                        .filter(|s| s.accuracy_diff_p < 0.05)
+                        .map(|s| {
+                            format!(
+                                "K = {} ({} points, p = {:.3})",
+                                s.k,
+                                pts(s.accuracy_diff),
+                                s.accuracy_diff_p
+                            )
+                        })
+                        .collect();
+                    if again.is_empty() {
+                        v += " and stays so for larger K.\n";
+                    } else {
+                        v += &format!(
+                            ", but is significant again at {} ({} values of K were tested, each at the 5% level).\n",
+                            again.join(", "),
+                            mc.len()
+                        );
+                    }
+                }
+                None => v += ", and the shortfall stays significant.\n",
+            }
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +482,49 @@ mod tests {
     /// bin [0.5, 1) only... with 2 bins of [0, 0.5) and [0.5, 1]: all four in
     /// bin 1: accuracy 0.75, mean confidence 0.7125 -> ECE 0.0375.
     /// NLL = -(ln 0.9 + ln 0.2 + ln 0.6 + ln 0.55) / 4.
+    fn mc(k: u32, acc: f64, p: f64) -> McSummary {
+        McSummary {
+            mode: if k == 0 { "deterministic" } else { "mc" }.into(),
+            k,
+            passes: k,
+            n: 5,
+            accuracy_mean: acc,
+            accuracy_ci_low: acc,
+            accuracy_ci_high: acc,
+            nll_mean: 0.4,
+            nll_ci_low: 0.4,
+            nll_ci_high: 0.4,
+            ece_mean: 0.02,
+            accuracy_diff: acc - 0.85,
+            accuracy_diff_p: p,
+            nll_diff: 0.0,
+            nll_diff_p: 1.0,
+        }
+    }
+
+    /// The sentence names the first K whose shortfall is not significant and
+    /// any larger K where it is significant again, instead of claiming "from
+    /// K on".
+    #[test]
+    fn mc_sentence_reports_later_significant_k() {
+        let det = mc(0, 0.85, f64::NAN);
+        let rows = [mc(1, 0.84, 0.001), mc(5, 0.849, 0.3), mc(50, 0.8492, 0.02)];
+        let refs: Vec<&McSummary> = rows.iter().collect();
+        let s = mc_accuracy_sentence(&refs, &det);
+        assert!(s.contains("never reaches"), "{s}");
+        assert!(s.contains("first not significant at K = 5"), "{s}");
+        assert!(s.contains("significant again at K = 50"), "{s}");
+        let s = mc_accuracy_sentence(&refs[..2], &det);
+        assert!(s.contains("stays so for larger K"), "{s}");
+        let rows = [mc(1, 0.84, 0.001), mc(10, 0.851, 0.5)];
+        let refs: Vec<&McSummary> = rows.iter().collect();
+        let s = mc_accuracy_sentence(&refs, &det);
+        assert!(
+            s.contains("first matches the deterministic accuracy at K = 10"),
+            "{s}"
+        );
+    }
+
     #[test]
     fn ece_and_nll_by_hand() {
         let probs = vec![
