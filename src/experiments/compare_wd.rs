@@ -151,15 +151,7 @@ impl CompareWd {
 }
 
 impl Experiment for CompareWd {
-    fn name(&self) -> &'static str {
-        "compare-wd"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("compare-wd");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let base = self.common.base_config();
         let [p1, p2] = self.settings.dropout;

@@ -64,15 +64,7 @@ impl DropConnectExp {
 }
 
 impl Experiment for DropConnectExp {
-    fn name(&self) -> &'static str {
-        "dropconnect"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("dropconnect");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let base = self.common.base_config();
         let mut out = vec![(

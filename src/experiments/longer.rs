@@ -70,15 +70,7 @@ pub fn blowups(g: &Group) -> usize {
 }
 
 impl Experiment for Longer {
-    fn name(&self) -> &'static str {
-        "longer"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("longer");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         super::rate_configs(&self.common, &self.settings.rates)
     }

@@ -212,6 +212,23 @@ impl Report<'_> {
 }
 
 /// One exercise.
+/// The three accessors every experiment writes the same way (its name, its
+/// `common` field and its `settings` field as JSON), for its `impl Experiment`.
+macro_rules! experiment_accessors {
+    ($name:literal) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+        fn common(&self) -> &crate::experiments::Common {
+            &self.common
+        }
+        fn settings(&self) -> serde_json::Value {
+            serde_json::to_value(&self.settings).expect("settings serialise to JSON")
+        }
+    };
+}
+pub(crate) use experiment_accessors;
+
 pub trait Experiment: Sync {
     /// Subcommand and output folder name.
     fn name(&self) -> &'static str;

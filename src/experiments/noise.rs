@@ -71,15 +71,7 @@ impl Noise {
 }
 
 impl Experiment for Noise {
-    fn name(&self) -> &'static str {
-        "noise"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("noise");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let base = self.common.base_config();
         let [b1, b2] = self.settings.baseline;

@@ -96,15 +96,7 @@ impl SwapRates {
 }
 
 impl Experiment for SwapRates {
-    fn name(&self) -> &'static str {
-        "swap-rates"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("swap-rates");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let base = self.common.base_config();
         self.pairs_swept()

@@ -262,15 +262,7 @@ fn summarise(rows: &[McRow]) -> Vec<McSummary> {
 }
 
 impl Experiment for TestTime {
-    fn name(&self) -> &'static str {
-        "test-time"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("test-time");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let [p1, p2] = self.settings.rates;
         vec![(

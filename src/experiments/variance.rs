@@ -235,15 +235,7 @@ fn curve(
 }
 
 impl Experiment for Variance {
-    fn name(&self) -> &'static str {
-        "variance"
-    }
-    fn common(&self) -> &Common {
-        &self.common
-    }
-    fn settings(&self) -> serde_json::Value {
-        serde_json::to_value(&self.settings).unwrap()
-    }
+    super::experiment_accessors!("variance");
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         super::rate_configs(&self.common, &self.settings.rates)
     }
