@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use crate::regularizers::RegKind;
+use crate::config::TrainConfig;
 use crate::stats::{self, Estimate, TTest};
 use crate::sweep::StoredRun;
-use crate::train::{EpochRow, TrainConfig};
+use crate::train::EpochRow;
 
 /// Epochs averaged by the headline metric.
 pub const LAST_K: usize = 3;
@@ -82,30 +82,26 @@ impl Metric {
     }
 }
 
-/// The configuration columns shared by every CSV.
+/// The configuration columns that open every CSV row: the label, then the
+/// configuration flattened by [`TrainConfig::columns`]. The first column
+/// after them is `seed` in `runs.csv` and `n` in `summary.csv`, which is how
+/// `drop-exp check` finds them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigCols {
     pub label: String,
-    pub reg: RegKind,
-    pub p1: f64,
-    pub p2: f64,
-    pub weight_decay: f64,
-    pub lr: f64,
-    pub batch_size: usize,
-    pub epochs: usize,
+    #[serde(flatten)]
+    pub columns: serde_json::Map<String, serde_json::Value>,
+    /// The configuration itself, for code that reads rows.
+    #[serde(skip)]
+    pub train: TrainConfig,
 }
 
 impl ConfigCols {
     pub fn new(label: &str, c: &TrainConfig) -> Self {
         Self {
             label: label.to_string(),
-            reg: c.reg,
-            p1: c.p1,
-            p2: c.p2,
-            weight_decay: c.weight_decay,
-            lr: c.lr,
-            batch_size: c.batch_size,
-            epochs: c.epochs,
+            columns: c.columns(),
+            train: c.clone(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `drop-exp check`: has accuracy regressed between two accuracy CSVs?
 //!
 //! Both files are `summary.csv` or `runs.csv` files written by an experiment.
-//! Rows are matched on the configuration columns. For each configuration the
+//! Rows are matched on the configuration columns: every column before `seed`
+//! (runs.csv) or `n` (summary.csv), as the writers lay them out (see
+//! [`crate::analysis::ConfigCols`]). For each configuration the
 //! headline accuracy (mean over seeds of each run's last-3-epoch test
 //! accuracy; optionally the final-epoch accuracy too) and the final train
 //! loss are compared with a tolerance derived from the spread over seeds:
@@ -34,18 +36,6 @@ fn input_err<T>(msg: String) -> Result<T> {
     Err(InputError(msg).into())
 }
 
-/// The columns identifying a configuration.
-pub const CONFIG_COLUMNS: [&str; 8] = [
-    "label",
-    "reg",
-    "p1",
-    "p2",
-    "weight_decay",
-    "lr",
-    "batch_size",
-    "epochs",
-];
-
 /// Tolerance parameters.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Tolerance {
@@ -75,18 +65,57 @@ pub struct Stat {
     pub n: usize,
 }
 
+/// A quantity compared between the two files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// Mean over seeds of each run's last-3-epoch test accuracy.
+    Last3Acc,
+    /// Final-epoch test accuracy.
+    FinalAcc,
+    /// Final train loss.
+    TrainLoss,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 3] = [Quantity::Last3Acc, Quantity::FinalAcc, Quantity::TrainLoss];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantity::Last3Acc => "last3_acc",
+            Quantity::FinalAcc => "final_acc",
+            Quantity::TrainLoss => "train_loss",
+        }
+    }
+
+    fn higher_is_better(self) -> bool {
+        self != Quantity::TrainLoss
+    }
+
+    /// The summary.csv columns of its mean and sd.
+    fn summary_columns(self) -> (&'static str, &'static str) {
+        match self {
+            Quantity::Last3Acc => ("last3_mean", "last3_sd"),
+            Quantity::FinalAcc => ("final_mean", "final_sd"),
+            Quantity::TrainLoss => ("train_loss_mean", "train_loss_sd"),
+        }
+    }
+}
+
 /// A configuration's quantities as read from one file.
 #[derive(Debug, Clone, Default)]
 pub struct Side {
-    pub quantities: BTreeMap<&'static str, Stat>,
+    pub quantities: BTreeMap<Quantity, Stat>,
 }
 
-/// The quantities compared: name, higher is better?
-const QUANTITIES: [(&str, bool); 3] = [
-    ("last3_acc", true),
-    ("final_acc", true),
-    ("train_loss", false),
-];
+/// How a quantity moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Regressed,
+    Improved,
+}
 
 /// The allowed difference for two sides of one quantity.
 pub fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
@@ -112,13 +141,12 @@ pub fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Line {
     pub configuration: String,
-    pub quantity: &'static str,
+    pub quantity: Quantity,
     pub baseline: Stat,
     pub current: Stat,
     pub diff: f64,
     pub allowed: f64,
-    /// "ok", "regressed" or "improved".
-    pub verdict: &'static str,
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +160,44 @@ pub struct Outcome {
     pub failed: bool,
 }
 
+/// One file's header and rows, with helpers that name the file in errors.
+struct Table<'a> {
+    path: &'a Path,
+    headers: csv::StringRecord,
+    records: Vec<csv::StringRecord>,
+    /// Indices of the configuration columns.
+    config: Vec<usize>,
+}
+
+impl Table<'_> {
+    fn col(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+
+    /// The configuration of a row, as `column=value` pairs.
+    fn key(&self, r: &csv::StringRecord) -> String {
+        self.config
+            .iter()
+            .map(|&i| format!("{}={}", &self.headers[i], &r[i]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn num(&self, r: &csv::StringRecord, name: &str, line: usize) -> Result<f64> {
+        let i = self.col(name).ok_or_else(|| {
+            InputError(format!("{}: missing column `{name}`", self.path.display()))
+        })?;
+        let v: f64 = r[i].trim().parse().map_err(|_| {
+            InputError(format!(
+                "{}: row {line}: `{name}` is `{}`, not a number",
+                self.path.display(),
+                &r[i]
+            ))
+        })?;
+        Ok(v)
+    }
+}
+
 /// Reads a `summary.csv` or `runs.csv` into per-configuration statistics.
 pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
     let mut rdr = csv::Reader::from_path(path)
@@ -140,17 +206,23 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
         .headers()
         .map_err(|e| InputError(format!("{}: unreadable header: {e}", path.display())))?
         .clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let missing: Vec<&str> = CONFIG_COLUMNS
+    let is_summary = headers.iter().any(|h| h == "last3_mean");
+    let is_runs = ["epoch", "seed"]
         .iter()
-        .copied()
-        .filter(|c| col(c).is_none())
-        .collect();
-    if !missing.is_empty() {
+        .all(|c| headers.iter().any(|h| h == *c));
+    if !is_summary && !is_runs {
         return input_err(format!(
-            "{}: missing configuration column(s) {}; give a summary.csv or runs.csv written by drop-exp",
-            path.display(),
-            missing.join(", ")
+            "{}: neither a summary.csv (no `last3_mean` column) nor a runs.csv (no `epoch` and `seed` columns)",
+            path.display()
+        ));
+    }
+    let first_after = if is_summary { "n" } else { "seed" };
+    let end = headers.iter().position(|h| h == first_after);
+    let config: Vec<usize> = (0..end.unwrap_or(0)).collect();
+    if headers.get(0) != Some("label") || end.is_none() {
+        return input_err(format!(
+            "{}: the configuration columns (`label` first, up to `{first_after}`) are missing; give a summary.csv or runs.csv written by drop-exp",
+            path.display()
         ));
     }
     let records: Vec<csv::StringRecord> = rdr
@@ -160,104 +232,132 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
     if records.is_empty() {
         return input_err(format!("{}: no rows", path.display()));
     }
-    let key = |r: &csv::StringRecord| -> String {
-        CONFIG_COLUMNS
-            .iter()
-            .map(|c| format!("{c}={}", &r[col(c).unwrap()]))
-            .collect::<Vec<_>>()
-            .join(" ")
+    let table = Table {
+        path,
+        headers,
+        records,
+        config,
     };
-    let num = |r: &csv::StringRecord, name: &str, line: usize| -> Result<f64> {
-        let i = col(name)
-            .ok_or_else(|| InputError(format!("{}: missing column `{name}`", path.display())))?;
-        let v: f64 = r[i].trim().parse().map_err(|_| {
-            InputError(format!(
-                "{}: row {line}: `{name}` is `{}`, not a number",
-                path.display(),
-                &r[i]
-            ))
-        })?;
-        Ok(v)
-    };
-    let mut out: BTreeMap<String, Side> = BTreeMap::new();
-    if col("last3_mean").is_some() {
-        // summary.csv: one row per configuration.
-        for (i, r) in records.iter().enumerate() {
-            let line = i + 2;
-            let n = num(r, "n", line)? as usize;
-            let stat = |m: &str, s: &str| -> Result<Stat> {
-                Ok(Stat {
-                    mean: num(r, m, line)?,
-                    sd: num(r, s, line)?,
+    if is_summary {
+        read_summary(&table)
+    } else {
+        read_runs(&table)
+    }
+}
+
+/// summary.csv: one row per configuration.
+fn read_summary(t: &Table) -> Result<BTreeMap<String, Side>> {
+    let mut out = BTreeMap::new();
+    for (i, r) in t.records.iter().enumerate() {
+        let line = i + 2;
+        let n = t.num(r, "n", line)? as usize;
+        let mut side = Side::default();
+        for q in Quantity::ALL {
+            let (m, s) = q.summary_columns();
+            side.quantities.insert(
+                q,
+                Stat {
+                    mean: t.num(r, m, line)?,
+                    sd: t.num(r, s, line)?,
                     n,
-                })
-            };
-            let mut side = Side::default();
-            side.quantities
-                .insert("last3_acc", stat("last3_mean", "last3_sd")?);
-            side.quantities
-                .insert("final_acc", stat("final_mean", "final_sd")?);
-            side.quantities
-                .insert("train_loss", stat("train_loss_mean", "train_loss_sd")?);
-            if out.insert(key(r), side).is_some() {
-                return input_err(format!(
-                    "{}: configuration on row {line} appears twice",
-                    path.display()
-                ));
-            }
+                },
+            );
         }
-    } else if col("epoch").is_some() && col("seed").is_some() {
-        // runs.csv: rows per epoch per seed; reduce to per-run values first.
-        // (configuration, seed) -> (epoch, test_acc, train_loss, diverged) per row.
-        type Rows = Vec<(f64, f64, f64, bool)>;
-        let mut runs: BTreeMap<(String, String), Rows> = BTreeMap::new();
-        for (i, r) in records.iter().enumerate() {
-            let line = i + 2;
-            let diverged = col("diverged").is_some_and(|c| &r[c] == "true");
-            let seed = r[col("seed").unwrap()].to_string();
-            runs.entry((key(r), seed)).or_default().push((
-                num(r, "epoch", line)?,
-                num(r, "test_acc", line)?,
-                num(r, "train_loss", line)?,
-                diverged,
+        if out.insert(t.key(r), side).is_some() {
+            return input_err(format!(
+                "{}: configuration on row {line} appears twice",
+                t.path.display()
             ));
         }
-        let mut per_config: BTreeMap<String, Vec<[f64; 3]>> = BTreeMap::new();
-        for ((k, _), mut rows) in runs {
-            if rows.iter().any(|r| r.3) {
-                continue; // diverged runs carry no accuracy to compare
-            }
-            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let tail = &rows[rows.len().saturating_sub(crate::analysis::LAST_K)..];
-            let last3 = tail.iter().map(|r| r.1).sum::<f64>() / tail.len() as f64;
-            let last = rows.last().unwrap();
-            per_config
-                .entry(k)
-                .or_default()
-                .push([last3, last.1, last.2]);
+    }
+    Ok(out)
+}
+
+/// runs.csv: rows per epoch per seed, reduced to per-run values first.
+fn read_runs(t: &Table) -> Result<BTreeMap<String, Side>> {
+    // (configuration, seed) -> (epoch, test_acc, train_loss, diverged) per row.
+    type Rows = Vec<(f64, f64, f64, bool)>;
+    let mut runs: BTreeMap<(String, String), Rows> = BTreeMap::new();
+    let (seed, diverged) = (t.col("seed").expect("checked"), t.col("diverged"));
+    for (i, r) in t.records.iter().enumerate() {
+        let line = i + 2;
+        runs.entry((t.key(r), r[seed].to_string()))
+            .or_default()
+            .push((
+                t.num(r, "epoch", line)?,
+                t.num(r, "test_acc", line)?,
+                t.num(r, "train_loss", line)?,
+                diverged.is_some_and(|c| &r[c] == "true"),
+            ));
+    }
+    let mut per_config: BTreeMap<String, Vec<[f64; 3]>> = BTreeMap::new();
+    for ((k, _), mut rows) in runs {
+        if rows.iter().any(|r| r.3) {
+            continue; // diverged runs carry no accuracy to compare
         }
-        for (k, vals) in per_config {
-            let stat = |j: usize| {
-                let xs: Vec<f64> = vals.iter().map(|v| v[j]).collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let tail = &rows[rows.len().saturating_sub(crate::analysis::LAST_K)..];
+        let last3 = tail.iter().map(|r| r.1).sum::<f64>() / tail.len() as f64;
+        let last = rows.last().expect("a run has rows");
+        per_config
+            .entry(k)
+            .or_default()
+            .push([last3, last.1, last.2]);
+    }
+    let mut out = BTreeMap::new();
+    for (k, vals) in per_config {
+        let mut side = Side::default();
+        for (j, q) in Quantity::ALL.into_iter().enumerate() {
+            let xs: Vec<f64> = vals.iter().map(|v| v[j]).collect();
+            side.quantities.insert(
+                q,
                 Stat {
                     mean: stats::mean(&xs),
                     sd: stats::sd(&xs),
                     n: xs.len(),
-                }
-            };
-            let mut side = Side::default();
-            side.quantities.insert("last3_acc", stat(0));
-            side.quantities.insert("final_acc", stat(1));
-            side.quantities.insert("train_loss", stat(2));
-            out.insert(k, side);
+                },
+            );
         }
-    } else {
-        return input_err(format!(
-            "{}: neither a summary.csv (no `last3_mean` column) nor a runs.csv (no `epoch` and `seed` columns)",
-            path.display()
-        ));
+        out.insert(k, side);
     }
     Ok(out)
+}
+
+/// One quantity of one configuration, baseline against current.
+fn compare_stat(k: &str, q: Quantity, bs: Stat, cs: Stat, tol: Tolerance) -> Result<Line> {
+    if !(bs.mean.is_finite() && cs.mean.is_finite()) {
+        return input_err(format!(
+            "{k}: `{}` is not a number (baseline {}, current {}); were all runs of this configuration diverged?",
+            q.name(),
+            bs.mean,
+            cs.mean
+        ));
+    }
+    let higher_better = q.higher_is_better();
+    let floor = if higher_better {
+        tol.acc_floor
+    } else {
+        tol.loss_floor
+    };
+    let allow = allowed(bs, cs, floor, tol.k);
+    let diff = cs.mean - bs.mean;
+    let signed = if higher_better { diff } else { -diff };
+    let verdict = if signed < -allow {
+        Verdict::Regressed
+    } else if signed > allow {
+        Verdict::Improved
+    } else {
+        Verdict::Ok
+    };
+    Ok(Line {
+        configuration: k.to_string(),
+        quantity: q,
+        baseline: bs,
+        current: cs,
+        diff,
+        allowed: allow,
+        verdict,
+    })
 }
 
 /// Compares two files.
@@ -292,45 +392,15 @@ pub fn check(
     let mut lines = Vec::new();
     for (k, b) in &base {
         let c = &cur[k];
-        for (q, higher_better) in QUANTITIES {
-            if q == "final_acc" && !final_too {
+        for q in Quantity::ALL {
+            if q == Quantity::FinalAcc && !final_too {
                 continue;
             }
-            let (bs, cs) = (b.quantities[q], c.quantities[q]);
-            if !(bs.mean.is_finite() && cs.mean.is_finite()) {
-                return input_err(format!(
-                    "{k}: `{q}` is not a number (baseline {}, current {}); were all runs of this configuration diverged?",
-                    bs.mean, cs.mean
-                ));
-            }
-            let floor = if higher_better {
-                tol.acc_floor
-            } else {
-                tol.loss_floor
-            };
-            let allow = allowed(bs, cs, floor, tol.k);
-            let diff = cs.mean - bs.mean;
-            let signed = if higher_better { diff } else { -diff };
-            let verdict = if signed < -allow {
-                "regressed"
-            } else if signed > allow {
-                "improved"
-            } else {
-                "ok"
-            };
-            lines.push(Line {
-                configuration: k.clone(),
-                quantity: q,
-                baseline: bs,
-                current: cs,
-                diff,
-                allowed: allow,
-                verdict,
-            });
+            lines.push(compare_stat(k, q, b.quantities[&q], c.quantities[&q], tol)?);
         }
     }
-    let regressed = lines.iter().filter(|l| l.verdict == "regressed").count();
-    let improved = lines.iter().filter(|l| l.verdict == "improved").count();
+    let count = |v| lines.iter().filter(|l| l.verdict == v).count();
+    let (regressed, improved) = (count(Verdict::Regressed), count(Verdict::Improved));
     Ok(Outcome {
         baseline: base_path.to_path_buf(),
         current: cur_path.to_path_buf(),
@@ -346,12 +416,11 @@ pub fn check(
 pub fn render(o: &Outcome) -> String {
     let mut s = String::new();
     for l in &o.lines {
-        let scale = if l.quantity == "train_loss" {
-            1.0
+        let (scale, unit) = if l.quantity == Quantity::TrainLoss {
+            (1.0, "")
         } else {
-            100.0
+            (100.0, "%")
         };
-        let unit = if l.quantity == "train_loss" { "" } else { "%" };
         let label = l
             .configuration
             .split(' ')
@@ -360,7 +429,7 @@ pub fn render(o: &Outcome) -> String {
             .unwrap_or(&l.configuration);
         s += &format!(
             "{label:<24} {:<10} baseline {:.4}{unit} ± {:.4} (n={})  current {:.4}{unit} ± {:.4} (n={})  diff {:+.4}  allowed ±{:.4}  {}\n",
-            l.quantity,
+            l.quantity.name(),
             scale * l.baseline.mean,
             scale * l.baseline.sd,
             l.baseline.n,
@@ -369,7 +438,7 @@ pub fn render(o: &Outcome) -> String {
             l.current.n,
             scale * l.diff,
             scale * l.allowed,
-            l.verdict.to_uppercase()
+            format!("{:?}", l.verdict).to_uppercase()
         );
     }
     let configs = o
@@ -388,22 +457,31 @@ pub fn render(o: &Outcome) -> String {
     s
 }
 
+/// What `drop-exp check` compares, and how.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub baseline: PathBuf,
+    pub current: PathBuf,
+    pub tolerance: Tolerance,
+    /// Also compare final-epoch test accuracy.
+    pub final_epoch: bool,
+    /// Also fail when a quantity improves beyond the tolerance.
+    pub improvements_fail: bool,
+    /// Write the comparison as JSON here.
+    pub json: Option<PathBuf>,
+}
+
 /// `drop-exp check`: prints the report, writes JSON if asked; returns whether it passed.
-pub fn cmd_check(args: &crate::cli::CheckArgs) -> Result<bool> {
-    let tol = Tolerance {
-        k: args.k,
-        acc_floor: args.acc_floor,
-        loss_floor: args.loss_floor,
-    };
+pub fn cmd_check(opts: &CheckOptions) -> Result<bool> {
     let o = check(
-        &args.baseline,
-        &args.current,
-        tol,
-        args.final_epoch,
-        args.improvements_fail,
+        &opts.baseline,
+        &opts.current,
+        opts.tolerance,
+        opts.final_epoch,
+        opts.improvements_fail,
     )?;
     print!("{}", render(&o));
-    if let Some(path) = &args.json {
+    if let Some(path) = &opts.json {
         crate::output::write_json(path, &o)
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -1,75 +1,128 @@
-//! Choosing the compute device and the CPU thread count.
+//! Where and how to compute: the device, and how the CPU's threads are shared
+//! between the runs of a command. Resolved once, in `main`, and passed down
+//! as a [`Compute`] value.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::str::FromStr;
 
 use anyhow::{bail, Result};
 use candle_core::Device;
+use serde::Serialize;
 
-use crate::cli::{ComputeArgs, DeviceKind};
-
-static RUN_THREADS: AtomicUsize = AtomicUsize::new(1);
-
-/// CPU threads each run uses, as set by [`setup`] or [`setup_jobs`].
-pub fn threads() -> usize {
-    RUN_THREADS.load(Ordering::Relaxed)
+/// Which device trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    Cuda,
 }
 
-/// Gives each run `n` threads. A training step splits its batch in two
-/// halves (see `crate::step`); with two or more threads they run at once and
-/// each half's products get half of the threads. candle reads
-/// RAYON_NUM_THREADS on each product (and for its elementwise pool); this
-/// runs before any other thread exists.
-fn set_threads(n: usize) {
-    let n = n.max(1);
-    RUN_THREADS.store(n, Ordering::Relaxed);
-    std::env::set_var("RAYON_NUM_THREADS", (n / 2).max(1).to_string());
+impl FromStr for DeviceKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceKind::Cpu),
+            "cuda" => Ok(DeviceKind::Cuda),
+            _ => Err(format!("unknown device `{s}`; use cpu or cuda")),
+        }
+    }
 }
 
-/// Opens the device for one run with `--threads` threads, by default two
-/// (one if the machine has a single core).
-///
-/// Why two: a step's two half-batches then run at once, which is where a
-/// second thread pays (more threads only go to each half's matrix products,
-/// whose multi-threading gains little at these sizes). Measured on this
-/// project's 2-core machine (README, "Speed"): 0.50 s per epoch with two
-/// threads against 0.73 s with one, and 0.77 s with two when another process
-/// holds a core.
-pub fn setup(args: &ComputeArgs) -> Result<Device> {
-    let total = args
-        .threads
-        .map_or_else(|| candle_core::utils::get_num_threads().min(2), usize::from)
-        .max(1);
-    set_threads(total);
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(total)
-        .build_global();
-    open(args.device)
+/// What the user asked for; [`Compute::resolve`] fills in the defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ComputeRequest {
+    pub device: DeviceKind,
+    /// CPU threads in total.
+    pub threads: Option<usize>,
+    /// Runs trained at once (sweeps).
+    pub jobs: Option<usize>,
 }
 
-static JOBS: AtomicUsize = AtomicUsize::new(1);
-
-/// Concurrent runs of a sweep, as set by [`setup_jobs`].
-pub fn jobs() -> usize {
-    JOBS.load(Ordering::Relaxed)
+/// The resolved compute settings of one command.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    pub dev: Device,
+    /// CPU threads each run uses. A training step splits its batch in two
+    /// halves (see `crate::step`); with two or more threads they run at once.
+    pub threads_per_run: usize,
+    /// Runs trained at once.
+    pub jobs: usize,
 }
 
-/// Opens the device for a sweep: `--threads` in total (by default the
-/// number of physical cores), split between `jobs` concurrent runs (by
-/// default one per thread on CPU, one on CUDA). Two 1-thread runs side by
-/// side train twice as many epochs per minute here as one 2-thread run.
-pub fn setup_jobs(args: &ComputeArgs, jobs: Option<usize>) -> Result<Device> {
-    let total = args
-        .threads
-        .map_or_else(candle_core::utils::get_num_threads, usize::from)
-        .max(1);
-    let dev = open(args.device)?;
-    let jobs = jobs.unwrap_or(if dev.is_cuda() { 1 } else { total }).max(1);
-    JOBS.store(jobs, Ordering::Relaxed);
-    set_threads((total / jobs).max(1));
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(total)
-        .build_global();
-    Ok(dev)
+impl Compute {
+    /// For one run (`drop-exp run`): `threads` for that run, by default two
+    /// (one if the machine has a single core).
+    ///
+    /// Why two: a step's two half-batches then run at once, which is where a
+    /// second thread pays (more threads only go to each half's matrix
+    /// products, whose multi-threading gains little at these sizes). Measured
+    /// on this project's 2-core machine (README, "Speed"): 0.50 s per epoch
+    /// with two threads against 0.73 s with one, and 0.77 s with two when
+    /// another process holds a core.
+    pub fn single(req: ComputeRequest) -> Result<Self> {
+        let total = req
+            .threads
+            .unwrap_or_else(|| candle_core::utils::get_num_threads().min(2))
+            .max(1);
+        Ok(Self {
+            dev: open(req.device)?,
+            threads_per_run: total,
+            jobs: 1,
+        })
+    }
+
+    /// For a sweep: `threads` in total (by default the number of cores),
+    /// split between `jobs` concurrent runs (by default one per thread on
+    /// CPU, one on CUDA). Two 1-thread runs side by side train twice as many
+    /// epochs per minute here as one 2-thread run.
+    pub fn sweep(req: ComputeRequest) -> Result<Self> {
+        let total = req
+            .threads
+            .unwrap_or_else(candle_core::utils::get_num_threads)
+            .max(1);
+        let dev = open(req.device)?;
+        let jobs = req
+            .jobs
+            .unwrap_or(if dev.is_cuda() { 1 } else { total })
+            .max(1);
+        Ok(Self {
+            dev,
+            threads_per_run: (total / jobs).max(1),
+            jobs,
+        })
+    }
+
+    /// Applies the settings that are process-wide by nature; called once by
+    /// `main`, before any other thread exists. candle sizes each matrix
+    /// product's thread pool from RAYON_NUM_THREADS, and nothing else: each
+    /// half-batch's products get half of a run's threads.
+    pub fn apply_process_wide(&self) {
+        std::env::set_var(
+            "RAYON_NUM_THREADS",
+            (self.threads_per_run / 2).max(1).to_string(),
+        );
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads_per_run * self.jobs)
+            .build_global();
+    }
+
+    /// A name for the device as recorded in outputs.
+    pub fn describe(&self) -> &'static str {
+        if self.dev.is_cuda() {
+            "cuda"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// One CPU thread, one job: for tests and library use.
+    pub fn cpu_1() -> Self {
+        Self {
+            dev: Device::Cpu,
+            threads_per_run: 1,
+            jobs: 1,
+        }
+    }
 }
 
 fn open(kind: DeviceKind) -> Result<Device> {
@@ -89,14 +142,5 @@ fn open(kind: DeviceKind) -> Result<Device> {
                 ),
             }
         }
-    }
-}
-
-/// A name for the device as recorded in outputs.
-pub fn describe(dev: &Device) -> &'static str {
-    if dev.is_cuda() {
-        "cuda"
-    } else {
-        "cpu"
     }
 }

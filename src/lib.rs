@@ -1,17 +1,22 @@
 //! drop-exp: measured, reproducible answers to the exercises of the Dropout
 //! section of Dive into Deep Learning, on candle.
 //!
-//! Data flows one way: flags + config -> runs ([`train`]) -> rows -> CSV,
-//! plots, verdicts.
+//! Data flows one way: flags + settings files ([`cli`], [`config`]) ->
+//! runs ([`train`], [`sweep`]) -> rows ([`analysis`]) -> CSV, plots,
+//! verdicts ([`output`], [`experiments`], [`report`]). Only [`cli`] knows the
+//! command line.
 
 pub mod analysis;
+pub mod calibration;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod experiments;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod regularizers;
 pub mod report;
 pub mod rng;

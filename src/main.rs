@@ -1,27 +1,48 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use drop_exp::cli::{Cli, Command};
-use drop_exp::experiments;
+use drop_exp::cli::{self, Invocation};
+use drop_exp::device::Compute;
+use drop_exp::experiments::driver;
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Command::Run(args) => drop_exp::run::cmd_run(args),
-        Command::Merge(a) => experiments::merge(&a.out, &a.folders),
-        Command::Report(a) => drop_exp::report::cmd_report(a),
-        Command::Check(_) => unreachable!("handled in main"),
-        other => {
-            let (exp, sweep) = experiments::from_command(other)?;
-            experiments::run(exp.as_ref(), sweep)
+fn run(inv: Invocation) -> anyhow::Result<()> {
+    match inv {
+        Invocation::Run { opts, compute } => {
+            let compute = Compute::single(compute)?;
+            compute.apply_process_wide();
+            drop_exp::run::cmd_run(&opts, &compute)
         }
+        Invocation::Exercise {
+            exp,
+            plan,
+            compute,
+            data,
+        } => {
+            let compute = Compute::sweep(compute)?;
+            compute.apply_process_wide();
+            driver::run(exp.as_ref(), &plan, &compute, &data)
+        }
+        Invocation::Report { opts, compute } => {
+            let compute = Compute::sweep(compute)?;
+            compute.apply_process_wide();
+            drop_exp::report::cmd_report(&opts, &compute)
+        }
+        Invocation::Merge { out, folders } => driver::merge(&out, &folders),
+        Invocation::Check(_) => unreachable!("handled in main"),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Command::Check(args) = &cli.command {
+    let matches = cli::parse();
+    let inv = match cli::invocation(&matches) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Invocation::Check(opts) = &inv {
         // 0: nothing regressed, 1: regression, 2: unusable input.
-        return match drop_exp::check::cmd_check(args) {
+        return match drop_exp::check::cmd_check(opts) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
             Err(e) => {
@@ -30,7 +51,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run(cli) {
+    match run(inv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");

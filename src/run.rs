@@ -1,16 +1,46 @@
 //! `drop-exp run`: one training run, written as `metrics.csv` and `run.json`.
+//!
+//! `metrics.csv` is rewritten (atomically) after every epoch, so an
+//! interrupted run keeps what it measured; `run.json` records how the run
+//! ended: finished, diverged, or interrupted (Ctrl-C). A run killed outright
+//! leaves `status: "running"` behind.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::RunArgs;
-use crate::data::{self, DataIdentity};
+use crate::config::TrainConfig;
+use crate::data::{self, DataIdentity, DataOptions};
+use crate::device::Compute;
 use crate::model::Mlp;
 use crate::output::{now_rfc3339, write_csv, write_json};
-use crate::train::{self, EpochRow, TrainConfig, TrainHook};
+use crate::progress::EpochBar;
+use crate::train::{self, EpochRow, TrainHook};
+
+/// What `drop-exp run` trains, and where it writes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: TrainConfig,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub data: DataOptions,
+}
+
+/// How a run ended, as recorded in `run.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Training (or killed before it could record anything else).
+    Running,
+    Finished,
+    /// A loss became NaN or infinite.
+    Diverged,
+    /// Stopped by Ctrl-C; the finished epochs are kept.
+    Interrupted,
+}
 
 /// The provenance and outcome written to `run.json`.
 #[derive(Debug, Serialize)]
@@ -23,88 +53,118 @@ pub struct RunRecord<'a> {
     pub threads: usize,
     pub data: &'a DataIdentity,
     pub started_at: String,
+    pub status: RunStatus,
     pub finished_at: Option<String>,
     pub seconds: Option<f64>,
-    pub diverged: Option<bool>,
-    pub final_epoch: Option<&'a EpochRow>,
+    /// Epochs finished (and in metrics.csv).
+    pub epochs_done: usize,
+    pub final_epoch: Option<EpochRow>,
 }
 
-/// A per-epoch progress bar on stderr; invisible when stderr is not a terminal.
-pub struct EpochBar(pub ProgressBar);
+/// The progress bar, plus metrics.csv rewritten after each epoch and the
+/// Ctrl-C flag.
+struct RunHook {
+    bar: EpochBar,
+    metrics: PathBuf,
+    stop: Arc<AtomicBool>,
+}
 
-impl EpochBar {
-    pub fn new(epochs: usize, prefix: String) -> Self {
-        let bar = ProgressBar::new(epochs as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] epoch {pos}/{len} {msg} ({elapsed}, eta {eta})",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(prefix);
-        Self(bar)
+impl TrainHook for RunHook {
+    fn after_step(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
+        self.bar.after_step(step, epoch, model)
+    }
+    fn after_epoch(&mut self, rows: &[EpochRow]) -> Result<()> {
+        write_csv(&self.metrics, rows)?;
+        self.bar.after_epoch(rows)
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
-impl TrainHook for EpochBar {
-    fn after_step(&mut self, _step: usize, _epoch: usize, _model: &Mlp) -> Result<()> {
-        self.0.tick();
-        Ok(())
+/// Ctrl-C sets the flag: the run stops after the current step and records
+/// itself as interrupted. A second Ctrl-C ends the process at once.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    let installed = ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after this step (Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will end the run without recording it ({e})");
     }
-    fn after_epoch(&mut self, row: &EpochRow) {
-        self.0.set_message(format!(
-            "loss {:.3} test acc {:.3}",
-            row.train_loss, row.test_acc
-        ));
-        self.0.inc(1);
-    }
+    flag
 }
 
-pub fn cmd_run(args: &RunArgs) -> Result<()> {
-    let dev = crate::device::setup(&args.compute)?;
-    let cfg = args.hyper.config();
+pub fn cmd_run(opts: &RunOptions, compute: &Compute) -> Result<()> {
+    let cfg = &opts.config;
     cfg.validate()?;
-    let data = data::load(&args.compute.data_options(), &dev)?;
-    let out: &Path = &args.out;
+    let data = data::load(&opts.data, &compute.dev)?;
+    let out = &opts.out;
     let (version, commit) = crate::provenance();
     let mut record = RunRecord {
         drop_exp_version: version,
         git_commit: commit,
-        config: &cfg,
-        seed: args.seed,
-        device: crate::device::describe(&dev),
-        threads: crate::device::threads(),
+        config: cfg,
+        seed: opts.seed,
+        device: compute.describe(),
+        threads: compute.threads_per_run,
         data: &data.identity,
         started_at: now_rfc3339(),
+        status: RunStatus::Running,
         finished_at: None,
         seconds: None,
-        diverged: None,
+        epochs_done: 0,
         final_epoch: None,
     };
     // The resolved configuration goes next to the outputs before training.
     write_json(&out.join("run.json"), &record)?;
     let t0 = std::time::Instant::now();
-    let mut bar = EpochBar::new(cfg.epochs, format!("seed {}", args.seed));
-    let outcome = train::train(&cfg, args.seed, &data, &mut bar)?;
-    bar.0.finish_and_clear();
-    write_csv(&out.join("metrics.csv"), &outcome.rows)?;
-    let last = outcome.rows.last();
+    let mut hook = RunHook {
+        bar: EpochBar::new(cfg.epochs, format!("seed {}", opts.seed)),
+        metrics: out.join("metrics.csv"),
+        stop: stop_flag(),
+    };
+    let outcome = train::train(cfg, opts.seed, &data, compute.threads_per_run, &mut hook)?;
+    hook.bar.finish();
+    record.status = if outcome.diverged {
+        RunStatus::Diverged
+    } else if outcome.interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Finished
+    };
     record.finished_at = Some(now_rfc3339());
     record.seconds = Some(t0.elapsed().as_secs_f64());
-    record.diverged = Some(outcome.diverged);
-    record.final_epoch = last;
+    record.epochs_done = outcome.rows.len();
+    record.final_epoch = outcome.rows.last().cloned();
     write_json(&out.join("run.json"), &record)?;
-    let last = last.expect("at least one epoch");
-    if outcome.diverged {
+    let metrics = out.join("metrics.csv");
+    let Some(last) = outcome.rows.last() else {
         bail!(
+            "interrupted before the first epoch ended; nothing was measured ({} records the run)",
+            out.join("run.json").display()
+        );
+    };
+    match record.status {
+        RunStatus::Diverged => bail!(
             "training diverged at epoch {} (loss {}); metrics so far are in {}. Try a smaller --lr \
              (now {}) or more dropout",
             last.epoch,
             last.train_loss,
-            out.join("metrics.csv").display(),
+            metrics.display(),
             cfg.lr
-        );
+        ),
+        RunStatus::Interrupted => bail!(
+            "interrupted after epoch {} of {}; its metrics are in {}",
+            last.epoch,
+            cfg.epochs,
+            metrics.display()
+        ),
+        _ => {}
     }
     let median = median(outcome.rows.iter().map(|r| r.train_seconds).collect());
     eprintln!(

@@ -28,7 +28,7 @@
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use crate::model::{Mlp, WIDTHS};
-use crate::regularizers::{Noise, NoiseCtx};
+use crate::regularizers::{ActivationNoise, NoiseCtx};
 
 /// How a step splits its batch.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +69,7 @@ struct StepLayer {
     w_mask: Option<Tensor>,
     b: Tensor,
     /// Noise on the layer's activations (hidden layers only), for the whole batch.
-    noise: Option<Noise>,
+    noise: Option<ActivationNoise>,
     hidden: bool,
 }
 
@@ -180,11 +180,11 @@ fn partial(
         let on = relu.sign()?; // relu'(z)
         let (out, gate) = match &layer.noise {
             None => (relu, on),
-            Some(Noise::Scale(m)) => {
+            Some(ActivationNoise::Scale(m)) => {
                 let m = rows(m)?;
                 (relu.mul(&m)?, on.mul(&m)?)
             }
-            Some(Noise::Shift(a)) => (relu.add(&rows(a)?)?, on),
+            Some(ActivationNoise::Shift(a)) => (relu.add(&rows(a)?)?, on),
         };
         gates.push(gate);
         h = out;
@@ -232,7 +232,7 @@ mod tests {
     }
 
     fn model(kind: RegKind, p: f64) -> Mlp {
-        let slots = vec![kind.build(p), kind.build(p)];
+        let slots = vec![kind.with(p).build(), kind.with(p).build()];
         let m = Mlp::new(slots, &mut Rng::new(5, Stream::Init), &Device::Cpu).unwrap();
         // Larger weights than the book's init, so every layer's gradient is
         // far from zero and a wrong formula cannot hide under the tolerance.

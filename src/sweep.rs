@@ -8,18 +8,20 @@
 //! every N-th run starting at the K-th, so machines can split a sweep; `merge`
 //! puts their folders back together.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::output::{now_rfc3339, write_json};
-use crate::train::{EpochRow, TrainConfig, TrainHook};
+use crate::progress::SweepBars;
+use crate::train::{EpochRow, TrainHook};
 
 /// One unit of work: a labelled configuration and a seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,12 +33,13 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// The cache key: configuration, seed, data and trainer revision, nothing
-    /// else (not the label, the thread count or the job count, which do not
-    /// change results).
+    /// The cache key: configuration (in its canonical form, see
+    /// [`crate::config::canonical_json`]), seed, data and trainer revision,
+    /// nothing else (not the label, the thread count or the job count, which
+    /// do not change results).
     pub fn key(&self, data_digest: &str) -> String {
         let mut h = Sha256::new();
-        h.update(serde_json::to_vec(&self.config).expect("config serialises"));
+        h.update(crate::config::canonical_json(&self.config).expect("config serialises"));
         h.update(self.seed.to_le_bytes());
         h.update(data_digest.as_bytes());
         h.update(crate::train::TRAINER_REVISION.to_le_bytes());
@@ -60,20 +63,34 @@ pub struct StoredRun {
     pub finished_at: String,
 }
 
-/// What a sweep runs for each spec: plain training by default; experiments
-/// with probes supply their own.
-pub type Worker<'a> = dyn Fn(&RunSpec, &Dataset, &mut dyn TrainHook) -> Result<(bool, Vec<EpochRow>, serde_json::Value)>
-    + Sync
-    + 'a;
+/// What a worker returns for one run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub diverged: bool,
+    pub rows: Vec<EpochRow>,
+    /// Experiment-specific measurements (probes), or null.
+    pub extra: serde_json::Value,
+}
+
+/// What a sweep runs for each spec, given the data, the CPU threads for the
+/// run and a hook: plain training by default; experiments with probes supply
+/// their own.
+pub type Worker<'a> =
+    dyn Fn(&RunSpec, &Dataset, usize, &mut dyn TrainHook) -> Result<RunResult> + Sync + 'a;
 
 /// The plain worker: train and keep the per-epoch rows.
 pub fn train_worker(
     spec: &RunSpec,
     data: &Dataset,
+    threads: usize,
     hook: &mut dyn TrainHook,
-) -> Result<(bool, Vec<EpochRow>, serde_json::Value)> {
-    let out = crate::train::train(&spec.config, spec.seed, data, hook)?;
-    Ok((out.diverged, out.rows, serde_json::Value::Null))
+) -> Result<RunResult> {
+    let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
+    Ok(RunResult {
+        diverged: out.diverged,
+        rows: out.rows,
+        extra: serde_json::Value::Null,
+    })
 }
 
 /// `--shard K/N`: this process runs the K-th of N slices (1-based).
@@ -111,6 +128,8 @@ impl Shard {
 pub struct SweepOptions {
     pub out: PathBuf,
     pub jobs: usize,
+    /// CPU threads of each run.
+    pub threads: usize,
     pub shard: Option<Shard>,
     pub force: bool,
     pub device: String,
@@ -135,6 +154,18 @@ pub fn load_run(path: &Path) -> Result<Option<StoredRun>> {
     }
 }
 
+/// Decodes a stored run's experiment-specific data (`extra`); data that does
+/// not decode is an error naming the run's file, never an empty value.
+pub fn decode_extra<T: serde::de::DeserializeOwned>(run: &StoredRun, out: &Path) -> Result<T> {
+    serde_json::from_value(run.extra.clone()).with_context(|| {
+        format!(
+            "{}: its measurements (`extra`) do not decode; it was written by another version \
+             of drop-exp or damaged: delete it and rerun the same command to redo that run",
+            run_path(out, &run.spec.key(&run.data_digest)).display()
+        )
+    })
+}
+
 /// A run that failed with an error (not a divergence): reported, not stored.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -142,93 +173,219 @@ pub struct Failure {
     pub error: String,
 }
 
+/// A claim on one run, so that two invocations on the same output folder
+/// never train it twice: an advisory lock on `runs/.<key>.lock`, released
+/// when dropped or when the process dies (even by kill -9).
+struct Claim {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Claim {
+    /// Takes the run's lock; with `wait`, blocks until the process holding
+    /// it lets go, otherwise returns `None` if it is held.
+    fn take(out: &Path, key: &str, wait: bool) -> Result<Option<Claim>> {
+        let path = out.join("runs").join(format!(".{key}.lock"));
+        std::fs::create_dir_all(out.join("runs"))
+            .with_context(|| format!("creating {}", out.join("runs").display()))?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+        if wait {
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            }
+        }
+        Ok(Some(Claim { path, _file: file }))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Whoever takes the lock next finds the run stored and skips it, so
+        // removing the file while another process waits on it is harmless.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What one invocation of a sweep did.
+#[derive(Debug, Default)]
+pub struct SweepOutcome {
+    /// Runs this process trained and stored.
+    pub trained: usize,
+    /// Runs found stored already (by an earlier or a concurrent invocation).
+    pub reused: usize,
+    /// Runs that failed with an error: reported, not stored.
+    pub failures: Vec<Failure>,
+}
+
 /// Runs every spec this shard owns that is not stored yet, `jobs` at a time.
 /// `on_done` is called (under a lock) after each run is stored, so callers can
-/// refresh their outputs. Failures are collected and returned, not raised.
+/// refresh their outputs. Runs that another drop-exp process is training in
+/// the same folder are waited for, not trained twice. Failures are collected
+/// and returned, not raised.
 pub fn execute(
     specs: &[RunSpec],
     data: &Dataset,
     opts: &SweepOptions,
     worker: &Worker,
     on_done: &(dyn Fn() -> Result<()> + Sync),
-) -> Result<Vec<Failure>> {
+) -> Result<SweepOutcome> {
     let digest = data.identity.digest();
-    let todo: Vec<&RunSpec> = specs
+    let stored = |s: &RunSpec| run_path(&opts.out, &s.key(&digest)).is_file();
+    let owned: Vec<&RunSpec> = specs
         .iter()
         .enumerate()
         .filter(|(i, _)| opts.shard.is_none_or(|s| s.owns(*i)))
         .map(|(_, s)| s)
-        .filter(|s| opts.force || !run_path(&opts.out, &s.key(&digest)).is_file())
         .collect();
-    let owned = specs
+    let todo: Vec<&RunSpec> = owned
         .iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|s| s.owns(*i)))
-        .count();
+        .copied()
+        .filter(|s| opts.force || !stored(s))
+        .collect();
     if todo.is_empty() {
-        return Ok(Vec::new());
+        return Ok(SweepOutcome {
+            reused: owned.len(),
+            ..Default::default()
+        });
     }
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-    let overall = multi.add(ProgressBar::new(owned as u64));
-    overall.set_style(
-        ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} ({elapsed}, eta {eta}) {msg}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    overall.set_position((owned - todo.len()) as u64);
-    overall.reset_eta();
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let done_lock = Mutex::new(());
-    let jobs = opts.jobs.clamp(1, todo.len());
-    let threads = crate::device::threads();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(spec) = todo.get(i) else { break };
-                let mut bar = crate::run::EpochBar::new(
-                    spec.config.epochs,
-                    format!("{} seed {}", spec.label, spec.seed),
-                );
-                bar.0 = multi.add(bar.0.clone());
-                let result = worker(spec, data, &mut bar);
-                bar.0.finish_and_clear();
-                multi.remove(&bar.0);
-                let stored = result.and_then(|(diverged, rows, extra)| {
-                    let run = StoredRun {
-                        spec: (*spec).clone(),
-                        data_digest: digest.clone(),
-                        diverged,
-                        rows,
-                        extra,
-                        drop_exp_version: env!("CARGO_PKG_VERSION").into(),
-                        device: opts.device.clone(),
-                        threads,
-                        finished_at: now_rfc3339(),
-                    };
-                    write_json(&run_path(&opts.out, &spec.key(&digest)), &run)
-                });
-                if let Err(e) = stored {
-                    overall.println(format!(
-                        "run {} seed {} failed: {e:#}",
-                        spec.label, spec.seed
-                    ));
-                    failures.lock().unwrap().push(Failure {
-                        spec: (*spec).clone(),
-                        error: format!("{e:#}"),
-                    });
-                }
-                overall.inc(1);
-                let _guard = done_lock.lock().unwrap();
-                if let Err(e) = on_done() {
-                    overall.println(format!("could not refresh outputs: {e:#}"));
-                }
-            });
+    let bars = SweepBars::new(owned.len(), owned.len() - todo.len());
+    let sweep = Sweep {
+        data,
+        opts,
+        worker,
+        on_done,
+        digest: &digest,
+        bars: &bars,
+        failures: Mutex::new(Vec::new()),
+        done_lock: Mutex::new(()),
+        trained: AtomicUsize::new(0),
+    };
+    // First pass: every run nobody else holds. Second: wait for the runs
+    // another process held, and train those it did not finish.
+    let held: Mutex<Vec<&RunSpec>> = Mutex::new(Vec::new());
+    sweep.in_parallel(&todo, |spec| {
+        match Claim::take(&opts.out, &spec.key(&digest), false)? {
+            Some(claim) => sweep.run_claimed(spec, claim, opts.force),
+            None => {
+                held.lock().unwrap().push(spec);
+                Ok(())
+            }
         }
     });
-    overall.finish_and_clear();
-    Ok(failures.into_inner().unwrap())
+    let held = held.into_inner().unwrap();
+    if !held.is_empty() {
+        bars.println(format!(
+            "waiting for {} run(s) that another drop-exp process is training in {}",
+            held.len(),
+            opts.out.display()
+        ));
+    }
+    sweep.in_parallel(&held, |spec| {
+        let claim = Claim::take(&opts.out, &spec.key(&digest), true)?
+            .expect("a blocking lock is always taken");
+        sweep.run_claimed(spec, claim, false)
+    });
+    bars.finish();
+    let trained = sweep.trained.into_inner();
+    let failures = sweep.failures.into_inner().unwrap();
+    Ok(SweepOutcome {
+        trained,
+        reused: owned.len() - trained - failures.len(),
+        failures,
+    })
+}
+
+/// What the workers of one sweep share.
+struct Sweep<'a> {
+    data: &'a Dataset,
+    opts: &'a SweepOptions,
+    worker: &'a Worker<'a>,
+    on_done: &'a (dyn Fn() -> Result<()> + Sync),
+    digest: &'a str,
+    bars: &'a SweepBars,
+    failures: Mutex<Vec<Failure>>,
+    done_lock: Mutex<()>,
+    trained: AtomicUsize,
+}
+
+impl Sweep<'_> {
+    /// Calls `f` on each spec, `jobs` at a time; an error is recorded as
+    /// that run's failure.
+    fn in_parallel<'s>(&self, specs: &[&'s RunSpec], f: impl Fn(&'s RunSpec) -> Result<()> + Sync) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..self.opts.jobs.clamp(1, specs.len().max(1)) {
+                scope.spawn(|| {
+                    while let Some(spec) = specs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        if let Err(e) = f(spec) {
+                            self.fail(spec, e);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn fail(&self, spec: &RunSpec, e: anyhow::Error) {
+        self.bars.println(format!(
+            "run {} seed {} failed: {e:#}",
+            spec.label, spec.seed
+        ));
+        self.failures.lock().unwrap().push(Failure {
+            spec: spec.clone(),
+            error: format!("{e:#}"),
+        });
+    }
+
+    /// Trains and stores a run whose claim is held, unless (without `force`)
+    /// it is stored already; then refreshes the outputs.
+    fn run_claimed(&self, spec: &RunSpec, claim: Claim, force: bool) -> Result<()> {
+        let path = run_path(&self.opts.out, &spec.key(self.digest));
+        if !force && path.is_file() {
+            return Ok(()); // finished by another process meanwhile
+        }
+        let mut bar = self.bars.run_bar(
+            spec.config.epochs,
+            format!("{} seed {}", spec.label, spec.seed),
+        );
+        let result = (self.worker)(spec, self.data, self.opts.threads, &mut bar);
+        self.bars.run_done(bar);
+        let stored = result.and_then(|r| {
+            let run = StoredRun {
+                spec: spec.clone(),
+                data_digest: self.digest.to_string(),
+                diverged: r.diverged,
+                rows: r.rows,
+                extra: r.extra,
+                drop_exp_version: env!("CARGO_PKG_VERSION").into(),
+                device: self.opts.device.clone(),
+                threads: self.opts.threads,
+                finished_at: now_rfc3339(),
+            };
+            write_json(&path, &run)
+        });
+        drop(claim);
+        stored?;
+        self.trained.fetch_add(1, Ordering::SeqCst);
+        let _guard = self.done_lock.lock().unwrap();
+        if let Err(e) = (self.on_done)() {
+            self.bars
+                .println(format!("could not refresh outputs: {e:#}"));
+        }
+        Ok(())
+    }
 }
 
 /// The stored runs for `specs`, in order; `None` where a run is missing.

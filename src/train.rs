@@ -16,9 +16,10 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::model::Mlp;
-use crate::regularizers::{NoiseCtx, RegKind};
+use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
 use crate::step::{self, StepPlan};
 
@@ -26,55 +27,6 @@ use crate::step::{self, StepPlan};
 /// it whenever a change alters the numbers a seeded run produces, so stored
 /// runs from older code are not reused.
 pub const TRAINER_REVISION: u32 = 2;
-
-/// Everything that determines a run, besides its seed and data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Which regulariser sits after each hidden layer.
-    pub reg: RegKind,
-    /// Its strength after the first hidden layer (for dropout: drop probability).
-    pub p1: f64,
-    /// Its strength after the second hidden layer.
-    pub p2: f64,
-    pub epochs: usize,
-    pub lr: f64,
-    pub batch_size: usize,
-    pub weight_decay: f64,
-}
-
-impl TrainConfig {
-    /// Checks what the flag parsers cannot see alone (the strength a kind accepts).
-    pub fn validate(&self) -> Result<()> {
-        for (name, p) in [("p1", self.p1), ("p2", self.p2)] {
-            if !(0.0..=1.0).contains(&p) {
-                anyhow::bail!("{name} = {p} is outside [0, 1]");
-            }
-            if p == 1.0 && !self.reg.allows_one() {
-                anyhow::bail!(
-                    "{name} = 1 is not allowed for {} (its noise variance p/(1-p) is infinite); use a value below 1",
-                    self.reg
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Default for TrainConfig {
-    /// The book's configuration.
-    fn default() -> Self {
-        Self {
-            reg: RegKind::Dropout,
-            p1: 0.2,
-            p2: 0.5,
-            epochs: 10,
-            lr: 0.5,
-            batch_size: 256,
-            weight_decay: 0.0,
-        }
-    }
-}
 
 /// One epoch's measurements. Timing columns come last so that outputs can be
 /// compared byte for byte with them cut off.
@@ -101,14 +53,21 @@ pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Err
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
-/// Hooks into the loop, for progress bars and probes.
+/// Hooks into the loop, for progress bars, probes and writers.
 pub trait TrainHook {
     /// Called after each optimisation step (`step` counts from 1 over the run).
     fn after_step(&mut self, _step: usize, _epoch: usize, _model: &Mlp) -> Result<()> {
         Ok(())
     }
-    /// Called after each epoch's evaluation.
-    fn after_epoch(&mut self, _row: &EpochRow) {}
+    /// Called after each epoch's evaluation, with every epoch so far.
+    fn after_epoch(&mut self, _rows: &[EpochRow]) -> Result<()> {
+        Ok(())
+    }
+    /// Checked after each step: true ends the run early, as interrupted,
+    /// keeping the epochs finished so far (Ctrl-C in `drop-exp run`).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 impl TrainHook for () {}
@@ -119,39 +78,85 @@ pub struct RunOutcome {
     pub rows: Vec<EpochRow>,
     /// A loss became NaN or infinite; `rows` ends with the epoch where it did.
     pub diverged: bool,
+    /// The hook asked to stop; `rows` holds the epochs finished before.
+    pub interrupted: bool,
     /// The model as training left it.
     pub model: Mlp,
 }
 
 /// Builds the model for `cfg` with the initial weights of `seed`.
 pub fn init_model(cfg: &TrainConfig, seed: u64, dev: &Device) -> Result<Mlp> {
-    let slots = vec![cfg.reg.build(cfg.p1), cfg.reg.build(cfg.p2)];
+    let slots = cfg.layers.iter().map(|r| r.build()).collect();
     Ok(Mlp::new(slots, &mut Rng::new(seed, Stream::Init), dev)?)
 }
 
-/// Trains a fresh model for `cfg` on `data` with `seed`.
+/// Trains a fresh model for `cfg` on `data` with `seed`, each step using
+/// `threads` CPU threads.
 pub fn train(
     cfg: &TrainConfig,
     seed: u64,
     data: &Dataset,
+    threads: usize,
     hook: &mut dyn TrainHook,
 ) -> Result<RunOutcome> {
     cfg.validate()?;
     let dev = data.train_x.device().clone();
-    let model = init_model(cfg, seed, &dev)?;
-    let mut shuffle = Rng::new(seed, Stream::Shuffle);
-    let mut noise = Rng::new(seed, Stream::Noise);
-    let n = data.train_len();
-    let steps_per_epoch = n.div_ceil(cfg.batch_size);
-    let total_steps = (steps_per_epoch * cfg.epochs) as f64;
-    let (lr, wd) = (cfg.lr, cfg.weight_decay);
-    let plan = StepPlan::for_device(&dev, crate::device::threads());
-    let targets_all = candle_nn::encoding::one_hot(data.train_y.clone(), 10, 1f32, 0f32)?;
+    let mut run = Trainer {
+        cfg,
+        data,
+        model: init_model(cfg, seed, &dev)?,
+        shuffle: Rng::new(seed, Stream::Shuffle),
+        noise: Rng::new(seed, Stream::Noise),
+        plan: StepPlan::for_device(&dev, threads),
+        targets_all: candle_nn::encoding::one_hot(data.train_y.clone(), 10, 1f32, 0f32)?,
+        step: 0,
+    };
     let mut rows = Vec::with_capacity(cfg.epochs);
-    let mut step = 0usize;
+    let (mut diverged, mut interrupted) = (false, false);
     for epoch in 1..=cfg.epochs {
+        let Some(row) = run.epoch(epoch, hook)? else {
+            interrupted = true;
+            break;
+        };
+        diverged = !(row.train_loss.is_finite() && row.test_loss.is_finite());
+        rows.push(row);
+        hook.after_epoch(&rows)?;
+        if diverged {
+            break;
+        }
+    }
+    Ok(RunOutcome {
+        rows,
+        diverged,
+        interrupted,
+        model: run.model,
+    })
+}
+
+/// The state of one run between epochs.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a Dataset,
+    model: Mlp,
+    shuffle: Rng,
+    noise: Rng,
+    plan: StepPlan,
+    /// One-hot targets of the whole training set, gathered per batch.
+    targets_all: Tensor,
+    /// Steps taken so far over the run.
+    step: usize,
+}
+
+impl Trainer<'_> {
+    /// One epoch: a training pass in a fresh order, then evaluation. `None`
+    /// when the hook asked to stop part way.
+    fn epoch(&mut self, epoch: usize, hook: &mut dyn TrainHook) -> Result<Option<EpochRow>> {
+        let (cfg, data) = (self.cfg, self.data);
+        let dev = data.train_x.device().clone();
         let t0 = Instant::now();
-        let order = Tensor::from_vec(shuffle.permutation(n), n, &dev)?;
+        let n = data.train_len();
+        let total_steps = (n.div_ceil(cfg.batch_size) * cfg.epochs) as f64;
+        let order = Tensor::from_vec(self.shuffle.permutation(n), n, &dev)?;
         // Accumulated on the device and read once per epoch: no host round
         // trip per batch.
         let mut loss_sum = Tensor::zeros((), DType::F32, &dev)?;
@@ -162,33 +167,25 @@ pub fn train(
             let xs = data.train_x.index_select(&idx, 0)?;
             let ys = data.train_y.index_select(&idx, 0)?;
             let mut ctx = NoiseCtx {
-                rng: &mut noise,
-                progress: step as f64 / total_steps,
+                rng: &mut self.noise,
+                progress: self.step as f64 / total_steps,
             };
-            let targets = targets_all.index_select(&idx, 0)?;
-            let step_out = step::loss_and_grads(&model, &xs, &targets, &mut ctx, plan)?;
-            for (layer, (gw, gb)) in model.layers.iter().zip(&step_out.grads) {
-                // w <- w - lr * (g + wd * w), b <- b - lr * g
-                let w = layer.w.as_tensor().detach();
-                let w = if wd == 0.0 {
-                    w
-                } else {
-                    w.affine(1.0 - lr * wd, 0.0)?
-                };
-                layer.w.set(&(w - (gw * lr)?)?)?;
-                layer.b.set(&(layer.b.as_tensor().detach() - (gb * lr)?)?)?;
+            let targets = self.targets_all.index_select(&idx, 0)?;
+            let out = step::loss_and_grads(&self.model, &xs, &targets, &mut ctx, self.plan)?;
+            self.sgd_update(&out.grads)?;
+            loss_sum = (loss_sum + (out.loss * len as f64)?)?;
+            correct = (correct + count_correct(&out.logits, &ys)?)?;
+            self.step += 1;
+            hook.after_step(self.step, epoch, &self.model)?;
+            if hook.stop_requested() {
+                return Ok(None);
             }
-            let (logits, loss) = (step_out.logits, step_out.loss);
-            loss_sum = (loss_sum + (loss * len as f64)?)?;
-            correct = (correct + count_correct(&logits, &ys)?)?;
-            step += 1;
-            hook.after_step(step, epoch, &model)?;
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         let train_loss = loss_sum.to_scalar::<f32>()? as f64 / n as f64;
         let train_acc = correct.to_scalar::<f32>()? as f64 / n as f64;
-        let (test_loss, test_acc) = evaluate(&model, &data.test_x, &data.test_y)?;
-        let row = EpochRow {
+        let (test_loss, test_acc) = evaluate(&self.model, &data.test_x, &data.test_y)?;
+        Ok(Some(EpochRow {
             epoch,
             train_loss,
             train_acc,
@@ -196,23 +193,24 @@ pub fn train(
             test_acc,
             train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
-        };
-        hook.after_epoch(&row);
-        let diverged = !(train_loss.is_finite() && test_loss.is_finite());
-        rows.push(row);
-        if diverged {
-            return Ok(RunOutcome {
-                rows,
-                diverged: true,
-                model,
-            });
-        }
+        }))
     }
-    Ok(RunOutcome {
-        rows,
-        diverged: false,
-        model,
-    })
+
+    /// w <- w - lr * (g + wd * w), b <- b - lr * g
+    fn sgd_update(&self, grads: &[(Tensor, Tensor)]) -> Result<()> {
+        let (lr, wd) = (self.cfg.lr, self.cfg.weight_decay);
+        for (layer, (gw, gb)) in self.model.layers.iter().zip(grads) {
+            let w = layer.w.as_tensor().detach();
+            let w = if wd == 0.0 {
+                w
+            } else {
+                w.affine(1.0 - lr * wd, 0.0)?
+            };
+            layer.w.set(&(w - (gw * lr)?)?)?;
+            layer.b.set(&(layer.b.as_tensor().detach() - (gb * lr)?)?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Number of rows of `logits` whose arg-max equals the label, as an f32 scalar.
@@ -251,6 +249,7 @@ pub fn evaluate(model: &Mlp, xs: &Tensor, ys: &Tensor) -> Result<(f64, f64)> {
 mod tests {
     use super::*;
     use crate::data::{self, DataOptions};
+    use crate::regularizers::Reg;
 
     fn weights(cfg: &TrainConfig, seed: u64) -> Vec<Vec<f32>> {
         let m = init_model(cfg, seed, &Device::Cpu).unwrap();
@@ -265,8 +264,7 @@ mod tests {
     fn configurations_share_initial_weights() {
         let book = TrainConfig::default();
         let other = TrainConfig {
-            p1: 0.0,
-            p2: 0.9,
+            layers: [Reg::Dropout { p: 0.0 }, Reg::Dropconnect { p: 0.9 }],
             weight_decay: 1e-3,
             lr: 0.1,
             ..book.clone()
@@ -289,8 +287,7 @@ mod tests {
         )
         .unwrap();
         let a = TrainConfig {
-            p1: 0.0,
-            p2: 0.0,
+            layers: [Reg::Dropout { p: 0.0 }; 2],
             epochs: 2,
             batch_size: 64,
             ..TrainConfig::default()
@@ -299,13 +296,13 @@ mod tests {
             weight_decay: 1e-9,
             ..a.clone()
         };
-        let ra = train(&a, 1, &data, &mut ()).unwrap().rows;
-        let rb = train(&b, 1, &data, &mut ()).unwrap().rows;
+        let ra = train(&a, 1, &data, 1, &mut ()).unwrap().rows;
+        let rb = train(&b, 1, &data, 1, &mut ()).unwrap().rows;
         for (x, y) in ra.iter().zip(&rb) {
             assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{x:?} vs {y:?}");
         }
         // A different seed (different order and init) does move it.
-        let rc = train(&a, 2, &data, &mut ()).unwrap().rows;
+        let rc = train(&a, 2, &data, 1, &mut ()).unwrap().rows;
         assert!((ra[1].train_loss - rc[1].train_loss).abs() > 1e-3);
     }
 }

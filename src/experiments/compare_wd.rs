@@ -22,14 +22,37 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, Flag, FlagValue};
+use super::{Common, Experiment, Finished};
 use crate::analysis::{describe, Metric, RunMetrics};
+use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Series};
 use crate::output::write_csv;
+use crate::regularizers::Reg;
 use crate::stats::{self, Estimate};
-use crate::train::TrainConfig;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/compare-wd.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "compare-wd",
+    number: 5,
+    title: "Dropout and weight decay",
+    question: "Which helps this model more, dropout or weight decay, and when both are used, do their gains add up?",
+    about: "Exercise 5: dropout against weight decay, and both together.",
+    examples: "drop-exp compare-wd --epochs 50\n  drop-exp compare-wd --weight-decays 0,1e-4,1e-3\n  \
+               drop-exp compare-wd --shard 1/2 --out part1   # then merge",
+    defaults: include_str!("../../experiments/compare-wd.toml"),
+    // Regularisation matters more the longer a model trains.
+    report: "epochs = 50\n",
+    quick: "seeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\nweight_decays = [0.0, 1e-4, 1e-3]\n",
+    flags: &[Flag {
+        long: "weight-decays",
+        key: "weight_decays",
+        help: "Comma-separated weight decays (lambda >= 0); 0 is always included as the baseline",
+        value: FlagValue::NonNegatives,
+    }],
+    build: |common, table| Ok(Box::new(CompareWd::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +65,7 @@ pub struct Settings {
 
 impl super::CheckSettings for Settings {
     fn check(&self) -> Result<(), String> {
-        super::check_probs("dropout", self.dropout)?;
+        super::settings::check_probs("dropout", self.dropout)?;
         if let Some(w) = self
             .weight_decays
             .iter()
@@ -73,7 +96,44 @@ pub struct InteractionRow {
     pub interaction_ci_low: f64,
     pub interaction_ci_high: f64,
     pub p: f64,
-    pub reading: String,
+    pub reading: Reading,
+}
+
+/// What an interaction's interval says.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(into = "String")]
+pub enum Reading {
+    TooFewSeeds,
+    /// The interval is wider than [`MAX_READABLE_CI`] (its width, in fractions).
+    CannotTell {
+        width: f64,
+    },
+    /// The interval contains 0.
+    Additive,
+    /// The interval lies below 0.
+    Diminishing,
+    /// The interval lies above 0.
+    SuperAdditive,
+}
+
+impl std::fmt::Display for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reading::TooFewSeeds => f.write_str("too few seeds to tell"),
+            Reading::CannotTell { width } => {
+                write!(f, "cannot tell: the CI spans {:.1} points", 100.0 * width)
+            }
+            Reading::Additive => f.write_str("additive (CI contains 0)"),
+            Reading::Diminishing => f.write_str("diminishing (CI below 0)"),
+            Reading::SuperAdditive => f.write_str("super-additive (CI above 0)"),
+        }
+    }
+}
+
+impl From<Reading> for String {
+    fn from(r: Reading) -> String {
+        r.to_string()
+    }
 }
 
 /// An interaction CI wider than this (10 points of accuracy) is reported as
@@ -93,7 +153,7 @@ impl CompareWd {
     }
 
     /// Per weight decay > 0: the interaction of dropout and weight decay.
-    pub fn interactions(&self, r: &Report) -> Vec<InteractionRow> {
+    pub fn interactions(&self, r: &Finished) -> Vec<InteractionRow> {
         let per_seed = |l: &str| -> Vec<(u64, RunMetrics)> { r.group(l).finished() };
         let (off0, on0) = (per_seed(&label(false, 0.0)), per_seed(&label(true, 0.0)));
         let mut out = Vec::new();
@@ -120,18 +180,17 @@ impl CompareWd {
                 f64::NAN
             };
             let reading = if e.n < 2 || e.ci_low.is_nan() {
-                "too few seeds to tell".to_string()
+                Reading::TooFewSeeds
             } else if e.ci_high - e.ci_low > MAX_READABLE_CI {
-                format!(
-                    "cannot tell: the CI spans {:.1} points",
-                    100.0 * (e.ci_high - e.ci_low)
-                )
+                Reading::CannotTell {
+                    width: e.ci_high - e.ci_low,
+                }
             } else if e.ci_low <= 0.0 && e.ci_high >= 0.0 {
-                "additive (CI contains 0)".to_string()
+                Reading::Additive
             } else if e.ci_high < 0.0 {
-                "diminishing (CI below 0)".to_string()
+                Reading::Diminishing
             } else {
-                "super-additive (CI above 0)".to_string()
+                Reading::SuperAdditive
             };
             out.push(InteractionRow {
                 weight_decay: wd,
@@ -151,9 +210,9 @@ impl CompareWd {
 }
 
 impl Experiment for CompareWd {
-    super::experiment_accessors!("compare-wd");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
+        let base = &self.common.base;
         let [p1, p2] = self.settings.dropout;
         let mut out = Vec::new();
         for dropout in [false, true] {
@@ -162,10 +221,8 @@ impl Experiment for CompareWd {
                 out.push((
                     label(dropout, wd),
                     TrainConfig {
-                        p1: q1,
-                        p2: q2,
                         weight_decay: wd,
-                        ..base.clone()
+                        ..base.with_layers([Reg::Dropout { p: q1 }, Reg::Dropout { p: q2 }])
                     },
                 ));
             }
@@ -183,7 +240,7 @@ impl Experiment for CompareWd {
         out
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
+    fn conclude(&self, r: &Finished) -> Result<()> {
         let inter = self.interactions(r);
         write_csv(&r.out.join("interaction.csv"), &inter)?;
         let wds = &self.settings.weight_decays;
@@ -196,12 +253,12 @@ impl Experiment for CompareWd {
                     "no dropout".into()
                 };
                 let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd)).collect();
-                super::headline_line(r, name, &labels)
+                super::figures::headline_line(r, name, &labels)
             })
             .collect();
         plot::panels(
             &r.out.join("wd.png"),
-            "Exercise 5: dropout and weight decay",
+            &format!("Exercise {}: dropout and weight decay", SPEC.number),
             &[Panel {
                 title: "test accuracy, mean of last 3 epochs (95% CI)".into(),
                 x_label: "weight decay lambda".into(),
@@ -212,20 +269,21 @@ impl Experiment for CompareWd {
             }],
             1,
         )?;
-        super::accuracy_curves(
+        super::figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
-            "Exercise 5: dropout x weight decay",
+            &format!("Exercise {}: dropout x weight decay", SPEC.number),
         )?;
         write_verdict(r, &self.verdict(r, &inter))
     }
 }
 
 impl CompareWd {
-    fn verdict(&self, r: &Report, inter: &[InteractionRow]) -> String {
+    fn verdict(&self, r: &Finished, inter: &[InteractionRow]) -> String {
         let neither = label(false, 0.0);
         let mut v = format!(
-            "# Exercise 5: dropout and weight decay\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs; comparisons paired by seed against no regularisation ({neither}).\n\n",
+            "# {}\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs; comparisons paired by seed against no regularisation ({neither}).\n\n",
+            SPEC.heading(),
             seeds_note(&self.common)
         );
         if let Some(c) = r.comparison(&neither, &label(true, 0.0), Metric::Last3) {
@@ -281,9 +339,12 @@ impl CompareWd {
             .fold(0.0, f64::max);
         if inter.iter().any(|i| i.n < 2) {
             v += "\nWith fewer than 2 seeds per cell the interaction cannot be tested; rerun with more `--seeds`.\n";
-        } else if inter.iter().any(|i| i.reading.starts_with("cannot tell")) {
+        } else if inter
+            .iter()
+            .any(|i| matches!(i.reading, Reading::CannotTell { .. }))
+        {
             v += "\nWhere the reading is \"cannot tell\", the seeds disagree too much (see the collapsed and diverged runs below) for the interaction to be estimated; more seeds, or a smaller learning rate that stops the runs without dropout from blowing up, would be needed.\n";
-        } else if inter.iter().all(|i| i.reading.starts_with("additive")) {
+        } else if inter.iter().all(|i| i.reading == Reading::Additive) {
             v += &format!(
                 "\nNo interaction is distinguishable from zero: as far as {} seeds can tell (CI widths up to {:.2} points), the gains add up. An interaction smaller than that width would go unseen; more seeds narrow it.\n",
                 self.common.seeds,

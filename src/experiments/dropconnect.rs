@@ -23,13 +23,28 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, QUICK};
+use super::{dropout_config, Common, Experiment, Finished};
 use crate::analysis::{describe, Metric};
+use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Series};
 use crate::regularizers::RegKind;
-use crate::train::TrainConfig;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/dropconnect.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "dropconnect",
+    number: 6,
+    title: "Dropping individual weights (DropConnect)",
+    question: "What if individual weights are dropped instead of whole unit outputs? At equal rates, is it better or worse than dropout?",
+    about: "Exercise 6: DropConnect (dropout on weights) against dropout at equal rates.",
+    examples: "drop-exp dropconnect\n  drop-exp dropconnect --epochs 3 --seeds 2 --train-subset 10000",
+    defaults: include_str!("../../experiments/dropconnect.toml"),
+    report: "",
+    quick: QUICK,
+    flags: &[],
+    build: |common, table| Ok(Box::new(DropConnectExp::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +57,7 @@ impl super::CheckSettings for Settings {
         if self.rates.is_empty() {
             return Err("`rates` is empty; give at least one rate".into());
         }
-        super::check_probs("rates", self.rates.iter().copied())
+        super::settings::check_probs("rates", self.rates.iter().copied())
     }
 }
 
@@ -64,27 +79,14 @@ impl DropConnectExp {
 }
 
 impl Experiment for DropConnectExp {
-    super::experiment_accessors!("dropconnect");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
-        let mut out = vec![(
-            NONE.to_string(),
-            TrainConfig {
-                p1: 0.0,
-                p2: 0.0,
-                ..base.clone()
-            },
-        )];
+        let mut out = vec![(NONE.to_string(), dropout_config(&self.common, 0.0, 0.0))];
         for kind in [RegKind::Dropout, RegKind::Dropconnect] {
             for &p in &self.settings.rates {
                 out.push((
                     label(kind, p),
-                    TrainConfig {
-                        reg: kind,
-                        p1: p,
-                        p2: p,
-                        ..base.clone()
-                    },
+                    self.common.base.with_layers([kind.with(p); 2]),
                 ));
             }
         }
@@ -101,13 +103,13 @@ impl Experiment for DropConnectExp {
         out
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
+    fn conclude(&self, r: &Finished) -> Result<()> {
         let rates = &self.settings.rates;
         let series: Vec<Series> = [RegKind::Dropout, RegKind::Dropconnect]
             .iter()
             .map(|&kind| {
                 let labels: Vec<String> = rates.iter().map(|&p| label(kind, p)).collect();
-                super::headline_line(r, kind.to_string(), &labels)
+                super::figures::headline_line(r, kind.to_string(), &labels)
             })
             .collect();
         let none = r
@@ -117,7 +119,10 @@ impl Experiment for DropConnectExp {
             .map(|s| s.last3_mean);
         plot::panels(
             &r.out.join("rates.png"),
-            "Exercise 6: DropConnect vs dropout at equal rates",
+            &format!(
+                "Exercise {}: DropConnect vs dropout at equal rates",
+                SPEC.number
+            ),
             &[Panel {
                 title: "test accuracy, mean of last 3 epochs (95% CI)".into(),
                 x_label: "rate p (both hidden layers)".into(),
@@ -132,19 +137,20 @@ impl Experiment for DropConnectExp {
             }],
             1,
         )?;
-        super::accuracy_curves(
+        super::figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
-            "Exercise 6: DropConnect and dropout",
+            &format!("Exercise {}: DropConnect and dropout", SPEC.number),
         )?;
         write_verdict(r, &self.verdict(r))
     }
 }
 
 impl DropConnectExp {
-    fn verdict(&self, r: &Report) -> String {
+    fn verdict(&self, r: &Finished) -> String {
         let mut v = format!(
-            "# Exercise 6: DropConnect vs dropout\n\n{}; both methods at the same rate p on both hidden layers; DropConnect draws one weight mask per mini-batch. Headline metric: test accuracy averaged over each run's last 3 epochs; differences paired by seed.\n\n",
+            "# {}\n\n{}; both methods at the same rate p on both hidden layers; DropConnect draws one weight mask per mini-batch. Headline metric: test accuracy averaged over each run's last 3 epochs; differences paired by seed.\n\n",
+            SPEC.heading(),
             seeds_note(&self.common)
         );
         for &p in &self.settings.rates {
@@ -165,7 +171,9 @@ impl DropConnectExp {
         let best = |kind: RegKind| {
             r.summary
                 .iter()
-                .filter(|s| s.config.reg == kind && s.config.label != NONE && s.n > 0)
+                .filter(|s| {
+                    s.config.train.layers[0].kind() == kind && s.config.label != NONE && s.n > 0
+                })
                 .max_by(|a, b| a.last3_mean.total_cmp(&b.last3_mean))
                 .map(|s| format!("{} ({:.2}%)", s.config.label, 100.0 * s.last3_mean))
                 .unwrap_or_else(|| "none finished".into())

@@ -21,12 +21,29 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::ExerciseSpec;
+use super::{Common, Experiment, Finished};
 use crate::analysis::{describe, Group, Metric};
+use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel};
-use crate::train::{EpochRow, TrainConfig};
+use crate::train::EpochRow;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/longer.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "longer",
+    number: 2,
+    title: "Training longer, with and without dropout",
+    question: "Over many more epochs than the book's ten, how do the networks with and without dropout compare, and does the gap between training and test accuracy grow without dropout?",
+    about: "Exercise 2: train longer (default 50 epochs) with and without dropout.",
+    examples: "drop-exp longer\n  drop-exp longer --epochs 100 --jobs 2\n  \
+               drop-exp longer --epochs 15 --seeds 3 --train-subset 20000   # quick look",
+    defaults: include_str!("../../experiments/longer.toml"),
+    report: "",
+    quick: "seeds = 2\nepochs = 10\ntrain_subset = 20000\ntest_subset = 5000\n",
+    flags: &[],
+    build: |common, table| Ok(Box::new(Longer::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +57,7 @@ impl super::CheckSettings for Settings {
         if self.rates.is_empty() {
             return Err("`rates` is empty; give at least one [p1, p2] pair".into());
         }
-        super::check_probs("rates", self.rates.iter().flatten().copied())
+        super::settings::check_probs("rates", self.rates.iter().flatten().copied())
     }
 }
 
@@ -70,15 +87,15 @@ pub fn blowups(g: &Group) -> usize {
 }
 
 impl Experiment for Longer {
-    super::experiment_accessors!("longer");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         super::rate_configs(&self.common, &self.settings.rates)
     }
     fn pairs(&self) -> Vec<(String, String)> {
         super::first_vs_rest(&self.configs())
     }
-    fn report(&self, r: &Report) -> Result<()> {
-        let series = |f| super::epoch_series(r, f);
+    fn conclude(&self, r: &Finished) -> Result<()> {
+        let series = |f| super::figures::epoch_series(r, f);
         let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| {
             let loss = y == "cross-entropy";
             Panel {
@@ -98,7 +115,10 @@ impl Experiment for Longer {
         };
         plot::panels(
             &r.out.join("curves.png"),
-            "Exercise 2: longer training, with and without dropout (mean, 95% band)",
+            &format!(
+                "Exercise {}: longer training, with and without dropout (mean, 95% band)",
+                SPEC.number
+            ),
             &[
                 panel("train loss (training mode)", "cross-entropy", |e| {
                     e.train_loss
@@ -113,7 +133,10 @@ impl Experiment for Longer {
         )?;
         plot::panels(
             &r.out.join("gap.png"),
-            "Exercise 2: generalisation gap (mean, 95% band)",
+            &format!(
+                "Exercise {}: generalisation gap (mean, 95% band)",
+                SPEC.number
+            ),
             &[Panel {
                 clip: Some((-1.0, 1.0)),
                 ..panel(
@@ -129,9 +152,10 @@ impl Experiment for Longer {
 }
 
 impl Longer {
-    fn verdict(&self, r: &Report) -> String {
+    fn verdict(&self, r: &Finished) -> String {
         let mut v = format!(
-            "# Exercise 2: longer training with and without dropout\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs; comparisons paired by seed.\n\n",
+            "# {}\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs; comparisons paired by seed.\n\n",
+            SPEC.heading(),
             seeds_note(&self.common)
         );
         for (a, b) in self.pairs() {
@@ -146,7 +170,7 @@ impl Longer {
             }
         }
         v += "\n";
-        let early = 10.min(self.common.epochs as usize);
+        let early = 10.min(self.common.base.epochs);
         for g in &r.groups {
             let s = r
                 .summary

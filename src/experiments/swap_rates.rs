@@ -20,12 +20,33 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, Flag, FlagValue, QUICK};
+use super::{rate_configs, rates_label, Common, Experiment, Finished};
 use crate::analysis::{describe, pts, Metric};
+use crate::config::TrainConfig;
 use crate::output::plot;
-use crate::train::TrainConfig;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/swap-rates.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "swap-rates",
+    number: 1,
+    title: "Swapping the dropout rates of the two layers",
+    question: "The book drops 20% of the first hidden layer's outputs and 50% of the second's. What changes when the two rates are swapped, or set to other values? Is the difference real or within seed noise?",
+    about: "Exercise 1: swap and vary the dropout rates of the two hidden layers.",
+    examples: "drop-exp swap-rates\n  drop-exp swap-rates --grid 0,0.2,0.5,0.8 --seeds 3\n  \
+               drop-exp swap-rates --epochs 3 --seeds 2 --train-subset 10000   # quick look",
+    defaults: include_str!("../../experiments/swap-rates.toml"),
+    report: "",
+    quick: QUICK,
+    flags: &[Flag {
+        long: "grid",
+        key: "grid",
+        help: "Sweep every (p1, p2) pair of this comma-separated list of rates, and draw a heatmap",
+        value: FlagValue::Probabilities,
+    }],
+    build: |common, table| Ok(Box::new(SwapRates::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,12 +63,12 @@ impl super::CheckSettings for Settings {
         if self.rates.is_empty() {
             return Err("`rates` is empty; give at least one [p1, p2] pair".into());
         }
-        super::check_probs("rates", self.rates.iter().flatten().copied())?;
+        super::settings::check_probs("rates", self.rates.iter().flatten().copied())?;
         if let Some(g) = &self.grid {
             if g.is_empty() {
                 return Err("`grid` is empty; give at least one rate".into());
             }
-            super::check_probs("grid", g.iter().copied())?;
+            super::settings::check_probs("grid", g.iter().copied())?;
         }
         Ok(())
     }
@@ -96,22 +117,9 @@ impl SwapRates {
 }
 
 impl Experiment for SwapRates {
-    super::experiment_accessors!("swap-rates");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
-        self.pairs_swept()
-            .into_iter()
-            .map(|[p1, p2]| {
-                (
-                    rates_label(p1, p2),
-                    TrainConfig {
-                        p1,
-                        p2,
-                        ..base.clone()
-                    },
-                )
-            })
-            .collect()
+        rate_configs(&self.common, &self.pairs_swept())
     }
     fn pairs(&self) -> Vec<(String, String)> {
         let [r1, r2] = self.reference();
@@ -132,18 +140,21 @@ impl Experiment for SwapRates {
         out
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
-        let bars = super::headline_bars(r);
+    fn conclude(&self, r: &Finished) -> Result<()> {
+        let bars = super::figures::headline_bars(r);
         plot::bars(
             &r.out.join("bars.png"),
-            "Exercise 1: test accuracy by dropout rates (mean of last 3 epochs, 95% CI)",
+            &format!(
+                "Exercise {}: test accuracy by dropout rates (mean of last 3 epochs, 95% CI)",
+                SPEC.number
+            ),
             "test accuracy",
             &bars,
         )?;
-        super::accuracy_curves(
+        super::figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
-            "Exercise 1: dropout rates (p1, p2)",
+            &format!("Exercise {}: dropout rates (p1, p2)", SPEC.number),
         )?;
         if let Some(grid) = &self.settings.grid {
             let values: Vec<Vec<f64>> = grid
@@ -153,7 +164,7 @@ impl Experiment for SwapRates {
                         .map(|&p2| {
                             r.summary
                                 .iter()
-                                .find(|s| s.config.p1 == p1 && s.config.p2 == p2)
+                                .find(|s| s.config.train.layers.map(|l| l.p()) == [p1, p2])
                                 .map_or(f64::NAN, |s| s.last3_mean)
                         })
                         .collect()
@@ -161,7 +172,10 @@ impl Experiment for SwapRates {
                 .collect();
             plot::heatmap(
                 &r.out.join("heatmap.png"),
-                "Exercise 1: test accuracy (%) by dropout rates, mean of last 3 epochs",
+                &format!(
+                    "Exercise {}: test accuracy (%) by dropout rates, mean of last 3 epochs",
+                    SPEC.number
+                ),
                 "p2 (after second hidden layer)",
                 "p1 (after first hidden layer)",
                 grid,
@@ -174,11 +188,12 @@ impl Experiment for SwapRates {
 }
 
 impl SwapRates {
-    fn verdict(&self, r: &Report) -> String {
+    fn verdict(&self, r: &Finished) -> String {
         let [r1, r2] = self.reference();
         let reference = rates_label(r1, r2);
         let mut v = format!(
-            "# Exercise 1: swapping the dropout rates\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs. Differences are paired by seed (same init and batch order).\n\n",
+            "# {}\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs. Differences are paired by seed (same init and batch order).\n\n",
+            SPEC.heading(),
             seeds_note(&self.common)
         );
         let swaps = self.swaps();

@@ -24,8 +24,13 @@ use anyhow::Result;
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, QUICK};
+use super::{dropout_config, rates_label, Common, Experiment, Finished};
 use crate::analysis::pts;
+use crate::calibration::{score, Scores};
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::model::Mlp;
 use crate::output::plot::{self, Panel, Series, Spread};
@@ -33,10 +38,41 @@ use crate::output::write_csv;
 use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
 use crate::stats::{self, Estimate};
-use crate::sweep::{RunSpec, Worker};
-use crate::train::{TrainConfig, TrainHook};
+use crate::sweep::{RunResult, RunSpec, Worker};
+use crate::train::TrainHook;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/test-time.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "test-time",
+    number: 4,
+    title: "Why dropout is off at test time",
+    question: "What happens if dropout stays on when the model is evaluated: how much does one noisy pass cost, and does averaging many noisy passes (MC dropout) match the deterministic network, at what price?",
+    about: "Exercise 4: why dropout is off at test time: dropout left on, and MC dropout.",
+    examples: "drop-exp test-time\n  drop-exp test-time --seeds 3 --epochs 5",
+    defaults: include_str!("../../experiments/test-time.toml"),
+    report: "",
+    quick: QUICK,
+    flags: &[],
+    build: |common, table| Ok(Box::new(TestTime::new(common, parse(table)?))),
+};
+
+/// How the test set is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Dropout off: one deterministic pass.
+    Deterministic,
+    /// Dropout on: the average of K noisy passes (MC dropout).
+    Mc,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Deterministic => "deterministic",
+            Mode::Mc => "mc",
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +84,7 @@ pub struct Settings {
 
 impl super::CheckSettings for Settings {
     fn check(&self) -> Result<(), String> {
-        super::check_probs("rates", self.rates)?;
+        super::settings::check_probs("rates", self.rates)?;
         if self.passes.is_empty() || self.passes.contains(&0) {
             return Err("`passes` must list numbers of passes of at least 1".into());
         }
@@ -59,56 +95,11 @@ impl super::CheckSettings for Settings {
     }
 }
 
-/// Accuracy, negative log-likelihood and expected calibration error of
-/// predicted class probabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Scores {
-    pub accuracy: f64,
-    pub nll: f64,
-    pub ece: f64,
-}
-
-/// Scores `probs` ([n, classes] rows summing to 1) against `labels`.
-/// ECE: examples binned by confidence (max probability) into `bins` equal
-/// bins of [0, 1]; sum over bins of (bin size / n) * |accuracy - mean
-/// confidence| in the bin.
-pub fn score(probs: &[Vec<f32>], labels: &[u32], bins: usize) -> Scores {
-    let n = labels.len() as f64;
-    let (mut correct, mut nll) = (0.0, 0.0);
-    let mut bin_n = vec![0.0; bins];
-    let mut bin_correct = vec![0.0; bins];
-    let mut bin_conf = vec![0.0; bins];
-    for (p, &y) in probs.iter().zip(labels) {
-        let (arg, conf) =
-            p.iter().enumerate().fold(
-                (0, f32::MIN),
-                |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-            );
-        let ok = (arg as u32 == y) as u32 as f64;
-        correct += ok;
-        nll -= (p[y as usize] as f64).max(1e-12).ln();
-        let b = ((conf as f64 * bins as f64) as usize).min(bins - 1);
-        bin_n[b] += 1.0;
-        bin_correct[b] += ok;
-        bin_conf[b] += conf as f64;
-    }
-    let ece = (0..bins)
-        .filter(|&b| bin_n[b] > 0.0)
-        .map(|b| bin_n[b] / n * (bin_correct[b] / bin_n[b] - bin_conf[b] / bin_n[b]).abs())
-        .sum();
-    Scores {
-        accuracy: correct / n,
-        nll: nll / n,
-        ece,
-    }
-}
-
 /// One row of `mc.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McRow {
     pub seed: u64,
-    /// `deterministic` (dropout off) or `mc` (average of K noisy passes).
-    pub mode: String,
+    pub mode: Mode,
     pub k: u32,
     pub accuracy: f64,
     pub nll: f64,
@@ -141,17 +132,17 @@ pub fn evaluate_mc(
     ks: &[u32],
     bins: usize,
     rng: &mut Rng,
-) -> Result<Vec<(String, u32, Scores)>> {
+) -> Result<Vec<(Mode, u32, Scores)>> {
     let labels: Vec<u32> = ys.to_vec1()?;
     let det = probs(model, xs, false, rng)?.to_vec2::<f32>()?;
-    let mut out = vec![("deterministic".to_string(), 1, score(&det, &labels, bins))];
+    let mut out = vec![(Mode::Deterministic, 1, score(&det, &labels, bins))];
     let kmax = *ks.iter().max().unwrap_or(&0);
     let mut sum = Tensor::zeros((xs.dim(0)?, crate::data::CLASSES), DType::F32, xs.device())?;
     for k in 1..=kmax {
         sum = (sum + probs(model, xs, true, rng)?)?;
         if ks.contains(&k) {
             let avg = (&sum / k as f64)?.to_vec2::<f32>()?;
-            out.push(("mc".to_string(), k, score(&avg, &labels, bins)));
+            out.push((Mode::Mc, k, score(&avg, &labels, bins)));
         }
     }
     Ok(out)
@@ -166,33 +157,42 @@ pub struct TestTime {
 impl TestTime {
     pub fn new(common: Common, settings: Settings) -> Self {
         let s = settings.clone();
-        let worker = move |spec: &RunSpec, data: &Dataset, hook: &mut dyn TrainHook| {
-            let out = crate::train::train(&spec.config, spec.seed, data, hook)?;
-            if out.diverged {
-                return Ok((true, out.rows, serde_json::Value::Null));
-            }
-            let mut rng = Rng::new(spec.seed, Stream::Probe);
-            let rows: Vec<McRow> = evaluate_mc(
-                &out.model,
-                &data.test_x,
-                &data.test_y,
-                &s.passes,
-                s.ece_bins as usize,
-                &mut rng,
-            )?
-            .into_iter()
-            .map(|(mode, k, sc)| McRow {
-                seed: spec.seed,
-                passes: k,
-                mode,
-                k,
-                accuracy: sc.accuracy,
-                nll: sc.nll,
-                ece: sc.ece,
-            })
-            .collect();
-            Ok((false, out.rows, serde_json::to_value(rows)?))
-        };
+        let worker =
+            move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
+                let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
+                if out.diverged {
+                    return Ok(RunResult {
+                        diverged: true,
+                        rows: out.rows,
+                        extra: serde_json::Value::Null,
+                    });
+                }
+                let mut rng = Rng::new(spec.seed, Stream::Probe);
+                let rows: Vec<McRow> = evaluate_mc(
+                    &out.model,
+                    &data.test_x,
+                    &data.test_y,
+                    &s.passes,
+                    s.ece_bins as usize,
+                    &mut rng,
+                )?
+                .into_iter()
+                .map(|(mode, k, sc)| McRow {
+                    seed: spec.seed,
+                    passes: k,
+                    mode,
+                    k,
+                    accuracy: sc.accuracy,
+                    nll: sc.nll,
+                    ece: sc.ece,
+                })
+                .collect();
+                Ok(RunResult {
+                    diverged: false,
+                    rows: out.rows,
+                    extra: serde_json::to_value(rows)?,
+                })
+            };
         Self {
             common,
             settings,
@@ -204,7 +204,7 @@ impl TestTime {
 /// One row of `mc_summary.csv`.
 #[derive(Debug, Clone, Serialize)]
 pub struct McSummary {
-    pub mode: String,
+    pub mode: Mode,
     pub k: u32,
     pub passes: u32,
     pub n: usize,
@@ -223,9 +223,12 @@ pub struct McSummary {
 }
 
 fn summarise(rows: &[McRow]) -> Vec<McSummary> {
-    let det: Vec<&McRow> = rows.iter().filter(|r| r.mode == "deterministic").collect();
-    let mut keys: Vec<(String, u32)> = rows.iter().map(|r| (r.mode.clone(), r.k)).collect();
-    keys.sort_by_key(|a| (a.0 != "deterministic", a.1));
+    let det: Vec<&McRow> = rows
+        .iter()
+        .filter(|r| r.mode == Mode::Deterministic)
+        .collect();
+    let mut keys: Vec<(Mode, u32)> = rows.iter().map(|r| (r.mode, r.k)).collect();
+    keys.sort();
     keys.dedup();
     keys.into_iter()
         .map(|(mode, k)| {
@@ -241,7 +244,7 @@ fn summarise(rows: &[McRow]) -> Vec<McSummary> {
             let nll = Estimate::of(&these.iter().map(|r| r.nll).collect::<Vec<_>>());
             let (pa, pn) = (pair(|r| r.accuracy), pair(|r| r.nll));
             McSummary {
-                mode: mode.clone(),
+                mode,
                 k,
                 passes: k,
                 n: these.len(),
@@ -262,17 +265,10 @@ fn summarise(rows: &[McRow]) -> Vec<McSummary> {
 }
 
 impl Experiment for TestTime {
-    super::experiment_accessors!("test-time");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         let [p1, p2] = self.settings.rates;
-        vec![(
-            rates_label(p1, p2),
-            TrainConfig {
-                p1,
-                p2,
-                ..self.common.base_config()
-            },
-        )]
+        vec![(rates_label(p1, p2), dropout_config(&self.common, p1, p2))]
     }
     fn pairs(&self) -> Vec<(String, String)> {
         Vec::new()
@@ -281,20 +277,18 @@ impl Experiment for TestTime {
         self.worker.as_ref()
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
-        let rows: Vec<McRow> = r
-            .groups
-            .iter()
-            .flat_map(|g| g.runs.iter())
-            .flat_map(|run| {
-                serde_json::from_value::<Vec<McRow>>(run.extra.clone()).unwrap_or_default()
-            })
-            .collect();
+    fn conclude(&self, r: &Finished) -> Result<()> {
+        let mut rows: Vec<McRow> = Vec::new();
+        for run in r.groups.iter().flat_map(|g| g.runs.iter()) {
+            if !run.diverged {
+                rows.extend(crate::sweep::decode_extra::<Vec<McRow>>(run, r.out)?);
+            }
+        }
         write_csv(&r.out.join("mc.csv"), &rows)?;
         let summary = summarise(&rows);
         write_csv(&r.out.join("mc_summary.csv"), &summary)?;
-        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == "mc").collect();
-        let det = summary.iter().find(|s| s.mode == "deterministic");
+        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
+        let det = summary.iter().find(|s| s.mode == Mode::Deterministic);
         let ticks: Vec<String> = mc.iter().map(|s| s.k.to_string()).collect();
         let panel = |title: &str, y: &str, pick: fn(&McSummary) -> (f64, f64, f64)| Panel {
             title: title.into(),
@@ -322,7 +316,7 @@ impl Experiment for TestTime {
         };
         plot::panels(
             &r.out.join("mc.png"),
-            "Exercise 4: dropout at test time",
+            &format!("Exercise {}: dropout at test time", SPEC.number),
             &[
                 panel("test accuracy", "accuracy", |s| {
                     (s.accuracy_mean, s.accuracy_ci_low, s.accuracy_ci_high)
@@ -338,16 +332,17 @@ impl Experiment for TestTime {
 }
 
 impl TestTime {
-    fn verdict(&self, r: &Report, summary: &[McSummary]) -> String {
+    fn verdict(&self, r: &Finished, summary: &[McSummary]) -> String {
         let mut v = format!(
-            "# Exercise 4: dropout at test time\n\n{}; models trained with rates {:?}, evaluated on the test set. Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
+            "# {}\n\n{}; models trained with rates {:?}, evaluated on the test set. Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
+            SPEC.heading(),
             seeds_note(&self.common),
             self.settings.rates
         );
-        let Some(det) = summary.iter().find(|s| s.mode == "deterministic") else {
+        let Some(det) = summary.iter().find(|s| s.mode == Mode::Deterministic) else {
             return v + "No run finished; nothing to report.\n";
         };
-        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == "mc").collect();
+        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
         if let Some(one) = mc.iter().find(|s| s.k == 1) {
             v += &format!(
                 "- **One noisy pass** (dropout left on): accuracy {:.2}% vs {:.2}% deterministic, {} points (paired p = {:.3}); NLL {:.4} vs {:.4}.\n",
@@ -469,14 +464,13 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    /// Hand-computed: 4 examples, 2 classes, 2 bins.
-    /// confidences 0.9 (right), 0.8 (wrong), 0.6 (right), 0.55 (right):
-    /// bin [0.5, 1) only... with 2 bins of [0, 0.5) and [0.5, 1]: all four in
-    /// bin 1: accuracy 0.75, mean confidence 0.7125 -> ECE 0.0375.
-    /// NLL = -(ln 0.9 + ln 0.2 + ln 0.6 + ln 0.55) / 4.
     fn mc(k: u32, acc: f64, p: f64) -> McSummary {
         McSummary {
-            mode: if k == 0 { "deterministic" } else { "mc" }.into(),
+            mode: if k == 0 {
+                Mode::Deterministic
+            } else {
+                Mode::Mc
+            },
             k,
             passes: k,
             n: 5,
@@ -517,26 +511,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn ece_and_nll_by_hand() {
-        let probs = vec![
-            vec![0.9, 0.1],
-            vec![0.8, 0.2],
-            vec![0.4, 0.6],
-            vec![0.55, 0.45],
-        ];
-        let labels = [0, 1, 1, 0];
-        let s = score(&probs, &labels, 2);
-        assert!((s.accuracy - 0.75).abs() < 1e-12);
-        assert!((s.ece - 0.0375).abs() < 1e-6, "{}", s.ece);
-        let nll = -((0.9f64).ln() + (0.2f64).ln() + (0.6f64).ln() + (0.55f64).ln()) / 4.0;
-        assert!((s.nll - nll).abs() < 1e-6);
-        // 15 bins: 0.9 -> bin 13 (right), 0.8 -> bin 12 (wrong), 0.6 -> bin 9,
-        // 0.55 -> bin 8: ECE = (0.1 + 0.8 + 0.4 + 0.45) / 4 = 0.4375.
-        let s = score(&probs, &labels, 15);
-        assert!((s.ece - 0.4375).abs() < 1e-6, "{}", s.ece);
-    }
-
     /// MC dropout with K = 1 is exactly one stochastic pass.
     #[test]
     fn mc_with_one_pass_is_a_single_stochastic_pass() {
@@ -556,7 +530,7 @@ mod tests {
             .to_vec2::<f32>()
             .unwrap();
         let labels: Vec<u32> = ys.to_vec1().unwrap();
-        assert_eq!(res[1].0, "mc");
+        assert_eq!(res[1].0, Mode::Mc);
         assert_eq!(res[1].2, score(&single, &labels, 15));
         // ...and differs from the deterministic pass.
         assert_ne!(res[0].2, res[1].2);

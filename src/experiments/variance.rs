@@ -31,7 +31,11 @@ use anyhow::Result;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{rates_label, seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, Flag, FlagValue};
+use super::{rates_label, Common, Experiment, Finished};
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::model::Mlp;
 use crate::output::plot::{self, Panel, Series};
@@ -39,10 +43,28 @@ use crate::output::write_csv;
 use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
 use crate::stats::Estimate;
-use crate::sweep::{RunSpec, Worker};
-use crate::train::{EpochRow, TrainConfig, TrainHook};
+use crate::sweep::{RunResult, RunSpec, Worker};
+use crate::train::{EpochRow, TrainHook};
 
-pub const DEFAULTS: &str = include_str!("../../experiments/variance.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "variance",
+    number: 3,
+    title: "The variance of the hidden activations",
+    question: "How does the variance of each hidden layer's activations evolve over training, with and without dropout, and how much does dropout itself spread them?",
+    about: "Exercise 3: variance of the hidden activations over training, with and without dropout.",
+    examples: "drop-exp variance --plot\n  \
+               drop-exp variance --plot --epochs 3 --seeds 2 --train-subset 10000   # quick look",
+    defaults: include_str!("../../experiments/variance.toml"),
+    report: "plot = true\n",
+    quick: "plot = true\nseeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n",
+    flags: &[Flag {
+        long: "plot",
+        key: "plot",
+        help: "Also draw variance.png (a panel per hidden layer)",
+        value: FlagValue::Switch,
+    }],
+    build: |common, table| Ok(Box::new(Variance::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +72,32 @@ pub struct Settings {
     pub rates: Vec<[f64; 2]>,
     pub probes_per_epoch: u32,
     pub probe_size: u32,
+    /// Draw `variance.png` (`--plot`).
+    #[serde(default)]
+    pub plot: bool,
+}
+
+/// Where in the network a probe measures a hidden layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// ReLU output in training mode, before the regulariser.
+    TrainPre,
+    /// After the regulariser, training mode.
+    TrainPost,
+    /// ReLU output in evaluation mode.
+    Eval,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::TrainPre, Stage::TrainPost, Stage::Eval];
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::TrainPre => "train_pre",
+            Stage::TrainPost => "train_post",
+            Stage::Eval => "eval",
+        }
+    }
 }
 
 impl super::CheckSettings for Settings {
@@ -57,7 +105,7 @@ impl super::CheckSettings for Settings {
         if self.rates.is_empty() {
             return Err("`rates` is empty; give at least one [p1, p2] pair".into());
         }
-        super::check_probs("rates", self.rates.iter().flatten().copied())?;
+        super::settings::check_probs("rates", self.rates.iter().flatten().copied())?;
         if self.probes_per_epoch == 0 || self.probe_size == 0 {
             return Err("`probes_per_epoch` and `probe_size` must be at least 1".into());
         }
@@ -72,7 +120,7 @@ pub struct ProbeRow {
     pub epoch: usize,
     pub model: String,
     pub layer: usize,
-    pub stage: String,
+    pub stage: Stage,
     pub mean: f64,
     pub variance: f64,
     pub unit_variance: f64,
@@ -124,9 +172,9 @@ impl Recorder<'_> {
         let eval = model.trace(&self.probe, false, &mut ctx)?;
         for layer in 0..train.relu.len() {
             for (stage, t) in [
-                ("train_pre", &train.relu[layer]),
-                ("train_post", &train.after[layer]),
-                ("eval", &eval.relu[layer]),
+                (Stage::TrainPre, &train.relu[layer]),
+                (Stage::TrainPost, &train.after[layer]),
+                (Stage::Eval, &eval.relu[layer]),
             ] {
                 let (mean, variance, unit_variance) = moments(t)?;
                 self.rows.push(ProbeRow {
@@ -134,7 +182,7 @@ impl Recorder<'_> {
                     epoch,
                     model: self.model.clone(),
                     layer: layer + 1,
-                    stage: stage.into(),
+                    stage,
                     mean,
                     variance,
                     unit_variance,
@@ -154,55 +202,56 @@ impl TrainHook for Recorder<'_> {
         }
         Ok(())
     }
-    fn after_epoch(&mut self, row: &EpochRow) {
-        self.inner.after_epoch(row);
+    fn after_epoch(&mut self, rows: &[EpochRow]) -> Result<()> {
+        self.inner.after_epoch(rows)
     }
 }
 
 pub struct Variance {
     common: Common,
     settings: Settings,
-    /// Draw `variance.png` (`--plot`).
-    pub plot: bool,
     worker: Box<Worker<'static>>,
 }
 
 impl Variance {
-    pub fn new(common: Common, settings: Settings, plot: bool) -> Self {
+    pub fn new(common: Common, settings: Settings) -> Self {
         let s = settings.clone();
-        let worker = move |spec: &RunSpec, data: &Dataset, hook: &mut dyn TrainHook| {
-            let n = data.train_len();
-            let steps_per_epoch = n.div_ceil(spec.config.batch_size);
-            let size = (s.probe_size as usize).min(n);
-            let mut rec = Recorder {
-                inner: hook,
-                probe: data.train_x.narrow(0, 0, size)?,
-                every: (steps_per_epoch / s.probes_per_epoch as usize).max(1),
-                total_steps: steps_per_epoch * spec.config.epochs,
-                rng: Rng::new(spec.seed, Stream::Probe),
-                model: spec.label.clone(),
-                seed: spec.seed,
-                rows: Vec::new(),
+        let worker =
+            move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
+                let n = data.train_len();
+                let steps_per_epoch = n.div_ceil(spec.config.batch_size);
+                let size = (s.probe_size as usize).min(n);
+                let mut rec = Recorder {
+                    inner: hook,
+                    probe: data.train_x.narrow(0, 0, size)?,
+                    every: (steps_per_epoch / s.probes_per_epoch as usize).max(1),
+                    total_steps: steps_per_epoch * spec.config.epochs,
+                    rng: Rng::new(spec.seed, Stream::Probe),
+                    model: spec.label.clone(),
+                    seed: spec.seed,
+                    rows: Vec::new(),
+                };
+                let out = crate::train::train(&spec.config, spec.seed, data, threads, &mut rec)?;
+                Ok(RunResult {
+                    diverged: out.diverged,
+                    rows: out.rows,
+                    extra: serde_json::to_value(&rec.rows)?,
+                })
             };
-            let out = crate::train::train(&spec.config, spec.seed, data, &mut rec)?;
-            Ok((out.diverged, out.rows, serde_json::to_value(&rec.rows)?))
-        };
         Self {
             common,
             settings,
-            plot,
             worker: Box::new(worker),
         }
     }
 
-    fn rows(r: &Report) -> Vec<ProbeRow> {
-        r.groups
-            .iter()
-            .flat_map(|g| g.runs.iter())
-            .flat_map(|run| {
-                serde_json::from_value::<Vec<ProbeRow>>(run.extra.clone()).unwrap_or_default()
-            })
-            .collect()
+    /// Every stored run's probe rows; a run whose rows do not decode is an error.
+    fn rows(r: &Finished) -> Result<Vec<ProbeRow>> {
+        let mut out = Vec::new();
+        for run in r.groups.iter().flat_map(|g| g.runs.iter()) {
+            out.extend(crate::sweep::decode_extra::<Vec<ProbeRow>>(run, r.out)?);
+        }
+        Ok(out)
     }
 }
 
@@ -211,7 +260,7 @@ fn curve(
     rows: &[ProbeRow],
     model: &str,
     layer: usize,
-    stage: &str,
+    stage: Stage,
     f: fn(&ProbeRow) -> f64,
 ) -> Vec<(f64, Estimate)> {
     let mut steps: Vec<usize> = rows
@@ -235,7 +284,7 @@ fn curve(
 }
 
 impl Experiment for Variance {
-    super::experiment_accessors!("variance");
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         super::rate_configs(&self.common, &self.settings.rates)
     }
@@ -246,22 +295,22 @@ impl Experiment for Variance {
         self.worker.as_ref()
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
-        let rows = Self::rows(r);
+    fn conclude(&self, r: &Finished) -> Result<()> {
+        let rows = Self::rows(r)?;
         write_csv(&r.out.join("variance.csv"), &rows)?;
-        if self.plot {
+        if self.settings.plot {
             let mut panels = Vec::new();
             for layer in 1..=2 {
                 let mut series = Vec::new();
                 for (i, &[p1, p2]) in self.settings.rates.iter().enumerate() {
                     let model = rates_label(p1, p2);
                     let p = if layer == 1 { p1 } else { p2 };
-                    for stage in ["train_pre", "train_post", "eval"] {
-                        if stage == "train_post" && p == 0.0 {
+                    for stage in Stage::ALL {
+                        if stage == Stage::TrainPost && p == 0.0 {
                             continue; // identical to train_pre without dropout
                         }
                         let mut s = Series::band(
-                            format!("{model} {stage}"),
+                            format!("{model} {}", stage.name()),
                             curve(&rows, &model, layer, stage, |r| r.variance)
                                 .into_iter()
                                 .map(|(x, e)| (x, e.mean, e.ci_low, e.ci_high))
@@ -283,7 +332,10 @@ impl Experiment for Variance {
             }
             plot::panels(
                 &r.out.join("variance.png"),
-                "Exercise 3: activation variance over training (mean over seeds, 95% band)",
+                &format!(
+                    "Exercise {}: activation variance over training (mean over seeds, 95% band)",
+                    SPEC.number
+                ),
                 &panels,
                 2,
             )?;
@@ -293,26 +345,31 @@ impl Experiment for Variance {
 }
 
 impl Variance {
-    fn verdict(&self, r: &Report, rows: &[ProbeRow]) -> String {
+    fn verdict(&self, r: &Finished, rows: &[ProbeRow]) -> String {
         let mut v = format!(
-            "# Exercise 3: activation variance with and without dropout\n\n{}; {} probes per epoch on the first {} training images.\n\n",
+            "# {}\n\n{}; {} probes per epoch on the first {} training images.\n\n",
+            SPEC.heading(),
             seeds_note(&self.common),
             self.settings.probes_per_epoch,
             self.settings.probe_size
         );
         let last_step = rows.iter().map(|r| r.step).max().unwrap_or(0);
         let first_step = rows.iter().map(|r| r.step).min().unwrap_or(0);
-        let at =
-            |model: &str, layer: usize, stage: &str, step: usize, f: fn(&ProbeRow) -> f64| -> f64 {
-                let xs: Vec<f64> = rows
-                    .iter()
-                    .filter(|r| {
-                        r.model == model && r.layer == layer && r.stage == stage && r.step == step
-                    })
-                    .map(f)
-                    .collect();
-                crate::stats::mean(&xs)
-            };
+        let at = |model: &str,
+                  layer: usize,
+                  stage: Stage,
+                  step: usize,
+                  f: fn(&ProbeRow) -> f64|
+         -> f64 {
+            let xs: Vec<f64> = rows
+                .iter()
+                .filter(|r| {
+                    r.model == model && r.layer == layer && r.stage == stage && r.step == step
+                })
+                .map(f)
+                .collect();
+            crate::stats::mean(&xs)
+        };
         v += "## What dropout does to the variance (training mode)\n\n| model | layer | p | step | var before dropout | var after dropout | measured factor | predicted factor | var in eval mode | after / eval |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for &[p1, p2] in &self.settings.rates {
             let model = rates_label(p1, p2);
@@ -321,10 +378,10 @@ impl Variance {
                     continue;
                 }
                 for step in [first_step, last_step] {
-                    let pre = at(&model, layer, "train_pre", step, |r| r.variance);
-                    let mu = at(&model, layer, "train_pre", step, |r| r.mean);
-                    let post = at(&model, layer, "train_post", step, |r| r.variance);
-                    let eval = at(&model, layer, "eval", step, |r| r.variance);
+                    let pre = at(&model, layer, Stage::TrainPre, step, |r| r.variance);
+                    let mu = at(&model, layer, Stage::TrainPre, step, |r| r.mean);
+                    let post = at(&model, layer, Stage::TrainPost, step, |r| r.variance);
+                    let eval = at(&model, layer, Stage::Eval, step, |r| r.variance);
                     // E[h'^2] = E[h^2] / (1 - p), E[h'] = mu:
                     // Var[h'] = (s^2 + mu^2) / (1 - p) - mu^2 = (s^2 + p mu^2) / (1 - p).
                     let predicted = (pre + p * mu * mu) / ((1.0 - p) * pre);
@@ -346,9 +403,9 @@ impl Variance {
                     let m = rates_label(p1, p2);
                     format!(
                         "{m}: variance {:.4} (mean {:.4}, per-unit variance {:.4})",
-                        at(&m, layer, "eval", last_step, |r| r.variance),
-                        at(&m, layer, "eval", last_step, |r| r.mean),
-                        at(&m, layer, "eval", last_step, |r| r.unit_variance)
+                        at(&m, layer, Stage::Eval, last_step, |r| r.variance),
+                        at(&m, layer, Stage::Eval, last_step, |r| r.mean),
+                        at(&m, layer, Stage::Eval, last_step, |r| r.unit_variance)
                     )
                 })
                 .collect();

@@ -23,36 +23,88 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
+    let written = std::fs::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {} (is the disk full?)", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| {
+                format!(
+                    "cannot move {} into place as {}",
+                    tmp.display(),
+                    path.display()
+                )
+            })
+        });
+    if written.is_err() {
+        // A partial temporary file would keep the space taken.
         let _ = std::fs::remove_file(&tmp);
-        format!(
-            "cannot move {} into place as {}",
-            tmp.display(),
-            path.display()
-        )
-    })
+    }
+    written
+}
+
+/// Writes a file through `write(tmp)` into a temporary path next to `path`,
+/// then renames it into place; the temporary file is removed on failure.
+/// For writers (such as plot backends) that want a path rather than bytes.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    }
+    let name = path.file_name().context("output path has no file name")?;
+    // The extension stays last: some writers pick the format by it.
+    let tmp = path.with_file_name(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        name.to_string_lossy()
+    ));
+    let written = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move {} into place", path.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Serialises rows as CSV with a header line. Rows go through JSON objects
 /// so that `#[serde(flatten)]` works (the csv crate cannot flatten); field
-/// order is kept, and NaN (JSON null) is written as `NaN`.
+/// order is kept, and NaN (JSON null) is written as `NaN`. The header is the
+/// union of the rows' fields in order of first appearance (rows whose
+/// regularisers have different parameters have different fields); a field
+/// a row lacks is left empty.
 pub fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Option<Vec<String>> = None;
+    let mut maps = Vec::with_capacity(rows.len());
+    let mut header: Vec<String> = Vec::new();
     for r in rows {
         let serde_json::Value::Object(map) = serde_json::to_value(r)? else {
             anyhow::bail!("a CSV row must serialise to an object");
         };
-        if header.is_none() {
-            let h: Vec<String> = map.keys().cloned().collect();
-            w.write_record(&h)?;
-            header = Some(h);
+        let keys: Vec<&String> = map.keys().collect();
+        for (i, k) in keys.iter().enumerate() {
+            if header.contains(k) {
+                continue;
+            }
+            // Before the next of this row's fields that the header has, so
+            // fields stay in their row's order.
+            let at = keys[i + 1..]
+                .iter()
+                .find_map(|next| header.iter().position(|h| h == *next))
+                .unwrap_or(header.len());
+            header.insert(at, (*k).clone());
         }
-        let cells = map.values().map(|v| match v {
-            serde_json::Value::Null => "NaN".to_string(),
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
+        maps.push(map);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if !maps.is_empty() {
+        w.write_record(&header)?;
+    }
+    for map in &maps {
+        let cells = header.iter().map(|h| match map.get(h) {
+            None => String::new(),
+            Some(serde_json::Value::Null) => "NaN".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
         });
         w.write_record(cells)?;
     }
@@ -74,4 +126,53 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// The current time as RFC 3339 (UTC, seconds).
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Row {
+        a: u32,
+        #[serde(flatten)]
+        extra: serde_json::Map<String, serde_json::Value>,
+        z: f64,
+    }
+
+    #[test]
+    fn csv_header_is_the_union_of_the_rows_fields() {
+        let row = |pairs: &[(&str, f64)], z| Row {
+            a: 1,
+            extra: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect(),
+            z,
+        };
+        let rows = [row(&[("p", 0.5)], 1.0), row(&[("sigma", 2.0)], f64::NAN)];
+        let text = String::from_utf8(csv_bytes(&rows).unwrap()).unwrap();
+        assert_eq!(text, "a,p,sigma,z\n1,0.5,,1.0\n1,,2.0,NaN\n");
+    }
+
+    #[test]
+    fn failed_writes_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.png");
+        let err = write_atomic_with(&path, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            anyhow::bail!("disk full")
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A directory in the way makes the rename fail after the write.
+        std::fs::create_dir(dir.path().join("y.csv")).unwrap();
+        std::fs::write(dir.path().join("y.csv").join("f"), b"").unwrap();
+        assert!(write_atomic(&dir.path().join("y.csv"), b"data").is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["y.csv"]);
+    }
 }

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -137,40 +139,27 @@ pub fn panels(path: &Path, title: &str, panels: &[Panel], cols: usize) -> Result
     })
 }
 
-/// Renders into a temporary PNG next to `path`, then renames it into place.
+/// Renders into a temporary PNG next to `path`, then renames it into place;
+/// a failed render (a full disk, say) leaves no temporary file behind.
 fn render(
     path: &Path,
     draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<()> {
     register();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let name = path
-        .file_name()
-        .context("plot path has no file name")?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".tmp-{}-{}", std::process::id(), name));
-    {
-        let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
+    crate::output::write_atomic_with(path, |tmp| {
+        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
         draw(&root).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
         root.present()
-            .map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("moving plot into {}", path.display()))
+            .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+    })
 }
 
-fn draw_panel(
-    area: &DrawingArea<BitMapBackend, Shift>,
-    p: &Panel,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let p = &Panel {
-        series: p.clipped(),
-        ..p.clone()
-    };
+/// The x and y ranges of a panel: from the data (a padded y range; a
+/// category axis for x ticks).
+fn axis_ranges(p: &Panel) -> ((f64, f64), (f64, f64)) {
     let xs = p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0));
-    let (x0, x1) = match &p.x_ticks {
+    let x = match &p.x_ticks {
         Some(t) => (-0.5, t.len() as f64 - 0.5),
         None => finite_range(xs).unwrap_or((0.0, 1.0)),
     };
@@ -181,23 +170,23 @@ fn draw_panel(
         .chain(p.hlines.iter().map(|h| h.1))
         .filter(|y| !p.log_y || *y > 0.0);
     let range = finite_range(ys).unwrap_or((0.0, 1.0));
-    let (y0, y1) = if p.log_y {
+    let y = if p.log_y {
         (range.0 / 1.3, range.1 * 1.3)
     } else {
         pad(range, 0.05)
     };
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(&p.title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(50)
-        .y_label_area_size(75);
+    (x, y)
+}
+
+/// Labels of the x axis: the category names, whole numbers where every x
+/// is whole (epochs), or the number.
+fn x_formatter(p: &Panel) -> impl Fn(&f64) -> String {
     let ticks = p.x_ticks.clone();
     let integer_x = p
         .series
         .iter()
         .all(|s| s.points.iter().all(|q| q.0.fract() == 0.0));
-    let x_fmt = move |x: &f64| -> String {
+    move |x: &f64| -> String {
         match &ticks {
             Some(t) => {
                 let i = x.round();
@@ -216,86 +205,117 @@ fn draw_panel(
             }
             None => format!("{x}"),
         }
+    }
+}
+
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    p: &Panel,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let p = &Panel {
+        series: p.clipped(),
+        ..p.clone()
     };
+    let ((x0, x1), (y0, y1)) = axis_ranges(p);
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&p.title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(50)
+        .y_label_area_size(75);
+    let x_fmt = x_formatter(p);
     let n_ticks = p.x_ticks.as_ref().map_or(10, |t| t.len());
-    macro_rules! body {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc(p.x_label.as_str())
-                .y_desc(p.y_label.as_str())
-                .x_labels(n_ticks)
-                .x_label_formatter(&x_fmt)
-                .y_label_formatter(&|y: &f64| number(*y))
-                .label_style((FONT, 16))
-                .axis_desc_style((FONT, 18))
-                .draw()?;
-            for (i, s) in p.series.iter().enumerate() {
-                let c = color(i);
-                let pts: Vec<(f64, f64)> = s
-                    .points
-                    .iter()
-                    .filter(|q| q.1.is_finite())
-                    .map(|q| (q.0, q.1))
-                    .collect();
-                let band: Vec<&(f64, f64, f64, f64)> = s
-                    .points
-                    .iter()
-                    .filter(|q| q.2.is_finite() && q.3.is_finite())
-                    .collect();
-                if s.spread == Spread::Band && band.len() > 1 {
-                    let poly: Vec<(f64, f64)> = band
-                        .iter()
-                        .map(|q| (q.0, q.3))
-                        .chain(band.iter().rev().map(|q| (q.0, q.2)))
-                        .collect();
-                    chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))?;
-                }
-                if s.spread == Spread::Bars {
-                    chart.draw_series(band.iter().map(|q| {
-                        ErrorBar::new_vertical(q.0, q.2, q.1, q.3, c.stroke_width(2), 12)
-                    }))?;
-                    chart.draw_series(pts.iter().map(|&pt| Circle::new(pt, 5, c.filled())))?;
-                }
-                let style = c.stroke_width(3);
-                let drawn = if s.dashed {
-                    chart.draw_series(DashedLineSeries::new(pts.clone(), 10, 6, style))?
-                } else {
-                    chart.draw_series(LineSeries::new(pts.clone(), style))?
-                };
-                drawn.label(s.name.as_str()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3))
-                });
-            }
-            for (j, (name, y)) in p.hlines.iter().enumerate() {
-                let c = RGBColor(60, 60, 60);
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        vec![(x0, *y), (x1, *y)],
-                        8,
-                        6,
-                        c.stroke_width(2),
-                    ))?
-                    .label(name.as_str())
-                    .legend(move |(x, yy)| {
-                        PathElement::new(vec![(x, yy), (x + 24, yy)], c.stroke_width(2 + j as u32))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 16))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()?;
-        }};
-    }
     if p.log_y {
-        body!(builder.build_cartesian_2d(x0..x1, (y0.max(1e-12)..y1).log_scale())?);
+        let mut chart = builder.build_cartesian_2d(x0..x1, (y0.max(1e-12)..y1).log_scale())?;
+        draw_contents(&mut chart, p, (x0, x1), n_ticks, &x_fmt)?;
     } else {
-        body!(builder.build_cartesian_2d(x0..x1, y0..y1)?);
+        let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
+        draw_contents(&mut chart, p, (x0, x1), n_ticks, &x_fmt)?;
     }
+    Ok(())
+}
+
+/// The mesh, series, reference lines and legend of one panel, on a linear
+/// or a logarithmic y axis.
+fn draw_contents<'a, 'b: 'a, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+    p: &Panel,
+    (x0, x1): (f64, f64),
+    n_ticks: usize,
+    x_fmt: &dyn Fn(&f64) -> String,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(p.x_label.as_str())
+        .y_desc(p.y_label.as_str())
+        .x_labels(n_ticks)
+        .x_label_formatter(x_fmt)
+        .y_label_formatter(&|y: &f64| number(*y))
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
+        .draw()?;
+    for (i, s) in p.series.iter().enumerate() {
+        let c = color(i);
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .filter(|q| q.1.is_finite())
+            .map(|q| (q.0, q.1))
+            .collect();
+        let band: Vec<&(f64, f64, f64, f64)> = s
+            .points
+            .iter()
+            .filter(|q| q.2.is_finite() && q.3.is_finite())
+            .collect();
+        if s.spread == Spread::Band && band.len() > 1 {
+            let poly: Vec<(f64, f64)> = band
+                .iter()
+                .map(|q| (q.0, q.3))
+                .chain(band.iter().rev().map(|q| (q.0, q.2)))
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))?;
+        }
+        if s.spread == Spread::Bars {
+            chart.draw_series(
+                band.iter()
+                    .map(|q| ErrorBar::new_vertical(q.0, q.2, q.1, q.3, c.stroke_width(2), 12)),
+            )?;
+            chart.draw_series(pts.iter().map(|&pt| Circle::new(pt, 5, c.filled())))?;
+        }
+        let style = c.stroke_width(3);
+        let drawn = if s.dashed {
+            chart.draw_series(DashedLineSeries::new(pts.clone(), 10, 6, style))?
+        } else {
+            chart.draw_series(LineSeries::new(pts.clone(), style))?
+        };
+        drawn
+            .label(s.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+    }
+    for (j, (name, y)) in p.hlines.iter().enumerate() {
+        let c = RGBColor(60, 60, 60);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x0, *y), (x1, *y)],
+                8,
+                6,
+                c.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, yy)| {
+                PathElement::new(vec![(x, yy), (x + 24, yy)], c.stroke_width(2 + j as u32))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 16))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     Ok(())
 }
 
@@ -337,14 +357,7 @@ pub fn bars(
             })
             .collect();
         if keyed {
-            for (i, b) in bars.iter().enumerate() {
-                let (col, row) = ((i as u32) / key_rows, (i as u32) % key_rows);
-                lower.draw(&Text::new(
-                    format!("{}: {}", i + 1, b.0),
-                    (100 + 540 * col as i32, 24 * row as i32),
-                    (FONT, 17),
-                ))?;
-            }
+            draw_key(&lower, bars.iter().map(|b| b.0.as_str()), key_rows)?;
         }
         let fmt = |x: &f64| {
             let i = x.round();
@@ -387,6 +400,24 @@ pub fn bars(
         }))?;
         Ok(())
     })
+}
+
+/// Under a chart of numbered bars, "N: label" for each, in two columns of
+/// `rows` rows.
+fn draw_key<'a>(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    labels: impl Iterator<Item = &'a str>,
+    rows: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for (i, label) in labels.enumerate() {
+        let (col, row) = ((i as u32) / rows, (i as u32) % rows);
+        area.draw(&Text::new(
+            format!("{}: {label}", i + 1),
+            (100 + 540 * col as i32, 24 * row as i32),
+            (FONT, 17),
+        ))?;
+    }
+    Ok(())
 }
 
 /// A heatmap of `values[row][col]` with the value written in each cell;

@@ -11,7 +11,7 @@
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 
-use super::{host_noise, Noise, NoiseCtx, Regularizer};
+use super::{host_noise, ActivationNoise, NoiseCtx, Regularizer};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Dropout {
@@ -35,8 +35,8 @@ impl Regularizer for Dropout {
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
-        Ok(bernoulli_scale(self.p, shape, dev, ctx)?.map(Noise::Scale))
+    ) -> Result<Option<ActivationNoise>> {
+        Ok(bernoulli_scale(self.p, shape, dev, ctx)?.map(ActivationNoise::Scale))
     }
 }
 

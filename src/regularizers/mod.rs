@@ -37,18 +37,18 @@ pub struct NoiseCtx<'a> {
 /// Training differentiates through it by hand (see [`crate::step`]), so
 /// a regulariser states its noise instead of applying it.
 #[derive(Debug, Clone)]
-pub enum Noise {
+pub enum ActivationNoise {
     /// `h' = h * m`, elementwise.
     Scale(Tensor),
     /// `h' = h + a`, elementwise.
     Shift(Tensor),
 }
 
-impl Noise {
+impl ActivationNoise {
     pub fn apply(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Noise::Scale(m) => xs.mul(m),
-            Noise::Shift(a) => xs.add(a),
+            ActivationNoise::Scale(m) => xs.mul(m),
+            ActivationNoise::Shift(a) => xs.add(a),
         }
     }
 }
@@ -64,7 +64,7 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
         _shape: &Shape,
         _dev: &Device,
         _ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
+    ) -> Result<Option<ActivationNoise>> {
         Ok(None)
     }
     /// Mask multiplying the weight matrix (of `shape`) elementwise. Default: none.
@@ -98,21 +98,100 @@ pub struct Identity;
 
 impl Regularizer for Identity {}
 
-/// The kinds of regulariser, each with one strength parameter `p` per layer.
+/// The regulariser of one hidden layer: its kind and that kind's own
+/// parameters, as written in settings files
+/// (`{ kind = "dropout", p = 0.2 }`) and stored with every run. Strength 0
+/// means no regularisation, whatever the kind. A new kind is one variant
+/// here, one in [`RegKind`] and a file of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Reg {
+    /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
+    Dropout { p: f64 },
+    /// Bernoulli masks on the weights, one per mini-batch; `p` is the drop probability.
+    Dropconnect { p: f64 },
+    /// Multiplicative Gaussian noise with dropout's variance at rate `p`.
+    GaussianMult { p: f64 },
+    /// Additive Gaussian noise with standard deviation `p`.
+    GaussianAdd { p: f64 },
+    /// Multiplicative uniform noise with dropout's variance at rate `p`.
+    UniformMult { p: f64 },
+    /// Dropout whose rate falls linearly from `p` to 0 over training.
+    AnnealedDropout { p: f64 },
+}
+
+impl Reg {
+    /// The kind, without its parameters.
+    pub fn kind(&self) -> RegKind {
+        match self {
+            Reg::Dropout { .. } => RegKind::Dropout,
+            Reg::Dropconnect { .. } => RegKind::Dropconnect,
+            Reg::GaussianMult { .. } => RegKind::GaussianMult,
+            Reg::GaussianAdd { .. } => RegKind::GaussianAdd,
+            Reg::UniformMult { .. } => RegKind::UniformMult,
+            Reg::AnnealedDropout { .. } => RegKind::AnnealedDropout,
+        }
+    }
+
+    /// The strength parameter `p` (every current kind has exactly one).
+    pub fn p(&self) -> f64 {
+        match *self {
+            Reg::Dropout { p }
+            | Reg::Dropconnect { p }
+            | Reg::GaussianMult { p }
+            | Reg::GaussianAdd { p }
+            | Reg::UniformMult { p }
+            | Reg::AnnealedDropout { p } => p,
+        }
+    }
+
+    /// Checks the parameters; the message names the value and the range.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let p = self.p();
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!("p = {p} is outside [0, 1]"));
+        }
+        if p == 1.0 && matches!(self, Reg::GaussianMult { .. } | Reg::UniformMult { .. }) {
+            return Err(format!(
+                "p = 1 is not allowed for {} (its noise variance p/(1-p) is infinite); use a value below 1",
+                self.kind()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the regulariser (parameters already validated).
+    pub fn build(&self) -> Box<dyn Regularizer> {
+        let p = self.p();
+        if p == 0.0 {
+            return Box::new(Identity);
+        }
+        match self {
+            Reg::Dropout { .. } => Box::new(Dropout::new(p)),
+            Reg::Dropconnect { .. } => Box::new(DropConnect::new(p)),
+            Reg::GaussianMult { .. } => Box::new(GaussianMult::new(p)),
+            Reg::GaussianAdd { .. } => Box::new(GaussianAdd::new(p)),
+            Reg::UniformMult { .. } => Box::new(UniformMult::new(p)),
+            Reg::AnnealedDropout { .. } => Box::new(AnnealedDropout::new(p)),
+        }
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} p={}", self.kind(), self.p())
+    }
+}
+
+/// The kinds of regulariser, by name (`--reg`, the `kinds` of exercise 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegKind {
-    /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
     Dropout,
-    /// Bernoulli masks on the weights, one per mini-batch; `p` is the drop probability.
     Dropconnect,
-    /// Multiplicative Gaussian noise with dropout's variance at rate `p`.
     GaussianMult,
-    /// Additive Gaussian noise with standard deviation `p`.
     GaussianAdd,
-    /// Multiplicative uniform noise with dropout's variance at rate `p`.
     UniformMult,
-    /// Dropout whose rate falls linearly from `p` to 0 over training.
     AnnealedDropout,
 }
 
@@ -137,24 +216,15 @@ impl RegKind {
         }
     }
 
-    /// Whether strength 1 is meaningful (the multiplicative kinds' variance
-    /// p/(1-p) is infinite there).
-    pub fn allows_one(self) -> bool {
-        !matches!(self, RegKind::GaussianMult | RegKind::UniformMult)
-    }
-
-    /// Builds the regulariser for strength `p` (already validated to be in [0, 1]).
-    pub fn build(self, p: f64) -> Box<dyn Regularizer> {
-        if p == 0.0 {
-            return Box::new(Identity);
-        }
+    /// This kind at strength `p`.
+    pub fn with(self, p: f64) -> Reg {
         match self {
-            RegKind::Dropout => Box::new(Dropout::new(p)),
-            RegKind::Dropconnect => Box::new(DropConnect::new(p)),
-            RegKind::GaussianMult => Box::new(GaussianMult::new(p)),
-            RegKind::GaussianAdd => Box::new(GaussianAdd::new(p)),
-            RegKind::UniformMult => Box::new(UniformMult::new(p)),
-            RegKind::AnnealedDropout => Box::new(AnnealedDropout::new(p)),
+            RegKind::Dropout => Reg::Dropout { p },
+            RegKind::Dropconnect => Reg::Dropconnect { p },
+            RegKind::GaussianMult => Reg::GaussianMult { p },
+            RegKind::GaussianAdd => Reg::GaussianAdd { p },
+            RegKind::UniformMult => Reg::UniformMult { p },
+            RegKind::AnnealedDropout => Reg::AnnealedDropout { p },
         }
     }
 }

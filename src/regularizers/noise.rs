@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Result, Shape, Tensor};
 
-use super::{host_noise, Dropout, Noise, NoiseCtx, Regularizer};
+use super::{host_noise, ActivationNoise, Dropout, NoiseCtx, Regularizer};
 use crate::rng::Rng;
 
 /// Gaussian multiplicative noise, "Gaussian dropout" (Srivastava et al. 2014):
@@ -48,11 +48,14 @@ impl Regularizer for GaussianMult {
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
+    ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        Ok(Some(Noise::Scale(normals(ctx.rng, shape, dev, |e| {
-            1.0 + s * e
-        })?)))
+        Ok(Some(ActivationNoise::Scale(normals(
+            ctx.rng,
+            shape,
+            dev,
+            |e| 1.0 + s * e,
+        )?)))
     }
 }
 
@@ -81,9 +84,14 @@ impl Regularizer for GaussianAdd {
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
+    ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        Ok(Some(Noise::Shift(normals(ctx.rng, shape, dev, |e| s * e)?)))
+        Ok(Some(ActivationNoise::Shift(normals(
+            ctx.rng,
+            shape,
+            dev,
+            |e| s * e,
+        )?)))
     }
 }
 
@@ -117,10 +125,10 @@ impl Regularizer for UniformMult {
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
+    ) -> Result<Option<ActivationNoise>> {
         let a = self.a;
         let m = host_noise(ctx.rng, shape, dev, |u| 1.0 + a * (2.0 * u - 1.0))?;
-        Ok(Some(Noise::Scale(m)))
+        Ok(Some(ActivationNoise::Scale(m)))
     }
 }
 
@@ -163,7 +171,7 @@ impl Regularizer for AnnealedDropout {
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
-    ) -> Result<Option<Noise>> {
+    ) -> Result<Option<ActivationNoise>> {
         Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
     }
 }

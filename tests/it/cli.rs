@@ -1,19 +1,11 @@
-//! End-to-end tests of the real binary. They run on the hidden `--synthetic`
-//! dataset (1200 tiny examples) so each takes about a second; one test uses
-//! the real Fashion-MNIST when it is installed (CI installs it).
+//! `drop-exp run` and the command line as a whole.
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::str::contains;
 use tempfile::TempDir;
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("drop-exp").unwrap();
-    c.env_remove("DROP_EXP_DATA")
-        .env("DROP_EXP_NO_DOWNLOAD", "1");
-    c
-}
+use crate::util::bin;
 
 /// `run` on the synthetic data into `out`, with extra flags.
 fn run_synthetic(out: &Path, extra: &[&str]) {
@@ -56,9 +48,10 @@ fn run_writes_metrics_and_run_json() {
     assert_eq!(lines.count(), 3);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(json["config"]["p1"], 0.2);
+    assert_eq!(json["config"]["layers"][0]["p"], 0.2);
     assert_eq!(json["seed"], 0);
-    assert_eq!(json["diverged"], false);
+    assert_eq!(json["status"], "finished");
+    assert_eq!(json["epochs_done"], 3);
     assert_eq!(json["data"]["source"], "synthetic");
     assert!(json["finished_at"].is_string());
     // No temporary files left behind.
@@ -166,17 +159,64 @@ fn diverging_run_exits_non_zero_and_keeps_metrics() {
         .stderr(contains("diverged"));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
-    assert_eq!(json["diverged"], true);
+    assert_eq!(json["status"], "diverged");
     assert!(out.join("metrics.csv").is_file());
+}
+
+/// Ctrl-C part way: the finished epochs are in metrics.csv (rewritten after
+/// each epoch) and run.json says the run was interrupted.
+#[test]
+fn interrupted_run_keeps_its_epochs() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("r");
+    let exe = assert_cmd::cargo::cargo_bin("drop-exp");
+    let child = std::process::Command::new(exe)
+        .args([
+            "run",
+            "--synthetic",
+            "--epochs",
+            "100000",
+            "--batch-size",
+            "64",
+            "--out",
+        ])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = out.join("metrics.csv");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(t0.elapsed().as_secs() < 60, "no epochs written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let result = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(err.contains("interrupted after epoch"), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "interrupted");
+    let rows = std::fs::read_to_string(&metrics).unwrap().lines().count() - 1;
+    assert!(rows >= 2);
+    assert_eq!(json["epochs_done"], rows);
+    assert_eq!(json["final_epoch"]["epoch"], rows);
 }
 
 #[test]
 fn every_command_has_an_example_in_help() {
-    bin()
-        .args(["run", "--help"])
-        .assert()
-        .success()
-        .stdout(contains("Example"));
+    for cmd in drop_exp::cli::command().get_subcommands() {
+        bin()
+            .args([cmd.get_name(), "--help"])
+            .assert()
+            .success()
+            .stdout(contains("Example"));
+    }
     bin()
         .arg("--help")
         .assert()

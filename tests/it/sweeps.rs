@@ -1,4 +1,4 @@
-//! End-to-end tests of the sweep commands on the hidden `--synthetic`
+//! The sweep commands, end to end on the hidden `--synthetic`
 //! dataset: outputs, resume after kill -9, shards + merge, jobs, config
 //! validation, divergence.
 
@@ -6,16 +6,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use predicates::str::contains;
 use tempfile::TempDir;
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("drop-exp").unwrap();
-    c.env_remove("DROP_EXP_DATA")
-        .env("DROP_EXP_NO_DOWNLOAD", "1");
-    c
-}
+use crate::util::{bin, png_size, read, without_timing};
 
 /// A small swap-rates sweep: 3 configurations x 2 seeds x 3 epochs.
 const SMALL: &[&str] = &[
@@ -36,46 +30,6 @@ fn swap(out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
         .arg(out)
         .args(extra)
         .assert()
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// A CSV with its timing columns (`train_seconds`, `seconds`) removed.
-fn without_timing(p: &Path) -> String {
-    let text = read(p);
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len())
-        .filter(|&i| !header[i].ends_with("seconds"))
-        .collect();
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(text.as_bytes());
-    rdr.records()
-        .map(|r| {
-            let r = r.unwrap();
-            keep.iter()
-                .map(|&i| r[i].to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn png_size(p: &Path) -> (u32, u32) {
-    let b = std::fs::read(p).unwrap();
-    assert_eq!(
-        &b[..8],
-        b"\x89PNG\r\n\x1a\n",
-        "{} is not a PNG",
-        p.display()
-    );
-    (
-        u32::from_be_bytes(b[16..20].try_into().unwrap()),
-        u32::from_be_bytes(b[20..24].try_into().unwrap()),
-    )
 }
 
 fn assert_outputs(dir: &Path, pngs: &[&str]) {
@@ -213,7 +167,16 @@ fn resume_after_kill_9() {
         .unwrap();
     let runs = killed.join("runs");
     let t0 = Instant::now();
-    let count = || std::fs::read_dir(&runs).map(|d| d.count()).unwrap_or(0);
+    // Stored runs only: a run in progress also has a `.<key>.lock` file.
+    let count = || {
+        std::fs::read_dir(&runs).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .count()
+        })
+    };
     while count() < 2 && t0.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -234,6 +197,69 @@ fn resume_after_kill_9() {
         .assert()
         .success();
     same_outputs(&full, &killed);
+}
+
+/// Two invocations on one output folder at once: each run is trained by
+/// exactly one of them, both finish, and the outputs equal a lone sweep's.
+#[test]
+fn concurrent_invocations_train_each_run_once() {
+    let tmp = TempDir::new().unwrap();
+    let (alone, shared) = (tmp.path().join("alone"), tmp.path().join("shared"));
+    let args = [
+        "--synthetic",
+        "--seeds",
+        "3",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "64",
+        "--grid",
+        "0,0.5",
+        "--jobs",
+        "1",
+    ];
+    bin()
+        .arg("swap-rates")
+        .args(args)
+        .arg("--out")
+        .arg(&alone)
+        .assert()
+        .success();
+    let exe = assert_cmd::cargo::cargo_bin("drop-exp");
+    let spawn = || {
+        std::process::Command::new(&exe)
+            .arg("swap-rates")
+            .args(args)
+            .arg("--out")
+            .arg(&shared)
+            .env("DROP_EXP_NO_DOWNLOAD", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let mut trained = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        let n: usize = err
+            .split("swap-rates: trained ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count of trained runs in:\n{err}"));
+        trained += n;
+    }
+    assert_eq!(trained, 12, "4 configurations x 3 seeds, each trained once");
+    same_outputs(&alone, &shared);
+    let leftovers: Vec<_> = std::fs::read_dir(shared.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "lock files left: {leftovers:?}");
 }
 
 #[test]
@@ -316,7 +342,7 @@ fn config_file_overrides_and_rejects_unknown_keys() {
     );
     let sweep: serde_json::Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
     assert_eq!(sweep["common"]["seeds"], 2);
-    assert_eq!(sweep["common"]["epochs"], 2);
+    assert_eq!(sweep["common"]["base"]["epochs"], 2);
 }
 
 /// Diverging runs are recorded as such and the sweep carries on.

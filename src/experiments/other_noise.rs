@@ -21,13 +21,28 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{seeds_note, summary_table, write_verdict, Common, Experiment, Report};
+use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::settings::parse;
+use super::spec::{ExerciseSpec, QUICK};
+use super::{dropout_config, Common, Experiment, Finished};
 use crate::analysis::{describe, pts, Metric};
+use crate::config::TrainConfig;
 use crate::output::plot;
 use crate::regularizers::RegKind;
-use crate::train::TrainConfig;
 
-pub const DEFAULTS: &str = include_str!("../../experiments/noise.toml");
+pub const SPEC: ExerciseSpec = ExerciseSpec {
+    name: "noise",
+    number: 7,
+    title: "Other kinds of noise",
+    question: "Can another way of injecting noise into the hidden layers beat the book's Bernoulli dropout?",
+    about: "Exercise 7: other noise-injection kinds against the book's dropout.",
+    examples: "drop-exp noise\n  drop-exp noise --epochs 3 --seeds 2 --train-subset 10000",
+    defaults: include_str!("../../experiments/noise.toml"),
+    report: "",
+    quick: QUICK,
+    flags: &[],
+    build: |common, table| Ok(Box::new(OtherNoise::new(common, parse(table)?))),
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,28 +54,28 @@ pub struct Settings {
 
 impl super::CheckSettings for Settings {
     fn check(&self) -> Result<(), String> {
-        super::check_probs("baseline", self.baseline)?;
+        super::settings::check_probs("baseline", self.baseline)?;
         if self.kinds.is_empty() || self.strengths.is_empty() {
             return Err("`kinds` and `strengths` must each list at least one entry".into());
         }
-        super::check_probs("strengths", self.strengths.iter().flatten().copied())?;
+        super::settings::check_probs("strengths", self.strengths.iter().flatten().copied())?;
         for k in &self.kinds {
-            if !k.allows_one() && self.strengths.iter().flatten().any(|&p| p == 1.0) {
-                return Err(format!(
-                    "`strengths` holds 1, which {k} cannot take (infinite variance)"
-                ));
+            for &p in self.strengths.iter().flatten() {
+                k.with(p)
+                    .validate()
+                    .map_err(|e| format!("`strengths` for {k}: {e}"))?;
             }
         }
         Ok(())
     }
 }
 
-pub struct Noise {
+pub struct OtherNoise {
     common: Common,
     settings: Settings,
 }
 
-impl Noise {
+impl OtherNoise {
     pub fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
@@ -70,33 +85,17 @@ impl Noise {
     }
 }
 
-impl Experiment for Noise {
-    super::experiment_accessors!("noise");
+impl Experiment for OtherNoise {
+    super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = self.common.base_config();
         let [b1, b2] = self.settings.baseline;
-        let mut out = vec![(
-            self.baseline_label(),
-            TrainConfig {
-                reg: RegKind::Dropout,
-                p1: b1,
-                p2: b2,
-                ..base.clone()
-            },
-        )];
+        let mut out = vec![(self.baseline_label(), dropout_config(&self.common, b1, b2))];
         for &kind in &self.settings.kinds {
             for &[p1, p2] in &self.settings.strengths {
                 let label = format!("{kind} ({p1},{p2})");
                 if out.iter().all(|(l, _)| *l != label) {
-                    out.push((
-                        label,
-                        TrainConfig {
-                            reg: kind,
-                            p1,
-                            p2,
-                            ..base.clone()
-                        },
-                    ));
+                    let layers = [kind.with(p1), kind.with(p2)];
+                    out.push((label, self.common.base.with_layers(layers)));
                 }
             }
         }
@@ -111,24 +110,29 @@ impl Experiment for Noise {
             .collect()
     }
 
-    fn report(&self, r: &Report) -> Result<()> {
-        let bars = super::headline_bars(r);
+    fn conclude(&self, r: &Finished) -> Result<()> {
+        let bars = super::figures::headline_bars(r);
         plot::bars(
             &r.out.join("bars.png"),
-            "Exercise 7: noise kinds vs dropout (test accuracy, mean of last 3 epochs, 95% CI)",
+            &format!("Exercise {}: noise kinds vs dropout (test accuracy, mean of last 3 epochs, 95% CI)", SPEC.number),
             "test accuracy",
             &bars,
         )?;
-        super::accuracy_curves(r, &r.out.join("curves.png"), "Exercise 7: noise injection")?;
+        super::figures::accuracy_curves(
+            r,
+            &r.out.join("curves.png"),
+            &format!("Exercise {}: noise injection", SPEC.number),
+        )?;
         write_verdict(r, &self.verdict(r))
     }
 }
 
-impl Noise {
-    fn verdict(&self, r: &Report) -> String {
+impl OtherNoise {
+    fn verdict(&self, r: &Finished) -> String {
         let base = self.baseline_label();
         let mut v = format!(
-            "# Exercise 7: noise injection beyond dropout\n\n{}; baseline {base}. Headline metric: test accuracy averaged over each run's last 3 epochs; each configuration is compared with the baseline, paired by seed.\n\n",
+            "# {}\n\n{}; baseline {base}. Headline metric: test accuracy averaged over each run's last 3 epochs; each configuration is compared with the baseline, paired by seed.\n\n",
+            SPEC.heading(),
             seeds_note(&self.common)
         );
         let comps: Vec<_> = r

@@ -3,15 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use predicates::str::contains;
 use tempfile::TempDir;
+
+use crate::util::bin;
 
 const BASELINE: &str = "results/baseline/summary.csv";
 
 fn check(base: &Path, cur: &Path) -> assert_cmd::assert::Assert {
-    Command::cargo_bin("drop-exp")
-        .unwrap()
+    bin()
         .args(["check", "--baseline"])
         .arg(base)
         .arg("--current")
@@ -81,8 +81,7 @@ fn improvements_fail_only_when_asked() {
     check(Path::new(BASELINE), &better)
         .success()
         .stdout(contains("IMPROVED"));
-    Command::cargo_bin("drop-exp")
-        .unwrap()
+    bin()
         .args([
             "check",
             "--improvements-fail",
@@ -108,8 +107,7 @@ fn train_loss_regression_fails() {
 fn json_output() {
     let tmp = TempDir::new().unwrap();
     let json = tmp.path().join("c.json");
-    Command::cargo_bin("drop-exp")
-        .unwrap()
+    bin()
         .args([
             "check",
             "--final-epoch",
@@ -147,7 +145,11 @@ fn unusable_inputs_exit_2_naming_the_problem() {
     let no_cols = p("nocols.csv", "a,b\n1,2\n");
     check(base, &no_cols)
         .code(2)
-        .stderr(contains("missing configuration column"));
+        .stderr(contains("neither a summary.csv"));
+    let no_label = p("nolabel.csv", "x,n,last3_mean\n1,3,0.5\n");
+    check(base, &no_label)
+        .code(2)
+        .stderr(contains("configuration columns"));
     let header = std::fs::read_to_string(BASELINE)
         .unwrap()
         .lines()
@@ -160,8 +162,8 @@ fn unusable_inputs_exit_2_naming_the_problem() {
         .split(',')
         .map(|col| match col {
             "label" => "\"p=(0.9,0.9)\"",
-            "reg" => "dropout",
-            "p1" | "p2" => "0.9",
+            c if c.ends_with(".kind") => "dropout",
+            c if c.ends_with(".p") => "0.9",
             "batch_size" => "256",
             "epochs" | "n" => "3",
             "n_diverged" | "n_collapsed" => "0",

@@ -1,10 +1,10 @@
 //! CUDA against CPU: one tiny training run on each, same seed, losses close.
 //! Compiled only with `--features cuda`; needs a GPU to run.
-#![cfg(feature = "cuda")]
 
 use candle_core::Device;
+use drop_exp::config::TrainConfig;
 use drop_exp::data::{self, DataOptions};
-use drop_exp::train::{train, TrainConfig};
+use drop_exp::train::train;
 
 #[test]
 fn one_small_training_run_matches_cpu() {
@@ -17,9 +17,16 @@ fn one_small_training_run_matches_cpu() {
         batch_size: 64,
         ..TrainConfig::default()
     };
-    let cpu = train(&cfg, 0, &data::load(&opts, &Device::Cpu).unwrap(), &mut ()).unwrap();
+    let cpu = train(
+        &cfg,
+        0,
+        &data::load(&opts, &Device::Cpu).unwrap(),
+        1,
+        &mut (),
+    )
+    .unwrap();
     let gpu_dev = Device::new_cuda(0).expect("a CUDA GPU");
-    let gpu = train(&cfg, 0, &data::load(&opts, &gpu_dev).unwrap(), &mut ()).unwrap();
+    let gpu = train(&cfg, 0, &data::load(&opts, &gpu_dev).unwrap(), 1, &mut ()).unwrap();
     // Same init, batches and masks (host-generated); only the float
     // arithmetic differs, so one epoch agrees closely.
     let (a, b) = (cpu.rows[0].train_loss, gpu.rows[0].train_loss);

@@ -1,0 +1,494 @@
+//! The command line: the only module that knows clap. It parses and
+//! validates every flag (at parse time, with a message naming the flag), and
+//! turns what was given into the plain values the rest of drop-exp takes.
+//!
+//! The exercises' subcommands are generated from the registry
+//! ([`crate::experiments::EXERCISES`]): their order, help, examples and own
+//! flags all come from each exercise's spec.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod values;
+
+use values::{
+    device_parser, parse_nonnegative, parse_positive, parse_prob, parse_reg, parse_setting,
+};
+
+use crate::check::CheckOptions;
+use crate::config::{self, TrainConfig};
+use crate::data::{DataOptions, TEST_SIZE, TRAIN_SIZE};
+use crate::device::{ComputeRequest, DeviceKind};
+use crate::experiments::driver::SweepPlan;
+use crate::experiments::settings::{self, Layer};
+use crate::experiments::spec::{ExerciseSpec, FlagValue};
+use crate::experiments::{Experiment, EXERCISES};
+use crate::regularizers::RegKind;
+use crate::report::ReportOptions;
+use crate::run::RunOptions;
+use crate::sweep::Shard;
+
+/// The top level; the exercises' subcommands are added by [`command`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "drop-exp",
+    version,
+    about = "Measured answers to the dropout exercises of Dive into Deep Learning (section 4.6)",
+    long_about = "Trains the book's MLP (784-256-256-10) on Fashion-MNIST with candle and answers \
+                  each exercise of the Dropout section with a seeded, repeatable experiment that \
+                  writes CSV files, plots and a verdict.",
+    after_help = "Example:\n  drop-exp run --epochs 10 --seed 0 --out results/run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    tool: Tool,
+}
+
+/// The subcommands that are not exercises, listed after them.
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Run every exercise (1-7) and write REPORT.md with all the answers.
+    #[command(
+        display_order = 20,
+        after_help = "Examples:\n  drop-exp report            # the full defaults; writes results/REPORT.md\n  \
+                      drop-exp report --quick    # minutes, on subsets; writes results/quick/REPORT.md"
+    )]
+    Report(ReportArgs),
+    /// Train one model and write its per-epoch metrics (metrics.csv, run.json).
+    #[command(
+        display_order = 21,
+        after_help = "Examples:\n  drop-exp run\n  drop-exp run --p1 0.5 --p2 0.2 --seed 3 --out results/swapped\n  \
+                      drop-exp run --epochs 1 --train-subset 5000 --test-subset 1000\n  \
+                      drop-exp run --set 'layers = [{ kind = \"gaussian-add\", p = 0.3 }, { kind = \"dropout\", p = 0.5 }]'"
+    )]
+    Run(RunArgs),
+    /// Combine the output folders of a sharded sweep (`--shard K/N`).
+    #[command(
+        display_order = 22,
+        after_help = "Example:\n  drop-exp compare-wd --shard 1/2 --out a & drop-exp compare-wd --shard 2/2 --out b; \
+                      drop-exp merge --out results/compare-wd a b"
+    )]
+    Merge(MergeArgs),
+    /// Compare accuracy CSVs (summary.csv or runs.csv) against a baseline; exit 1 on regression.
+    #[command(
+        display_order = 23,
+        after_help = "Exit status: 0 nothing regressed, 1 something regressed, 2 unusable input.\n\n\
+                      Example:\n  drop-exp check --baseline results/baseline/summary.csv --current target/ci/summary.csv"
+    )]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct CheckArgs {
+    /// The reference CSV (summary.csv or runs.csv).
+    #[arg(long, value_name = "BASE.csv")]
+    baseline: PathBuf,
+    /// The CSV to check (same experiment and preset).
+    #[arg(long, value_name = "CUR.csv")]
+    current: PathBuf,
+    /// Tolerance: allowed difference = max(K * standard error of the difference, floor).
+    #[arg(long, default_value_t = 3.0, value_parser = parse_positive, allow_negative_numbers = true)]
+    k: f64,
+    /// Smallest allowed accuracy difference (fraction; 0.005 = half a point).
+    #[arg(long, default_value_t = 0.005, value_parser = parse_nonnegative, allow_negative_numbers = true)]
+    acc_floor: f64,
+    /// Smallest allowed train-loss difference.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_nonnegative, allow_negative_numbers = true)]
+    loss_floor: f64,
+    /// Also compare final-epoch test accuracy (besides the last-3-epoch mean and train loss).
+    #[arg(long)]
+    final_epoch: bool,
+    /// Also fail when a quantity improves beyond the tolerance (to pin exact behaviour).
+    #[arg(long)]
+    improvements_fail: bool,
+    /// Write the comparison as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Flags every exercise (sweep) takes.
+#[derive(Debug, Clone, Args)]
+struct SweepArgs {
+    /// Number of seeds (seeds 0..N-1) [default: from experiments/defaults.toml, 5].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    seeds: Option<u32>,
+    /// Epochs per run [default: from the experiment's settings].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: Option<u32>,
+    /// SGD learning rate [default: from the experiment's settings].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_positive)]
+    lr: Option<f64>,
+    /// Mini-batch size [default: from the experiment's settings].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
+    /// TOML file overriding the experiment's settings (see experiments/<name>.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output folder [default: results/<experiment>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Runs trained at once, the threads split between them [default: the number of threads,
+    /// one each, which measured here trains twice as many runs per minute as one 2-thread
+    /// run]. Results do not depend on it.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Run only the K-th of N slices of the run list (for job arrays); combine with `merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Redo runs already stored in the output folder.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ReportArgs {
+    /// A quick version (subsets, few epochs and seeds), labelled as such in the report.
+    #[arg(long)]
+    quick: bool,
+    /// Folder for the experiments' outputs and REPORT.md [default: results, or results/quick].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Runs trained at once [default: one per thread].
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Redo runs already stored.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+struct MergeArgs {
+    /// Folder to write the merged outputs to.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Output folders of the shards.
+    #[arg(required = true, value_name = "FOLDER")]
+    folders: Vec<PathBuf>,
+}
+
+/// Where and how to compute: shared by every training command.
+#[derive(Debug, Clone, Args)]
+struct ComputeArgs {
+    /// Device to train on. `cuda` needs a build with `--features cuda`.
+    #[arg(long, default_value = "cpu",
+          value_parser = device_parser())]
+    device: DeviceKind,
+    /// CPU threads [default: for `run`, 2 (each batch is computed as two
+    /// halves, one per thread) or 1 on a single-core machine; for sweeps, the
+    /// number of physical cores, one per concurrent run]. Results do not
+    /// depend on it.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Directory with the four Fashion-MNIST IDX files (gzipped or not).
+    /// Searched first; then $DROP_EXP_DATA, ./data/fashion-mnist, the user
+    /// cache directory and /usr/share/datasets/fashion-mnist.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Train on the first N training examples only (quick runs).
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=TRAIN_SIZE as i64))]
+    train_subset: Option<u32>,
+    /// Evaluate on the first N test examples only (quick runs).
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=TEST_SIZE as i64))]
+    test_subset: Option<u32>,
+    /// Use a tiny generated dataset instead of Fashion-MNIST (for tests).
+    #[arg(long, hide = true)]
+    synthetic: bool,
+}
+
+impl ComputeArgs {
+    fn request(&self, jobs: Option<u16>) -> ComputeRequest {
+        ComputeRequest {
+            device: self.device,
+            threads: self.threads.map(usize::from),
+            jobs: jobs.map(usize::from),
+        }
+    }
+    /// Where the data is; subsets are left to the caller.
+    fn data_source(&self) -> DataOptions {
+        DataOptions {
+            data_dir: self.data_dir.clone(),
+            synthetic: self.synthetic,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    /// Regulariser of both hidden layers (keeping their strengths).
+    #[arg(long, value_parser = parse_reg)]
+    reg: Option<RegKind>,
+    /// Strength (for dropout: drop probability) after the first hidden layer, in [0, 1].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_prob)]
+    p1: Option<f64>,
+    /// Strength (for dropout: drop probability) after the second hidden layer, in [0, 1].
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_prob)]
+    p2: Option<f64>,
+    /// Number of passes over the training set.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: Option<u32>,
+    /// SGD learning rate (> 0).
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_positive)]
+    lr: Option<f64>,
+    /// Mini-batch size; the last, partial batch of an epoch is kept.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
+    /// L2 penalty lambda on the weights (not biases): loss + lambda/2 * ||w||^2.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_nonnegative)]
+    weight_decay: Option<f64>,
+    /// TOML file with configuration keys (those of experiments/defaults.toml but `seeds`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// One configuration key as TOML, e.g. `lr = 0.1` (repeatable; after --config).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    set: Vec<toml::Table>,
+    /// Seed for weight init, batch order and dropout masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory for metrics.csv and run.json.
+    #[arg(long, value_name = "DIR", default_value = "results/run")]
+    out: PathBuf,
+    #[command(flatten)]
+    compute: ComputeArgs,
+}
+
+/// What the command line asks for, as plain values.
+pub enum Invocation {
+    Run {
+        opts: RunOptions,
+        compute: ComputeRequest,
+    },
+    Exercise {
+        exp: Box<dyn Experiment>,
+        plan: SweepPlan,
+        compute: ComputeRequest,
+        data: DataOptions,
+    },
+    Report {
+        opts: ReportOptions,
+        compute: ComputeRequest,
+    },
+    Merge {
+        out: PathBuf,
+        folders: Vec<PathBuf>,
+    },
+    Check(CheckOptions),
+}
+
+/// The whole command: the tools from [`Tool`] and one subcommand per
+/// exercise, in the registry's order, before them.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (i, spec) in EXERCISES.iter().enumerate() {
+        cmd = cmd.subcommand(exercise_command(spec).display_order(i + 1));
+    }
+    let book = TrainConfig::default();
+    let layer = |i: usize| format!("{}", book.layers[i].p());
+    let defaults = [
+        ("reg", book.layers[0].kind().to_string()),
+        ("p1", layer(0)),
+        ("p2", layer(1)),
+        ("epochs", book.epochs.to_string()),
+        ("lr", book.lr.to_string()),
+        ("batch_size", book.batch_size.to_string()),
+        ("weight_decay", book.weight_decay.to_string()),
+    ];
+    cmd.mut_subcommand("run", |mut run| {
+        for (id, value) in defaults {
+            run = run.mut_arg(id, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!(
+                    "{help} [default: {value}, from experiments/defaults.toml]"
+                ))
+            });
+        }
+        run
+    })
+}
+
+fn exercise_command(spec: &ExerciseSpec) -> clap::Command {
+    let mut cmd = clap::Command::new(spec.name)
+        .about(spec.about)
+        .after_help(format!("Examples:\n  {}", spec.examples));
+    for f in spec.flags {
+        let arg = clap::Arg::new(f.long).long(f.long).help(f.help);
+        let arg = match f.value {
+            FlagValue::Switch => arg.action(ArgAction::SetTrue),
+            FlagValue::Probabilities => arg
+                .value_delimiter(',')
+                .allow_hyphen_values(true)
+                .value_name("P,P,...")
+                .value_parser(parse_prob),
+            FlagValue::NonNegatives => arg
+                .value_delimiter(',')
+                .allow_hyphen_values(true)
+                .value_name("X,X,...")
+                .value_parser(parse_nonnegative),
+        };
+        cmd = cmd.arg(arg);
+    }
+    SweepArgs::augment_args(cmd)
+}
+
+/// Parses the process's arguments; exits with status 2 and clap's message on
+/// invalid flags.
+pub fn parse() -> ArgMatches {
+    command().get_matches()
+}
+
+/// Turns parsed flags into an [`Invocation`], reading settings files.
+pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
+    let (name, sub) = matches.subcommand().expect("a subcommand is required");
+    if let Some(spec) = crate::experiments::registry::find(name) {
+        return exercise_invocation(spec, sub);
+    }
+    let cli = Cli::from_arg_matches(matches).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(match cli.tool {
+        Tool::Run(a) => Invocation::Run {
+            compute: a.compute.request(None),
+            opts: run_options(a)?,
+        },
+        Tool::Report(a) => Invocation::Report {
+            compute: a.compute.request(a.jobs),
+            opts: ReportOptions {
+                quick: a.quick,
+                out: a.out,
+                force: a.force,
+                data: a.compute.data_source(),
+                train_subset: a.compute.train_subset,
+                test_subset: a.compute.test_subset,
+            },
+        },
+        Tool::Merge(a) => Invocation::Merge {
+            out: a.out,
+            folders: a.folders,
+        },
+        Tool::Check(a) => Invocation::Check(CheckOptions {
+            baseline: a.baseline,
+            current: a.current,
+            tolerance: crate::check::Tolerance {
+                k: a.k,
+                acc_floor: a.acc_floor,
+                loss_floor: a.loss_floor,
+            },
+            final_epoch: a.final_epoch,
+            improvements_fail: a.improvements_fail,
+            json: a.json,
+        }),
+    })
+}
+
+fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation> {
+    let args = SweepArgs::from_arg_matches(m).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut layers = Vec::new();
+    if let Some(path) = &args.config {
+        layers.push(Layer::file(path)?);
+    }
+    let mut flags = toml::Table::new();
+    let mut set = |key: &str, v: Option<toml::Value>| {
+        if let Some(v) = v {
+            flags.insert(key.to_string(), v);
+        }
+    };
+    let int = |v: Option<u32>| v.map(|n| toml::Value::Integer(n.into()));
+    set("seeds", int(args.seeds));
+    set("epochs", int(args.epochs));
+    set("lr", args.lr.map(toml::Value::Float));
+    set("batch_size", int(args.batch_size));
+    set("train_subset", int(args.compute.train_subset));
+    set("test_subset", int(args.compute.test_subset));
+    for f in spec.flags {
+        let value = match f.value {
+            FlagValue::Switch => m.get_flag(f.long).then_some(toml::Value::Boolean(true)),
+            FlagValue::Probabilities | FlagValue::NonNegatives => m
+                .get_many::<f64>(f.long)
+                .map(|vs| toml::Value::Array(vs.map(|&v| toml::Value::Float(v)).collect())),
+        };
+        set(f.key, value);
+    }
+    layers.push(Layer::new("the command-line flags", flags));
+    Ok(Invocation::Exercise {
+        exp: settings::resolve(spec, layers)?,
+        plan: SweepPlan {
+            out: args.out,
+            shard: args.shard,
+            force: args.force,
+        },
+        compute: args.compute.request(args.jobs),
+        data: args.compute.data_source(),
+    })
+}
+
+/// The configuration of `drop-exp run`: the defaults, then `--config`, then
+/// each `--set`, then the flags.
+fn run_options(a: RunArgs) -> Result<RunOptions> {
+    let mut table = config::defaults_table();
+    table.retain(|k, _| TrainConfig::is_field(k));
+    let mut sources = vec![];
+    if let Some(path) = &a.config {
+        sources.push((path.display().to_string(), config::read_toml(path)?));
+    }
+    for t in a.set {
+        sources.push(("--set".to_string(), t));
+    }
+    for (source, t) in sources {
+        if let Some(k) = t.keys().find(|k| !TrainConfig::is_field(k)) {
+            let known: Vec<&String> = table.keys().collect();
+            bail!(
+                "{source}: unknown configuration key `{k}`; known keys: {}",
+                known
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        config::overlay(&mut table, t);
+    }
+    let mut cfg: TrainConfig = table
+        .try_into()
+        .context("invalid configuration from --config/--set")?;
+    if let Some(kind) = a.reg {
+        cfg.layers = cfg.layers.map(|l| kind.with(l.p()));
+    }
+    for (i, p) in [a.p1, a.p2].into_iter().enumerate() {
+        if let Some(p) = p {
+            cfg.layers[i] = cfg.layers[i].kind().with(p);
+        }
+    }
+    if let Some(v) = a.epochs {
+        cfg.epochs = v as usize;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.batch_size = v as usize;
+    }
+    if let Some(v) = a.weight_decay {
+        cfg.weight_decay = v;
+    }
+    cfg.validate()?;
+    Ok(RunOptions {
+        config: cfg,
+        seed: a.seed,
+        out: a.out,
+        data: DataOptions {
+            train_subset: a.compute.train_subset.map(|n| n as usize),
+            test_subset: a.compute.test_subset.map(|n| n as usize),
+            ..a.compute.data_source()
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

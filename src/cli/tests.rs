@@ -1,0 +1,114 @@
+//! Parsing and validation of the command line.
+
+use super::*;
+use crate::regularizers::Reg;
+
+#[test]
+fn cli_is_well_formed() {
+    command().debug_assert();
+}
+
+fn parse(args: &[&str]) -> Result<ArgMatches, clap::Error> {
+    command().try_get_matches_from(std::iter::once("drop-exp").chain(args.iter().copied()))
+}
+
+fn run_config(args: &[&str]) -> TrainConfig {
+    let m = parse(args).unwrap();
+    match invocation(&m).unwrap() {
+        Invocation::Run { opts, .. } => opts.config,
+        _ => panic!("not a run"),
+    }
+}
+
+#[test]
+fn rejects_invalid_values_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["run", "--p1", "1.5"], "--p1"),
+        (vec!["run", "--p2", "NaN"], "--p2"),
+        (vec!["run", "--p1=-0.1"], "--p1"),
+        // A leading minus is a value, rejected by range, not a flag.
+        (vec!["run", "--p2", "-0.1"], "--p2"),
+        (vec!["run", "--lr", "0"], "--lr"),
+        (vec!["run", "--lr=-1"], "--lr"),
+        (vec!["run", "--lr", "-1"], "--lr"),
+        (vec!["run", "--batch-size", "0"], "--batch-size"),
+        (vec!["run", "--epochs", "0"], "--epochs"),
+        (vec!["run", "--epochs", "-3"], "--epochs"),
+        (vec!["run", "--train-subset", "60001"], "--train-subset"),
+        (vec!["run", "--test-subset", "10001"], "--test-subset"),
+        (vec!["run", "--weight-decay=-1"], "--weight-decay"),
+        (vec!["run", "--weight-decay", "-1e-4"], "--weight-decay"),
+        (vec!["run", "--reg", "magic"], "--reg"),
+        (vec!["run", "--set", "lr"], "--set"),
+        (vec!["swap-rates", "--grid", "0,1.5"], "--grid"),
+        (vec!["swap-rates", "--grid", "-0.2,0.5"], "--grid"),
+        (vec!["swap-rates", "--seeds", "0"], "--seeds"),
+        (vec!["longer", "--shard", "3/2"], "--shard"),
+        (vec!["longer", "--jobs", "0"], "--jobs"),
+        (vec!["compare-wd", "--weight-decays=-1"], "--weight-decays"),
+        (
+            vec!["compare-wd", "--weight-decays", "-1"],
+            "--weight-decays",
+        ),
+        (
+            vec!["compare-wd", "--weight-decays", "-1e-4,0"],
+            "--weight-decays",
+        ),
+    ] {
+        let err = parse(&args).unwrap_err().to_string();
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_flags_override_the_defaults_file() {
+    assert_eq!(run_config(&["run"]), TrainConfig::default());
+    let c = run_config(&["run", "--p1", "1", "--p2", "0", "--train-subset", "60000"]);
+    assert_eq!(c.layers, [Reg::Dropout { p: 1.0 }, Reg::Dropout { p: 0.0 }]);
+    let c = run_config(&[
+        "run",
+        "--set",
+        "layers = [{ kind = \"gaussian-add\", p = 0.3 }, { kind = \"dropout\", p = 0.5 }]",
+        "--reg",
+        "dropconnect",
+        "--lr",
+        "0.1",
+    ]);
+    assert_eq!(
+        c.layers,
+        [Reg::Dropconnect { p: 0.3 }, Reg::Dropconnect { p: 0.5 }]
+    );
+    assert_eq!(c.lr, 0.1);
+}
+
+/// Exercises 1-7 in order, then `report`, then the tools.
+#[test]
+fn help_lists_the_exercises_in_order() {
+    let help = command().render_help().to_string();
+    let pos = |name: &str| {
+        help.find(&format!("\n  {name} "))
+            .unwrap_or_else(|| panic!("{name} not in help:\n{help}"))
+    };
+    let order: Vec<usize> = EXERCISES
+        .iter()
+        .map(|s| s.name)
+        .chain(["report", "run", "merge", "check"])
+        .map(pos)
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{help}");
+}
+
+#[test]
+fn help_shows_defaults_from_the_defaults_file() {
+    let mut cmd = command();
+    let help = cmd
+        .find_subcommand_mut("run")
+        .unwrap()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("[default: 0.5, from experiments/defaults.toml]"),
+        "{help}"
+    );
+}

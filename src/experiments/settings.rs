@@ -1,0 +1,217 @@
+//! An experiment's settings, from layered TOML: the book's defaults
+//! (`experiments/defaults.toml`), the exercise's own overrides
+//! (`experiments/<name>.toml`), a preset (`report`), the user's `--config`
+//! file, then the command-line flags, each overriding the one before.
+//! The keys of [`TrainConfig`] set the base configuration, the keys of
+//! [`Common`] the sweep, and the rest belong to the exercise, whose settings
+//! type rejects what it does not know.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::spec::ExerciseSpec;
+use super::Experiment;
+use crate::config::{self, TrainConfig};
+use crate::data::{TEST_SIZE, TRAIN_SIZE};
+
+/// Settings every experiment has: the seeds, the data, and the configuration
+/// its runs start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Common {
+    /// Seeds 0..seeds-1.
+    pub seeds: u32,
+    /// Train on the first N training examples only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<u32>,
+    /// Evaluate on the first N test examples only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_subset: Option<u32>,
+    /// The configuration every run starts from (the book's, with overrides).
+    pub base: TrainConfig,
+}
+
+impl Common {
+    /// The settings-file keys that belong to `Common` itself (the base
+    /// configuration's keys sit at the top level of a settings file too).
+    /// A unit test checks this list against the struct.
+    pub const KEYS: [&'static str; 3] = ["seeds", "train_subset", "test_subset"];
+
+    pub fn seeds(&self) -> impl Iterator<Item = u64> {
+        0..self.seeds as u64
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.seeds == 0 {
+            bail!("`seeds` must be at least 1");
+        }
+        if self
+            .train_subset
+            .is_some_and(|n| n == 0 || n as usize > TRAIN_SIZE)
+        {
+            bail!("`train_subset` must be between 1 and {TRAIN_SIZE}");
+        }
+        if self
+            .test_subset
+            .is_some_and(|n| n == 0 || n as usize > TEST_SIZE)
+        {
+            bail!("`test_subset` must be between 1 and {TEST_SIZE}");
+        }
+        self.base.validate()
+    }
+}
+
+/// Checks an experiment's own settings; the error names the bad value.
+pub trait CheckSettings {
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
+/// Checks that every value is a probability.
+pub fn check_probs(
+    key: &str,
+    vals: impl IntoIterator<Item = f64>,
+) -> std::result::Result<(), String> {
+    for v in vals {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!(
+                "`{key}` holds {v}, outside [0, 1]; rates are drop probabilities"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses and checks an exercise's own settings from what is left of the
+/// table once the common keys are taken.
+pub fn parse<T: DeserializeOwned + CheckSettings>(table: toml::Table) -> Result<T> {
+    let own: T = table.try_into()?;
+    own.check().map_err(|e| anyhow!(e))?;
+    Ok(own)
+}
+
+/// One layer of settings and where it came from (for messages).
+pub struct Layer {
+    pub source: String,
+    pub table: toml::Table,
+}
+
+impl Layer {
+    pub fn new(source: impl Into<String>, table: toml::Table) -> Self {
+        Self {
+            source: source.into(),
+            table,
+        }
+    }
+
+    /// The user's `--config` file.
+    pub fn file(path: &Path) -> Result<Self> {
+        Ok(Self::new(
+            path.display().to_string(),
+            config::read_toml(path)?,
+        ))
+    }
+
+    /// A preset or override written as TOML text in the source.
+    pub fn text(source: impl Into<String>, text: &str) -> Self {
+        let source = source.into();
+        let table =
+            toml::from_str(text).unwrap_or_else(|e| panic!("{source} is not valid TOML: {e}"));
+        Self::new(source, table)
+    }
+}
+
+/// Builds the exercise `spec` from its defaults with `layers` on top
+/// (presets, the user's file, flags, in that order).
+pub fn resolve(spec: &ExerciseSpec, layers: Vec<Layer>) -> Result<Box<dyn Experiment>> {
+    let own = Layer::text(
+        format!("experiments/{}.toml (built in)", spec.name),
+        spec.defaults,
+    );
+    let own_keys: Vec<String> = own.table.keys().cloned().collect();
+    let known = |k: &str| {
+        TrainConfig::is_field(k)
+            || Common::KEYS.contains(&k)
+            || own_keys.iter().any(|o| o == k)
+            || spec.flags.iter().any(|f| f.key == k)
+    };
+    let mut table = config::defaults_table();
+    let mut exp = None;
+    // Each layer is checked as it is applied, so an error names the file
+    // (or flags) that brought the bad value.
+    for layer in std::iter::once(own).chain(layers) {
+        if layer.table.is_empty() {
+            continue;
+        }
+        if let Some(k) = layer.table.keys().find(|k| !known(k)) {
+            let mut keys: Vec<&str> = Common::KEYS.to_vec();
+            for k in table
+                .keys()
+                .map(String::as_str)
+                .chain(spec.flags.iter().map(|f| f.key))
+            {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+            bail!(
+                "{}: unknown key `{k}` for `{}`; known keys: {}",
+                layer.source,
+                spec.name,
+                keys.join(", ")
+            );
+        }
+        config::overlay(&mut table, layer.table);
+        exp =
+            Some(build(spec, table.clone()).with_context(|| {
+                format!("{}: invalid settings for `{}`", layer.source, spec.name)
+            })?);
+    }
+    Ok(exp.expect("the exercise's own layer is never empty"))
+}
+
+/// Splits a merged table into common settings and the exercise's own, and
+/// builds the exercise.
+fn build(spec: &ExerciseSpec, mut table: toml::Table) -> Result<Box<dyn Experiment>> {
+    let common = split_common(&mut table)?;
+    common.validate()?;
+    (spec.build)(common, table)
+}
+
+/// Takes the common keys (and the base configuration's) out of `table`.
+fn split_common(table: &mut toml::Table) -> Result<Common> {
+    let mut base = toml::Table::new();
+    let mut common = toml::Table::new();
+    for k in table.keys().cloned().collect::<Vec<_>>() {
+        if TrainConfig::is_field(&k) {
+            base.insert(k.clone(), table.remove(&k).expect("present"));
+        } else if Common::KEYS.contains(&k.as_str()) {
+            common.insert(k.clone(), table.remove(&k).expect("present"));
+        }
+    }
+    common.insert("base".into(), toml::Value::Table(base));
+    Ok(common.try_into()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_keys_are_the_structs_fields() {
+        let c = Common {
+            seeds: 1,
+            train_subset: Some(1),
+            test_subset: Some(1),
+            base: TrainConfig::default(),
+        };
+        let serde_json::Value::Object(m) = serde_json::to_value(c).unwrap() else {
+            panic!()
+        };
+        let mut fields: Vec<&str> = m.keys().map(String::as_str).collect();
+        fields.retain(|f| *f != "base");
+        assert_eq!(fields, Common::KEYS);
+    }
+}

@@ -1,0 +1,63 @@
+//! What an exercise declares about itself ([`ExerciseSpec`]), for the
+//! registry, the command line and `report`.
+
+use anyhow::Result;
+
+use super::{Common, Experiment};
+
+/// One exercise: what it asks, its settings and how to build it.
+pub struct ExerciseSpec {
+    /// Subcommand and output folder name.
+    pub name: &'static str,
+    /// The exercise's number in the book's section.
+    pub number: u8,
+    /// A short title.
+    pub title: &'static str,
+    /// The question, in this project's words.
+    pub question: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// Example command lines for `--help`.
+    pub examples: &'static str,
+    /// Its `experiments/<name>.toml`: only what differs from the defaults.
+    pub defaults: &'static str,
+    /// Overrides (TOML) with which `drop-exp report` runs it.
+    pub report: &'static str,
+    /// Overrides (TOML) with which `drop-exp report --quick` runs it.
+    pub quick: &'static str,
+    /// Flags of its own, each setting one settings key.
+    pub flags: &'static [Flag],
+    /// Builds it from the common settings and the remaining keys.
+    pub build: fn(Common, toml::Table) -> Result<Box<dyn Experiment>>,
+}
+
+impl ExerciseSpec {
+    /// "Exercise N: title".
+    pub fn heading(&self) -> String {
+        format!("Exercise {}: {}", self.number, self.title)
+    }
+}
+
+/// A flag of one exercise that sets one of its settings keys.
+pub struct Flag {
+    /// The flag without dashes, e.g. `grid` for `--grid`.
+    pub long: &'static str,
+    /// The settings key it sets.
+    pub key: &'static str,
+    pub help: &'static str,
+    pub value: FlagValue,
+}
+
+/// What a [`Flag`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagValue {
+    /// No value: sets the key to true.
+    Switch,
+    /// A comma-separated list of probabilities in [0, 1].
+    Probabilities,
+    /// A comma-separated list of finite numbers >= 0.
+    NonNegatives,
+}
+
+/// The quick preset most exercises share: minutes, not answers.
+pub const QUICK: &str = "seeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n";
