@@ -19,7 +19,7 @@ fn run(inv: Invocation) -> anyhow::Result<()> {
         } => {
             let compute = Compute::sweep(compute)?;
             compute.apply_process_wide();
-            driver::run(exp.as_ref(), &plan, &compute, &data)
+            driver::run(exp.as_ref(), &plan, &compute, &data).map(|_| ())
         }
         Invocation::Report { opts, compute } => {
             let compute = Compute::sweep(compute)?;

@@ -1,7 +1,13 @@
 //! Small-sample statistics for comparing configurations over seeds: mean,
 //! sample standard deviation, Student-t confidence intervals, the paired
 //! t-test (runs of one seed share init and batch order, so differences pair
-//! by seed) and Welch's test where they do not pair.
+//! by seed) and Welch's test where they do not pair; Holm's correction for
+//! many comparisons, two one-sided tests (TOST) for equivalence within a
+//! margin, the seeds a comparison would need to be decided, and, for counts
+//! of failed runs, Clopper-Pearson intervals and Fisher's exact test. The
+//! distributions are statrs'; every function is tested against scipy.
+
+use statrs::distribution::{Beta, ContinuousCDF, Discrete, Hypergeometric, StudentsT};
 
 /// Mean of `xs` (NaN when empty).
 pub fn mean(xs: &[f64]) -> f64 {
@@ -17,7 +23,12 @@ pub fn sd(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
 }
 
-/// Mean with a two-sided 95% Student-t confidence interval.
+/// Runs below which no interval is given: an interval from two runs
+/// (t = 12.7) says nothing a reader can use.
+pub const MIN_RUNS_FOR_INTERVAL: usize = 3;
+
+/// Mean with a two-sided 95% Student-t confidence interval (NaN from fewer
+/// than [`MIN_RUNS_FOR_INTERVAL`] values).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Estimate {
     pub n: usize,
@@ -30,7 +41,7 @@ pub struct Estimate {
 impl Estimate {
     pub fn of(xs: &[f64]) -> Self {
         let (n, m, s) = (xs.len(), mean(xs), sd(xs));
-        let half = if n >= 2 {
+        let half = if n >= MIN_RUNS_FOR_INTERVAL {
             t_quantile(0.975, (n - 1) as f64) * s / (n as f64).sqrt()
         } else {
             f64::NAN
@@ -48,25 +59,38 @@ impl Estimate {
     }
 }
 
+/// Which t-test compared two configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// On per-seed differences (runs of one seed share init and batch order).
+    Paired,
+    /// Welch's unequal-variance test, where too few seeds pair.
+    Welch,
+}
+
+impl std::fmt::Display for TestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TestKind::Paired => "paired",
+            TestKind::Welch => "Welch",
+        })
+    }
+}
+
 /// The result of a two-sided t-test of a difference (b - a).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TTest {
-    /// "paired" or "welch".
-    pub test: &'static str,
+    pub test: TestKind,
     pub n: usize,
     pub diff: f64,
+    /// Standard error of `diff`.
+    pub se: f64,
     pub ci_low: f64,
     pub ci_high: f64,
     pub t: f64,
     pub df: f64,
     pub p: f64,
-}
-
-impl TTest {
-    /// Whether the 95% interval excludes zero.
-    pub fn significant(&self) -> bool {
-        self.p < 0.05
-    }
 }
 
 /// Paired t-test on per-seed pairs (a_i, b_i) of the difference b - a.
@@ -78,9 +102,10 @@ pub fn paired(a: &[f64], b: &[f64]) -> TTest {
     let df = e.n as f64 - 1.0;
     let t = e.mean / se;
     TTest {
-        test: "paired",
+        test: TestKind::Paired,
         n: e.n,
         diff: e.mean,
+        se,
         ci_low: e.ci_low,
         ci_high: e.ci_high,
         t,
@@ -99,9 +124,10 @@ pub fn welch(a: &[f64], b: &[f64]) -> TTest {
     let half = t_quantile(0.975, df) * se;
     let t = diff / se;
     TTest {
-        test: "welch",
+        test: TestKind::Welch,
         n: a.len().min(b.len()),
         diff,
+        se,
         ci_low: diff - half,
         ci_high: diff + half,
         t,
@@ -110,123 +136,132 @@ pub fn welch(a: &[f64], b: &[f64]) -> TTest {
     }
 }
 
+/// Student's t with `df` degrees of freedom (None unless df > 0).
+fn student(df: f64) -> Option<StudentsT> {
+    (df.is_finite() && df > 0.0).then(|| StudentsT::new(0.0, 1.0, df).expect("valid df"))
+}
+
 /// Two-sided p-value of a t statistic with `df` degrees of freedom.
 pub fn two_sided_p(t: f64, df: f64) -> f64 {
-    if !t.is_finite() || !df.is_finite() || df <= 0.0 {
-        return if t.is_infinite() && df > 0.0 {
-            0.0
-        } else {
-            f64::NAN
-        };
+    match student(df) {
+        Some(_) if t.is_infinite() => 0.0,
+        Some(d) if t.is_finite() => (2.0 * d.sf(t.abs())).min(1.0),
+        _ => f64::NAN,
     }
-    // P(|T| > |t|) = I_x(df/2, 1/2) with x = df / (df + t^2).
-    inc_beta(df / 2.0, 0.5, df / (df + t * t))
 }
 
 /// Cumulative distribution function of Student's t.
 pub fn t_cdf(t: f64, df: f64) -> f64 {
-    let tail = 0.5 * two_sided_p(t, df);
-    if t >= 0.0 {
-        1.0 - tail
-    } else {
-        tail
-    }
+    student(df).map_or(f64::NAN, |d| d.cdf(t))
 }
 
-/// Quantile of Student's t (bisection on the CDF; q in (0, 1)).
+/// Quantile of Student's t (q in (0, 1)).
 pub fn t_quantile(q: f64, df: f64) -> f64 {
-    if df.is_nan() || df <= 0.0 || q <= 0.0 || q >= 1.0 || q.is_nan() {
-        return f64::NAN;
+    match student(df) {
+        Some(d) if q > 0.0 && q < 1.0 => d.inverse_cdf(q),
+        _ => f64::NAN,
     }
-    let (mut lo, mut hi) = (-1e4, 1e4);
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if t_cdf(mid, df) < q {
-            lo = mid;
-        } else {
-            hi = mid;
+}
+
+/// Holm's step-down adjustment of p-values for a family of comparisons
+/// (NaN p-values are left out of the family and stay NaN).
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..ps.len()).filter(|&i| !ps[i].is_nan()).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let k = order.len();
+    let mut out = vec![f64::NAN; ps.len()];
+    let mut running: f64 = 0.0;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((k - rank) as f64 * ps[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// Equivalence within +/- `margin` by two one-sided t-tests: the larger of
+/// the p-values of "diff <= -margin" and "diff >= +margin", for a difference
+/// estimated as `diff` with standard error `se` on `df` degrees of freedom.
+/// Below alpha, the (1 - 2 alpha) interval lies inside the margin.
+pub fn tost(diff: f64, se: f64, df: f64, margin: f64) -> f64 {
+    match student(df) {
+        Some(d) if se > 0.0 && se.is_finite() && diff.is_finite() => {
+            let lower = d.sf((diff + margin) / se);
+            let upper = d.cdf((diff - margin) / se);
+            lower.max(upper)
         }
+        // Every seed gave the same difference: decided by where it lies.
+        Some(_) if se == 0.0 && diff.is_finite() => {
+            if diff.abs() < margin {
+                0.0
+            } else {
+                1.0
+            }
+        }
+        _ => f64::NAN,
     }
-    0.5 * (lo + hi)
 }
 
-/// ln Gamma(x) for x > 0 (Lanczos approximation, g = 7, 9 terms).
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection formula.
-        let pi = std::f64::consts::PI;
-        return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+/// The smallest number of seeds (at most `cap`) with which a paired
+/// comparison whose per-seed differences have sd `sd` would be decided, if
+/// the difference stayed `diff`: found different at level `alpha` (two-sided),
+/// or equivalent within +/- `margin` at level `alpha` (TOST). `None` when
+/// neither happens by `cap` seeds (a difference at the edge of the margin).
+pub fn seeds_to_decide(diff: f64, sd: f64, margin: f64, alpha: f64, cap: usize) -> Option<usize> {
+    if !(diff.is_finite() && sd.is_finite()) {
+        return None;
     }
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + 7.5;
-    for (i, &c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+    (2..=cap).find(|&n| {
+        let df = (n - 1) as f64;
+        let se = sd / (n as f64).sqrt();
+        let different = t_quantile(1.0 - alpha / 2.0, df) * se < diff.abs();
+        let equivalent = diff.abs() + t_quantile(1.0 - alpha, df) * se < margin;
+        different || equivalent
+    })
 }
 
-/// Regularised incomplete beta function I_x(a, b).
-fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
+/// Clopper-Pearson (exact) two-sided `conf` interval for a binomial rate
+/// after `k` events in `n` trials.
+pub fn clopper_pearson(k: usize, n: usize, conf: f64) -> (f64, f64) {
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
     }
-    if x >= 1.0 {
+    let a = 1.0 - conf;
+    let (kf, nf) = (k as f64, n as f64);
+    let lo = if k == 0 {
+        0.0
+    } else {
+        Beta::new(kf, nf - kf + 1.0)
+            .expect("valid shapes")
+            .inverse_cdf(a / 2.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        Beta::new(kf + 1.0, nf - kf)
+            .expect("valid shapes")
+            .inverse_cdf(1.0 - a / 2.0)
+    };
+    (lo, hi)
+}
+
+/// Fisher's exact test (two-sided, as scipy's `fisher_exact`) of the 2x2
+/// table [[a, b], [c, d]]: do the rates a/(a+b) and c/(c+d) differ?
+pub fn fisher_exact(a: u64, b: u64, c: u64, d: u64) -> f64 {
+    let (n, row1, col1) = (a + b + c + d, a + b, a + c);
+    if n == 0 {
         return 1.0;
     }
-    let front =
-        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
-    // The continued fraction converges fast for x < (a + 1) / (a + b + 2).
-    if x < (a + 1.0) / (a + b + 2.0) {
-        front * beta_cf(a, b, x) / a
-    } else {
-        1.0 - front * beta_cf(b, a, 1.0 - x) / b
-    }
-}
-
-/// Continued fraction for the incomplete beta function (modified Lentz).
-fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let mut c = 1.0;
-    let mut d = 1.0 - (a + b) * x / (a + 1.0);
-    if d.abs() < TINY {
-        d = TINY;
-    }
-    d = 1.0 / d;
-    let mut h = d;
-    for m in 1..500 {
-        let m = m as f64;
-        for num in [
-            m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0)),
-        ] {
-            d = 1.0 + num * d;
-            if d.abs() < TINY {
-                d = TINY;
-            }
-            c = 1.0 + num / c;
-            if c.abs() < TINY {
-                c = TINY;
-            }
-            d = 1.0 / d;
-            h *= d * c;
-        }
-        if (d * c - 1.0).abs() < 1e-15 {
-            break;
-        }
-    }
-    h
+    let h = Hypergeometric::new(n, col1, row1).expect("a valid table");
+    let observed = h.pmf(a);
+    let lo = col1.saturating_sub(c + d);
+    let hi = row1.min(col1);
+    // Tables at most as likely as the observed one (with scipy's relative
+    // tolerance for ties).
+    (lo..=hi)
+        .map(|x| h.pmf(x))
+        .filter(|&p| p <= observed * (1.0 + 1e-7))
+        .sum::<f64>()
+        .min(1.0)
 }
 
 #[cfg(test)]
@@ -247,6 +282,64 @@ mod tests {
         close(two_sided_p(2.0, 10.0), 0.07338803, 1e-7);
         close(two_sided_p(0.0, 5.0), 1.0, 1e-12);
         close(t_cdf(-1.5, 3.0), 0.1152919, 1e-6);
+        close(t_quantile(0.95, 4.0), 2.131847, 1e-5);
+    }
+
+    /// Holm by hand (as statsmodels' multipletests(method="holm")).
+    #[test]
+    fn holm_adjustment() {
+        let adj = holm(&[0.01, 0.04, 0.03, 0.005]);
+        for (a, b) in adj.iter().zip([0.03, 0.06, 0.06, 0.02]) {
+            close(*a, b, 1e-12);
+        }
+        let with_nan = holm(&[0.02, f64::NAN, 0.04]);
+        close(with_nan[0], 0.04, 1e-12);
+        assert!(with_nan[1].is_nan());
+        close(with_nan[2], 0.04, 1e-12);
+    }
+
+    /// scipy: max(t.sf((d + m) / se, df), t.cdf((d - m) / se, df)).
+    #[test]
+    fn tost_matches_scipy() {
+        close(tost(0.001, 0.002, 4.0, 0.005), 0.058058262, 1e-7);
+        close(tost(0.004, 0.002, 4.0, 0.005), 0.321664982, 1e-7);
+        close(tost(-0.0055, 0.001, 9.0, 0.005), 0.685464350, 1e-7);
+    }
+
+    #[test]
+    fn seeds_to_decide_by_hand() {
+        // A clear difference (d = 2 sd) is decided by a handful of seeds;
+        // a zero difference is shown equivalent once the CI fits the margin.
+        let n = seeds_to_decide(0.02, 0.01, 0.005, 0.05, 1000).unwrap();
+        assert!((3..=5).contains(&n), "{n}");
+        let e = seeds_to_decide(0.0, 0.01, 0.005, 0.05, 1000).unwrap();
+        // 2.13 * 0.01 / sqrt(n) < 0.005 -> n around 12-15.
+        assert!((11..=16).contains(&e), "{e}");
+        // A small difference under a wide spread needs more than 50 seeds either way.
+        assert_eq!(seeds_to_decide(0.001, 0.05, 0.005, 0.05, 50), None);
+    }
+
+    /// scipy.stats.beta.ppf, as in statsmodels' proportion_confint(method="beta").
+    #[test]
+    fn clopper_pearson_matches_scipy() {
+        let (lo, hi) = clopper_pearson(0, 5, 0.95);
+        close(lo, 0.0, 1e-12);
+        close(hi, 0.521823750, 1e-7);
+        let (lo, hi) = clopper_pearson(2, 5, 0.95);
+        close(lo, 0.052744951, 1e-7);
+        close(hi, 0.853367200, 1e-7);
+        let (lo, hi) = clopper_pearson(1, 10, 0.95);
+        close(lo, 0.002528579, 1e-7);
+        close(hi, 0.445016117, 1e-7);
+        assert_eq!(clopper_pearson(5, 5, 0.95).1, 1.0);
+    }
+
+    /// scipy.stats.fisher_exact(...).pvalue.
+    #[test]
+    fn fisher_exact_matches_scipy() {
+        close(fisher_exact(2, 3, 0, 5), 0.444444444, 1e-7);
+        close(fisher_exact(5, 0, 0, 5), 0.007936508, 1e-7);
+        close(fisher_exact(1, 4, 2, 3), 1.0, 1e-9);
     }
 
     #[test]
@@ -258,6 +351,7 @@ mod tests {
         close(e.ci_low, 1.0367568, 1e-6);
         close(e.ci_high, 4.9632432, 1e-6);
         assert!(Estimate::of(&[1.0]).ci_low.is_nan());
+        assert!(Estimate::of(&[1.0, 2.0]).ci_low.is_nan());
     }
 
     /// Differences 1, 2, 3, 2, 2 -> mean 2, sd 0.7071068,
@@ -271,7 +365,6 @@ mod tests {
         close(r.diff, 2.0, 1e-12);
         close(r.t, 6.324555, 1e-5);
         close(r.p, 0.003198, 1e-5);
-        assert!(r.significant());
     }
 
     /// scipy.stats.ttest_ind(b, a, equal_var=False) for a = 1..5,

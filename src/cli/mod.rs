@@ -124,6 +124,10 @@ struct SweepArgs {
     /// Mini-batch size [default: from the experiment's settings].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
+    /// Equivalence margin in points of accuracy: differences shown to lie within
+    /// +/- this are called equivalent [default: from experiments/defaults.toml, 0.5].
+    #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
+    margin: Option<f64>,
     /// TOML file overriding the experiment's settings (see experiments/<name>.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -403,6 +407,7 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
     set("seeds", int(args.seeds));
     set("epochs", int(args.epochs));
     set("lr", args.lr.map(toml::Value::Float));
+    set("margin", args.margin.map(toml::Value::Float));
     set("batch_size", int(args.batch_size));
     set("train_subset", int(args.compute.train_subset));
     set("test_subset", int(args.compute.test_subset));

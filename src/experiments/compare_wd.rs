@@ -14,23 +14,26 @@
 //! Outputs (besides the common CSVs): `interaction.csv` with, per weight
 //! decay, the per-seed interaction acc(both) - acc(dropout only) - acc(wd
 //! only) + acc(neither) on the headline metric, its mean, 95% CI and p-value,
-//! and a reading: additive (CI contains 0), diminishing (CI below 0) or
-//! super-additive (CI above 0); `wd.png` (headline accuracy against weight
+//! Holm-adjusted p and equivalence p, and a reading: additive (equivalent to 0
+//! within the margin), diminishing (below 0), super-additive (above 0) or
+//! undecided; `wd.png` (headline accuracy against weight
 //! decay, a line per dropout setting, 95% CI bars); `curves.png`;
 //! `verdict.md`.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::figures;
+use super::markdown::{seeds_note, short, summary_table, tally, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{Common, Experiment, Finished};
-use crate::analysis::{describe, Metric, RunMetrics};
+use crate::analysis::{describe, p_text, Comparison, Metric, RunMetrics, ALPHA};
 use crate::config::TrainConfig;
-use crate::output::plot::{self, Panel, Series};
+use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::regularizers::Reg;
+use crate::regularizers::RegKind;
 use crate::stats::{self, Estimate};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -96,36 +99,41 @@ pub struct InteractionRow {
     pub interaction_ci_low: f64,
     pub interaction_ci_high: f64,
     pub p: f64,
+    /// `p` adjusted by Holm over the weight decays.
+    pub p_holm: f64,
+    /// TOST p-value of "interaction within +/- margin", Holm-adjusted likewise.
+    pub p_equiv: f64,
     pub reading: Reading,
 }
 
-/// What an interaction's interval says.
+/// What an interaction says, after Holm's correction over the weight
+/// decays and with equivalence to 0 tested at the margin.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(into = "String")]
 pub enum Reading {
+    /// Fewer than 3 seeds where all four configurations finished.
     TooFewSeeds,
-    /// The interval is wider than [`MAX_READABLE_CI`] (its width, in fractions).
-    CannotTell {
-        width: f64,
-    },
-    /// The interval contains 0.
+    /// Equivalent to 0 within the margin: the gains add up.
     Additive,
-    /// The interval lies below 0.
+    /// Below 0: the gains overlap or cancel.
     Diminishing,
-    /// The interval lies above 0.
+    /// Above 0: together they gain more than the sum.
     SuperAdditive,
+    /// None of these yet; `seeds` would decide it at the measured spread.
+    Undecided { seeds: Option<usize> },
 }
 
 impl std::fmt::Display for Reading {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reading::TooFewSeeds => f.write_str("too few seeds to tell"),
-            Reading::CannotTell { width } => {
-                write!(f, "cannot tell: the CI spans {:.1} points", 100.0 * width)
+            Reading::Additive => f.write_str("additive (equivalent to 0)"),
+            Reading::Diminishing => f.write_str("diminishing or cancelling (below 0)"),
+            Reading::SuperAdditive => f.write_str("super-additive (above 0)"),
+            Reading::Undecided { seeds: Some(n) } => {
+                write!(f, "undecided ({n} seeds would decide it)")
             }
-            Reading::Additive => f.write_str("additive (CI contains 0)"),
-            Reading::Diminishing => f.write_str("diminishing (CI below 0)"),
-            Reading::SuperAdditive => f.write_str("super-additive (CI above 0)"),
+            Reading::Undecided { seeds: None } => f.write_str("undecided"),
         }
     }
 }
@@ -135,10 +143,6 @@ impl From<Reading> for String {
         r.to_string()
     }
 }
-
-/// An interaction CI wider than this (10 points of accuracy) is reported as
-/// "cannot tell" rather than "additive": it would contain almost any effect.
-const MAX_READABLE_CI: f64 = 0.10;
 
 fn label(dropout: bool, wd: f64) -> String {
     format!("dropout={} wd={wd:e}", if dropout { "on" } else { "off" })
@@ -157,6 +161,7 @@ impl CompareWd {
         let per_seed = |l: &str| -> Vec<(u64, RunMetrics)> { r.group(l).finished() };
         let (off0, on0) = (per_seed(&label(false, 0.0)), per_seed(&label(true, 0.0)));
         let mut out = Vec::new();
+        let mut sds = Vec::new();
         for &wd in self.settings.weight_decays.iter().filter(|&&w| w > 0.0) {
             let (offw, onw) = (per_seed(&label(false, wd)), per_seed(&label(true, wd)));
             let find =
@@ -179,19 +184,6 @@ impl CompareWd {
             } else {
                 f64::NAN
             };
-            let reading = if e.n < 2 || e.ci_low.is_nan() {
-                Reading::TooFewSeeds
-            } else if e.ci_high - e.ci_low > MAX_READABLE_CI {
-                Reading::CannotTell {
-                    width: e.ci_high - e.ci_low,
-                }
-            } else if e.ci_low <= 0.0 && e.ci_high >= 0.0 {
-                Reading::Additive
-            } else if e.ci_high < 0.0 {
-                Reading::Diminishing
-            } else {
-                Reading::SuperAdditive
-            };
             out.push(InteractionRow {
                 weight_decay: wd,
                 n: e.n,
@@ -202,10 +194,63 @@ impl CompareWd {
                 interaction_ci_low: e.ci_low,
                 interaction_ci_high: e.ci_high,
                 p,
-                reading,
+                p_holm: f64::NAN,
+                p_equiv: f64::NAN,
+                reading: Reading::TooFewSeeds,
             });
+            sds.push(e.sd);
         }
+        self.read(&mut out, &sds);
         out
+    }
+
+    /// Holm over the weight decays, TOST at the margin, and the reading.
+    fn read(&self, rows: &mut [InteractionRow], sds: &[f64]) {
+        let margin = self.common.margin / 100.0;
+        let enough = |r: &InteractionRow| r.n >= stats::MIN_RUNS_FOR_INTERVAL;
+        let se = |r: &InteractionRow, sd: f64| sd / (r.n as f64).sqrt();
+        let p: Vec<f64> = rows
+            .iter()
+            .map(|r| if enough(r) { r.p } else { f64::NAN })
+            .collect();
+        let p_eq: Vec<f64> = rows
+            .iter()
+            .zip(sds)
+            .map(|(r, &sd)| {
+                if enough(r) {
+                    stats::tost(r.interaction_mean, se(r, sd), r.n as f64 - 1.0, margin)
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        let (p_holm, p_eq_holm) = (stats::holm(&p), stats::holm(&p_eq));
+        let k = rows.len().max(1) as f64;
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.p_holm = p_holm[i];
+            r.p_equiv = p_eq_holm[i];
+            r.reading = if !enough(r) {
+                Reading::TooFewSeeds
+            } else if r.p_holm < ALPHA {
+                if r.interaction_mean < 0.0 {
+                    Reading::Diminishing
+                } else {
+                    Reading::SuperAdditive
+                }
+            } else if r.p_equiv < ALPHA {
+                Reading::Additive
+            } else {
+                Reading::Undecided {
+                    seeds: stats::seeds_to_decide(
+                        r.interaction_mean,
+                        sds[i],
+                        margin,
+                        ALPHA / k,
+                        200,
+                    ),
+                }
+            };
+        }
     }
 }
 
@@ -240,45 +285,95 @@ impl Experiment for CompareWd {
         out
     }
 
-    fn conclude(&self, r: &Finished) -> Result<()> {
+    fn conclude(&self, r: &Finished) -> Result<String> {
         let inter = self.interactions(r);
         write_csv(&r.out.join("interaction.csv"), &inter)?;
-        let wds = &self.settings.weight_decays;
-        let series: Vec<Series> = [false, true]
+        self.wd_figure(r)?;
+        let primary: Vec<&Comparison> = r
+            .comparisons
             .iter()
-            .map(|&d| {
-                let name = if d {
-                    format!("dropout {:?}", self.settings.dropout)
-                } else {
-                    "no dropout".into()
-                };
-                let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd)).collect();
-                super::figures::headline_line(r, name, &labels)
-            })
+            .filter(|c| c.metric == Metric::Last3)
             .collect();
-        plot::panels(
-            &r.out.join("wd.png"),
-            &format!("Exercise {}: dropout and weight decay", SPEC.number),
-            &[Panel {
-                title: "test accuracy, mean of last 3 epochs (95% CI)".into(),
-                x_label: "weight decay lambda".into(),
-                y_label: "test accuracy".into(),
-                series,
-                x_ticks: Some(wds.iter().map(|w| format!("{w:e}")).collect()),
-                ..Default::default()
-            }],
-            1,
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!(
+                "Exercise {}: dropout and weight decay, paired differences",
+                SPEC.number
+            ),
+            &primary,
+            |c| format!("{} vs {}", c.b, c.a),
         )?;
-        super::figures::accuracy_curves(
+        figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
             &format!("Exercise {}: dropout x weight decay", SPEC.number),
         )?;
-        write_verdict(r, &self.verdict(r, &inter))
+        let neither = label(false, 0.0);
+        let dropout = r.comparison(&neither, &label(true, 0.0), Metric::Last3);
+        let wd_alone: Vec<&Comparison> = primary
+            .iter()
+            .copied()
+            .filter(|c| c.a == neither && c.b.starts_with("dropout=off"))
+            .collect();
+        let added: Vec<&Comparison> = primary
+            .iter()
+            .copied()
+            .filter(|c| c.a == label(true, 0.0))
+            .collect();
+        let readings: Vec<String> = inter
+            .iter()
+            .map(|i| format!("{}: {}", plot::scientific(i.weight_decay), i.reading))
+            .collect();
+        let answer = format!(
+            "Dropout alone: {}. Weight decay alone: {}. Adding weight decay to dropout: {}. Do the gains add up (by weight decay)? {}.",
+            dropout.map_or("not compared".into(), short),
+            tally(&wd_alone),
+            tally(&added),
+            readings.join("; ")
+        );
+        write_verdict(r, answer, &self.verdict(r, &inter))
     }
 }
 
 impl CompareWd {
+    /// `wd.png`: headline accuracy against weight decay, with and without dropout.
+    fn wd_figure(&self, r: &Finished) -> Result<()> {
+        let wds = &self.settings.weight_decays;
+        let series: Vec<Series> = [false, true]
+            .iter()
+            .map(|&d| {
+                let (name, color) = if d {
+                    (
+                        format!("dropout {:?}", self.settings.dropout),
+                        figures::kind_color(RegKind::Dropout),
+                    )
+                } else {
+                    ("no dropout".into(), figures::WEIGHT_DECAY)
+                };
+                let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd)).collect();
+                figures::headline_line(r, name, color, &labels)
+            })
+            .collect();
+        plot::save(
+            &r.out.join("wd.png"),
+            &Panels {
+                title: format!("Exercise {}: dropout and weight decay", SPEC.number),
+                panels: vec![Panel {
+                    title: "test accuracy, mean of each run's last 3 epochs (95% CI over seeds)"
+                        .into(),
+                    x_label: "weight decay lambda".into(),
+                    y_label: "test accuracy (%)".into(),
+                    series,
+                    x_ticks: Some(wds.iter().map(|&w| plot::scientific(w)).collect()),
+                    clip: Some((0.0, 100.0)),
+                    ..Default::default()
+                }],
+                cols: 1,
+            },
+        )
+    }
+
     fn verdict(&self, r: &Finished, inter: &[InteractionRow]) -> String {
         let neither = label(false, 0.0);
         let mut v = format!(
@@ -305,52 +400,43 @@ impl CompareWd {
                 );
             }
         }
-        if let Some(best) = r
-            .summary
-            .iter()
-            .filter(|s| s.n > 0)
-            .max_by(|a, b| a.last3_mean.total_cmp(&b.last3_mean))
-        {
-            v += &format!(
-                "\nBest configuration: {} at {:.2}% (mean of last 3 epochs).\n",
-                best.config.label,
-                100.0 * best.last3_mean
-            );
-        }
-        v += "\n## Do the gains add up?\n\nInteraction = acc(both) - acc(dropout only) - acc(weight decay only) + acc(neither), per seed, on the headline metric.\n\n| weight decay | n | dropout gain | wd gain | both gain | interaction (95% CI) | p | reading |\n|---|---|---|---|---|---|---|---|\n";
+        v += "\n## Do the gains add up?\n\nInteraction = acc(both) - acc(dropout only) - acc(weight decay only) + acc(neither), per seed, on the headline metric.\n\n| weight decay | n | dropout gain | wd gain | both gain | interaction (95% CI) | Holm p | equivalence p | reading |\n|---|---|---|---|---|---|---|---|---|\n";
         for i in inter {
             v += &format!(
-                "| {:e} | {} | {:+.2} | {:+.2} | {:+.2} | {:+.2} ({:+.2} to {:+.2}) | {:.3} | {} |\n",
+                "| {:e} | {} | {:+.2} | {:+.2} | {:+.2} | {:+.2} ({}) | {} | {} | {} |\n",
                 i.weight_decay,
                 i.n,
                 100.0 * i.dropout_gain,
                 100.0 * i.wd_gain,
                 100.0 * i.both_gain,
                 100.0 * i.interaction_mean,
-                100.0 * i.interaction_ci_low,
-                100.0 * i.interaction_ci_high,
-                i.p,
+                if i.interaction_ci_low.is_nan() {
+                    "too few runs".to_string()
+                } else {
+                    format!(
+                        "{:+.2} to {:+.2}",
+                        100.0 * i.interaction_ci_low,
+                        100.0 * i.interaction_ci_high
+                    )
+                },
+                p_text(i.p_holm),
+                p_text(i.p_equiv),
                 i.reading
             );
         }
-        let widest = inter
-            .iter()
-            .map(|i| i.interaction_ci_high - i.interaction_ci_low)
-            .fold(0.0, f64::max);
-        if inter.iter().any(|i| i.n < 2) {
-            v += "\nWith fewer than 2 seeds per cell the interaction cannot be tested; rerun with more `--seeds`.\n";
-        } else if inter
-            .iter()
-            .any(|i| matches!(i.reading, Reading::CannotTell { .. }))
-        {
-            v += "\nWhere the reading is \"cannot tell\", the seeds disagree too much (see the collapsed and diverged runs below) for the interaction to be estimated; more seeds, or a smaller learning rate that stops the runs without dropout from blowing up, would be needed.\n";
-        } else if inter.iter().all(|i| i.reading == Reading::Additive) {
-            v += &format!(
-                "\nNo interaction is distinguishable from zero: as far as {} seeds can tell (CI widths up to {:.2} points), the gains add up. An interaction smaller than that width would go unseen; more seeds narrow it.\n",
-                self.common.seeds,
-                100.0 * widest
-            );
+        if inter.iter().any(|i| i.reading == Reading::TooFewSeeds) {
+            v += "\nWith fewer than 3 seeds where all four configurations finished, an interaction is not tested; rerun with more `--seeds`.\n";
         }
+        if inter
+            .iter()
+            .any(|i| matches!(i.reading, Reading::Undecided { .. }))
+        {
+            v += "\nAn undecided interaction is neither shown to differ from 0 nor to lie within the margin; the seeds named would decide it at the measured spread. Runs without dropout at lr 0.5 blow up, diverge or collapse (see Stability below), which widens these intervals.\n";
+        }
+        v += &format!(
+            "\nReadings: additive (the interaction is equivalent to 0 within ±{:.2} points), diminishing or cancelling (below 0), super-additive (above 0), each after Holm's correction over the weight decays.\n",
+            self.common.margin
+        );
         v += "\n(Points are percentage points of test accuracy.)\n\n";
         v += &summary_table(&r.summary);
         v

@@ -42,13 +42,14 @@ pub struct SweepRecord {
 }
 
 /// Runs an experiment end to end: sweep, then outputs. `data` gives where
-/// the data is; the subsets come from the experiment's settings.
+/// the data is; the subsets come from the experiment's settings. Returns the
+/// answer in a sentence once every run is there (not for a shard's part).
 pub fn run(
     exp: &dyn Experiment,
     plan: &SweepPlan,
     compute: &Compute,
     data: &DataOptions,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let common = exp.common();
     let name = exp.spec().name;
     let out = plan
@@ -98,8 +99,16 @@ pub fn run(
         "{name}: trained {} run(s); {} were stored already (by an earlier or a concurrent invocation)",
         outcome.trained, outcome.reused
     );
-    let complete = write_outputs(exp, &specs, &out, &digest, true)?;
-    report_end(name, &out, specs.len(), &failures, complete, plan.shard)
+    let answer = write_outputs(exp, &specs, &out, &digest, true)?;
+    report_end(
+        name,
+        &out,
+        specs.len(),
+        &failures,
+        answer.is_some(),
+        plan.shard,
+    )?;
+    Ok(answer)
 }
 
 /// The end of a sweep: an error listing the failed runs, or what was written.
@@ -142,14 +151,14 @@ fn report_end(
 
 /// Writes `runs.csv` and `summary.csv` from the runs finished so far, and,
 /// when every run is there and `finish` is set, the comparisons, verdict and
-/// plots. Returns whether the sweep is complete.
+/// plots. Returns the answer when the sweep is complete and finished.
 pub fn write_outputs(
     exp: &dyn Experiment,
     specs: &[RunSpec],
     out: &Path,
     digest: &str,
     finish: bool,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     let stored = sweep::collect(specs, out, digest)?;
     let complete = stored.iter().all(Option::is_some);
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
@@ -158,7 +167,7 @@ pub fn write_outputs(
     let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
     write_csv(&out.join("summary.csv"), &summary)?;
     if !(complete && finish) {
-        return Ok(complete);
+        return Ok(None);
     }
     let mut comparisons = Vec::new();
     for (a, b) in exp.pairs() {
@@ -172,6 +181,7 @@ pub fn write_outputs(
             }
         }
     }
+    analysis::decide(&mut comparisons, exp.common().margin / 100.0);
     write_csv(&out.join("comparisons.csv"), &comparisons)?;
     let finished = Finished {
         out,
@@ -180,8 +190,7 @@ pub fn write_outputs(
         comparisons,
         common: exp.common(),
     };
-    exp.conclude(&finished)?;
-    Ok(true)
+    exp.conclude(&finished).map(Some)
 }
 
 /// Rebuilds an experiment from its `sweep.json` (for `merge`).
@@ -235,7 +244,7 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
     };
     write_json(&dest.join("sweep.json"), &record)?;
     let digest = record.data.digest();
-    let complete = write_outputs(exp.as_ref(), &record.runs, dest, &digest, true)?;
+    let complete = write_outputs(exp.as_ref(), &record.runs, dest, &digest, true)?.is_some();
     if !complete {
         let have = sweep::collect(&record.runs, dest, &digest)?
             .iter()

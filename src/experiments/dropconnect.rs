@@ -23,13 +23,14 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::figures;
+use super::markdown::{seeds_note, summary_table, tally, verdict_list, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, Common, Experiment, Finished};
-use crate::analysis::{describe, Metric};
+use crate::analysis::{Comparison, Metric};
 use crate::config::TrainConfig;
-use crate::output::plot::{self, Panel, Series};
+use crate::output::plot::{self, Panel, Panels, Series};
 use crate::regularizers::RegKind;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -103,46 +104,76 @@ impl Experiment for DropConnectExp {
         out
     }
 
-    fn conclude(&self, r: &Finished) -> Result<()> {
+    fn conclude(&self, r: &Finished) -> Result<String> {
         let rates = &self.settings.rates;
         let series: Vec<Series> = [RegKind::Dropout, RegKind::Dropconnect]
             .iter()
             .map(|&kind| {
                 let labels: Vec<String> = rates.iter().map(|&p| label(kind, p)).collect();
-                super::figures::headline_line(r, kind.to_string(), &labels)
+                figures::headline_line(r, kind.to_string(), figures::kind_color(kind), &labels)
             })
             .collect();
         let none = r
             .summary
             .iter()
             .find(|s| s.config.label == NONE)
-            .map(|s| s.last3_mean);
-        plot::panels(
+            .map(|s| 100.0 * s.last3_mean);
+        plot::save(
             &r.out.join("rates.png"),
+            &Panels {
+                title: format!(
+                    "Exercise {}: DropConnect vs dropout at equal rates",
+                    SPEC.number
+                ),
+                panels: vec![Panel {
+                    title: "test accuracy, mean of each run's last 3 epochs (95% CI over seeds)"
+                        .into(),
+                    x_label: "rate p (both hidden layers)".into(),
+                    y_label: "test accuracy (%)".into(),
+                    series,
+                    x_ticks: Some(rates.iter().map(|p| p.to_string()).collect()),
+                    hlines: none
+                        .map(|m| vec![("no regularisation (mean)".to_string(), m)])
+                        .unwrap_or_default(),
+                    clip: Some((0.0, 100.0)),
+                    ..Default::default()
+                }],
+                cols: 1,
+            },
+        )?;
+        let primary: Vec<&Comparison> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect();
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
             &format!(
-                "Exercise {}: DropConnect vs dropout at equal rates",
+                "Exercise {}: DropConnect against dropout, and each against none",
                 SPEC.number
             ),
-            &[Panel {
-                title: "test accuracy, mean of last 3 epochs (95% CI)".into(),
-                x_label: "rate p (both hidden layers)".into(),
-                y_label: "test accuracy".into(),
-                series,
-                x_ticks: Some(rates.iter().map(|p| p.to_string()).collect()),
-                hlines: none
-                    .map(|m| vec![("no regularisation".to_string(), m)])
-                    .unwrap_or_default(),
-                log_y: false,
-                clip: None,
-            }],
-            1,
+            &primary,
+            |c| format!("{} vs {}", c.b, c.a),
         )?;
-        super::figures::accuracy_curves(
+        figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
             &format!("Exercise {}: DropConnect and dropout", SPEC.number),
         )?;
-        write_verdict(r, &self.verdict(r))
+        let head_to_head: Vec<&Comparison> =
+            primary.iter().copied().filter(|c| c.a != NONE).collect();
+        let answer = format!(
+            "DropConnect minus dropout at equal rates ({}): {}.",
+            self.settings
+                .rates
+                .iter()
+                .map(|p| format!("p = {p}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            tally(&head_to_head)
+        );
+        write_verdict(r, answer, &self.verdict(r))
     }
 }
 
@@ -153,36 +184,29 @@ impl DropConnectExp {
             SPEC.heading(),
             seeds_note(&self.common)
         );
-        for &p in &self.settings.rates {
-            if let Some(c) = r.comparison(
-                &label(RegKind::Dropout, p),
-                &label(RegKind::Dropconnect, p),
-                Metric::Last3,
-            ) {
-                v += &format!("- p = {p}: DropConnect minus dropout: {}.\n", describe(c));
-            }
-        }
-        v += "\nAgainst no regularisation:\n\n";
-        for (a, b) in self.pairs().into_iter().filter(|(a, _)| a == NONE) {
-            if let Some(c) = r.comparison(&a, &b, Metric::Last3) {
-                v += &format!("- {b}: {}.\n", describe(c));
-            }
-        }
-        let best = |kind: RegKind| {
-            r.summary
-                .iter()
-                .filter(|s| {
-                    s.config.train.layers[0].kind() == kind && s.config.label != NONE && s.n > 0
-                })
-                .max_by(|a, b| a.last3_mean.total_cmp(&b.last3_mean))
-                .map(|s| format!("{} ({:.2}%)", s.config.label, 100.0 * s.last3_mean))
-                .unwrap_or_else(|| "none finished".into())
-        };
-        v += &format!(
-            "\nBest of each: {}; {}.\n\n",
-            best(RegKind::Dropout),
-            best(RegKind::Dropconnect)
-        );
+        let head_to_head: Vec<&Comparison> = self
+            .settings
+            .rates
+            .iter()
+            .filter_map(|&p| {
+                r.comparison(
+                    &label(RegKind::Dropout, p),
+                    &label(RegKind::Dropconnect, p),
+                    Metric::Last3,
+                )
+            })
+            .collect();
+        v += "**DropConnect against dropout at the same rate** (DropConnect minus dropout):\n\n";
+        v += &verdict_list(&head_to_head, |c| c.b.clone());
+        let vs_none: Vec<&Comparison> = self
+            .pairs()
+            .into_iter()
+            .filter(|(a, _)| a == NONE)
+            .filter_map(|(a, b)| r.comparison(&a, &b, Metric::Last3))
+            .collect();
+        v += "\n**Each against no regularisation:**\n\n";
+        v += &verdict_list(&vs_none, |c| c.b.clone());
+        v += "\n";
         v += &summary_table(&r.summary);
         v
     }

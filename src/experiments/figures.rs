@@ -1,86 +1,316 @@
-//! Figures several exercises share: headline accuracy per configuration,
-//! and curves per epoch (mean over seeds with a 95% band).
+//! Figures several exercises share, and the colours every figure uses: one
+//! colour per family of regulariser (dropout, DropConnect, each noise kind,
+//! weight decay, none), the same thing in the same colour everywhere.
+//!
+//! - [`effects`]: the forest plot of an exercise's primary comparisons,
+//!   each paired difference with its 95% interval, the equivalence margin
+//!   shaded, and its verdict;
+//! - [`headline_dots`]: the headline accuracy of each configuration;
+//! - [`accuracy_curves`]: test accuracy and train loss per epoch, each run
+//!   thin under the mean, diverged runs marked where they ended.
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use super::Finished;
-use crate::output::plot::{panels, Panel, Series, Spread};
+use crate::analysis::{Comparison, Group, Verdict};
+use crate::config::TrainConfig;
+use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
+use crate::regularizers::RegKind;
+use crate::stats::Estimate;
 use crate::train::EpochRow;
 
-/// The headline accuracy of each configuration with its 95% CI, as bars.
-pub fn headline_bars(r: &Finished) -> Vec<(String, f64, f64, f64)> {
-    r.summary
-        .iter()
-        .map(|s| {
-            (
-                s.config.label.clone(),
-                s.last3_mean,
-                s.last3_ci_low,
-                s.last3_ci_high,
-            )
-        })
-        .collect()
-}
+/// No regularisation.
+pub const NONE: Rgb = Rgb(110, 110, 110);
+/// Weight decay without dropout.
+pub const WEIGHT_DECAY: Rgb = Rgb(188, 189, 34);
 
-/// A line over categories (x = 0, 1, ...) of the headline accuracy of the
-/// configurations labelled `labels`, with 95% CI bars.
-pub fn headline_line(r: &Finished, name: String, labels: &[String]) -> Series {
-    Series {
-        name,
-        points: labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let s = r
-                    .summary
-                    .iter()
-                    .find(|s| s.config.label == *l)
-                    .expect("a swept configuration");
-                (i as f64, s.last3_mean, s.last3_ci_low, s.last3_ci_high)
-            })
-            .collect(),
-        spread: Spread::Bars,
-        dashed: false,
+/// The colour of a regulariser kind.
+pub fn kind_color(kind: RegKind) -> Rgb {
+    match kind {
+        RegKind::Dropout => Rgb(31, 119, 180),
+        RegKind::Dropconnect => Rgb(255, 127, 14),
+        RegKind::GaussianMult => Rgb(44, 160, 44),
+        RegKind::GaussianAdd => Rgb(214, 39, 40),
+        RegKind::UniformMult => Rgb(148, 103, 189),
+        RegKind::AnnealedDropout => Rgb(140, 86, 75),
     }
 }
 
-/// One series per configuration: `f` per epoch, mean over seeds with its 95% band.
-pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64) -> Vec<Series> {
+/// The family colour of a configuration: its regulariser's kind, weight
+/// decay when that is all it has, grey when it has nothing.
+pub fn family_color(c: &TrainConfig) -> Rgb {
+    match c.layers.iter().find(|l| l.p() > 0.0) {
+        Some(l) => kind_color(l.kind()),
+        None if c.weight_decay > 0.0 => WEIGHT_DECAY,
+        None => NONE,
+    }
+}
+
+/// The colour of each configuration of `r`: its family's, in darker and
+/// lighter shades where a family has several members.
+pub fn config_colors(r: &Finished) -> Vec<(String, Rgb)> {
+    let families: Vec<Rgb> = r.groups.iter().map(|g| family_color(&g.config)).collect();
     r.groups
         .iter()
-        .map(|g| {
-            Series::band(
-                g.label.clone(),
-                g.curve(f)
-                    .into_iter()
-                    .map(|(e, est)| (e as f64, est.mean, est.ci_low, est.ci_high))
-                    .collect(),
-            )
+        .enumerate()
+        .map(|(i, g)| {
+            let same: Vec<usize> = (0..families.len())
+                .filter(|&j| families[j] == families[i])
+                .collect();
+            let rank = same.iter().position(|&j| j == i).unwrap_or(0);
+            let t = if same.len() > 1 {
+                rank as f64 / (same.len() - 1) as f64
+            } else {
+                0.5
+            };
+            // From a darker to a lighter shade of the family colour.
+            let c = if t < 0.5 {
+                families[i].darker(0.45 * (0.5 - t))
+            } else {
+                families[i].lighter(0.6 * (t - 0.5))
+            };
+            (g.label.clone(), c)
         })
         .collect()
 }
 
-/// The curves plot (test accuracy per epoch, mean with 95% band) of groups.
+fn color_of(colors: &[(String, Rgb)], label: &str) -> Rgb {
+    colors
+        .iter()
+        .find(|(l, _)| l == label)
+        .map_or(NONE, |(_, c)| *c)
+}
+
+/// How a verdict is written on a figure.
+pub fn verdict_color(v: Verdict) -> Rgb {
+    match v {
+        Verdict::Better => Rgb(0, 120, 0),
+        Verdict::Worse => Rgb(190, 30, 30),
+        Verdict::Equivalent => Rgb(31, 90, 160),
+        Verdict::Undecided => Rgb(90, 90, 90),
+    }
+}
+
+/// The forest plot of `comparisons` (b minus a, in points), with the
+/// equivalence margin shaded and each verdict at the end of its row.
+pub fn effects(
+    r: &Finished,
+    path: &Path,
+    title: &str,
+    comparisons: &[&Comparison],
+    name: impl Fn(&Comparison) -> String,
+) -> Result<()> {
+    let colors = config_colors(r);
+    let margin = r.common.margin;
+    let rows = comparisons
+        .iter()
+        .map(|c| {
+            let enough = c.test.n >= crate::stats::MIN_RUNS_FOR_INTERVAL;
+            let note = match (enough, c.verdict, c.seeds_to_decide) {
+                (false, _, _) => "too few runs".to_string(),
+                (true, Verdict::Undecided, Some(n)) => format!("undecided (~{n} seeds)"),
+                (true, v, _) => v.to_string(),
+            };
+            DotRow {
+                label: name(c),
+                value: 100.0 * c.test.diff,
+                lo: if enough {
+                    100.0 * c.test.ci_low
+                } else {
+                    f64::NAN
+                },
+                hi: if enough {
+                    100.0 * c.test.ci_high
+                } else {
+                    f64::NAN
+                },
+                color: color_of(&colors, &c.b),
+                note: Some((note, verdict_color(c.verdict))),
+            }
+        })
+        .collect();
+    plot::save(
+        path,
+        &Dots {
+            title: title.to_string(),
+            x_label: "difference in test accuracy (points), paired by seed, 95% CI".into(),
+            rows,
+            band: Some((
+                format!("equivalence margin ±{margin:.2} points"),
+                -margin,
+                margin,
+            )),
+            zero: true,
+            clip: None,
+        },
+    )
+}
+
+/// The headline accuracy of every configuration, in percent, with its 95%
+/// interval over seeds (none from fewer than 3 runs).
+pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
+    let colors = config_colors(r);
+    let rows = r
+        .summary
+        .iter()
+        .map(|s| DotRow {
+            label: format!("{} (n={})", s.config.label, s.n),
+            value: 100.0 * s.last3_mean,
+            lo: 100.0 * s.last3_ci_low,
+            hi: 100.0 * s.last3_ci_high,
+            color: color_of(&colors, &s.config.label),
+            note: None,
+        })
+        .collect();
+    plot::save(
+        path,
+        &Dots {
+            title: title.to_string(),
+            x_label: "test accuracy (%), mean of each run's last 3 epochs, 95% CI over seeds"
+                .into(),
+            rows,
+            clip: Some((0.0, 100.0)),
+            ..Default::default()
+        },
+    )
+}
+
+/// A line over categories (x = 0, 1, ...) of the headline accuracy (%) of
+/// the configurations labelled `labels`, with 95% CI bars.
+pub fn headline_line(r: &Finished, name: String, color: Rgb, labels: &[String]) -> Series {
+    let points = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let s = r
+                .summary
+                .iter()
+                .find(|s| s.config.label == *l)
+                .expect("a swept configuration");
+            (
+                i as f64,
+                100.0 * s.last3_mean,
+                100.0 * s.last3_ci_low,
+                100.0 * s.last3_ci_high,
+            )
+        })
+        .collect();
+    Series {
+        bars: true,
+        ..Series::band(name, color, points)
+    }
+}
+
+/// One series per configuration: `f` per epoch, scaled by `scale`: the mean
+/// over the runs that did not diverge with its 95% band, every run as a thin
+/// line, and a cross where a diverged run ended. The legend says how many
+/// runs the mean is over.
+pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64, scale: f64) -> Vec<Series> {
+    let colors = config_colors(r);
+    r.groups
+        .iter()
+        .map(|g| {
+            let mut s = Series::band(
+                legend(g),
+                color_of(&colors, &g.label),
+                g.curve(f)
+                    .into_iter()
+                    .map(|(e, est): (usize, Estimate)| {
+                        (
+                            e as f64,
+                            scale * est.mean,
+                            scale * est.ci_low,
+                            scale * est.ci_high,
+                        )
+                    })
+                    .collect(),
+            );
+            s.runs = g
+                .runs
+                .iter()
+                .map(|run| {
+                    run.rows
+                        .iter()
+                        .map(|e| (e.epoch as f64, scale * f(e)))
+                        .collect()
+                })
+                .collect();
+            s.ends = g
+                .runs
+                .iter()
+                .filter(|run| run.diverged)
+                .filter_map(|run| {
+                    run.rows
+                        .iter()
+                        .rev()
+                        .find(|e| f(e).is_finite())
+                        .map(|e| (e.epoch as f64, scale * f(e)))
+                })
+                .collect();
+            s
+        })
+        .collect()
+}
+
+/// "label (mean of 3 runs; 2 diverged, x)".
+fn legend(g: &Group) -> String {
+    let diverged = g.diverged();
+    let finished = g.runs.len() - diverged;
+    if diverged == 0 {
+        format!("{} (mean of {finished} runs)", g.label)
+    } else {
+        format!("{} (mean of {finished}; {diverged} diverged, x)", g.label)
+    }
+}
+
+/// Whether values spanning `lo..hi` (positive) read better on a log axis:
+/// when they cover more than a decade and a half.
+pub fn wants_log(series: &[Series]) -> bool {
+    let vals = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|q| q.1))
+        .filter(|v| v.is_finite() && *v > 0.0);
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for v in vals {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    lo.is_finite() && hi / lo > 30.0
+}
+
+/// Test accuracy (%) and train loss per epoch.
 pub fn accuracy_curves(r: &Finished, path: &Path, title: &str) -> Result<()> {
-    let series = |f| epoch_series(r, f);
     let test = Panel {
-        title: "test accuracy (eval mode)".into(),
+        title: "test accuracy (evaluation mode)".into(),
         x_label: "epoch".into(),
-        y_label: "accuracy".into(),
-        series: series(|e| e.test_acc),
-        clip: Some((0.0, 1.0)),
+        y_label: "test accuracy (%)".into(),
+        series: epoch_series(r, |e| e.test_acc, 100.0),
+        clip: Some((0.0, 100.0)),
         ..Default::default()
     };
+    let loss = epoch_series(r, |e| e.train_loss, 1.0);
+    let log = wants_log(&loss);
     let train = Panel {
         title: "train loss (training mode)".into(),
         x_label: "epoch".into(),
-        y_label: "cross-entropy".into(),
-        series: series(|e| e.train_loss),
-        log_y: true,
-        clip: Some((1e-3, f64::INFINITY)),
+        y_label: if log {
+            "cross-entropy (log scale)".into()
+        } else {
+            "cross-entropy".into()
+        },
+        series: loss,
+        log_y: log,
+        clip: Some((0.0, f64::INFINITY)),
         ..Default::default()
     };
-    panels(path, title, &[test, train], 2)
+    plot::save(
+        path,
+        &Panels {
+            title: title.to_string(),
+            panels: vec![test, train],
+            cols: 2,
+        },
+    )
 }

@@ -21,13 +21,14 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::figures;
+use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::ExerciseSpec;
 use super::{Common, Experiment, Finished};
-use crate::analysis::{describe, Group, Metric};
+use crate::analysis::{describe, Comparison, Group, Metric};
 use crate::config::TrainConfig;
-use crate::output::plot::{self, Panel};
+use crate::output::plot::{self, Panel, Panels};
 use crate::train::EpochRow;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -72,6 +73,70 @@ impl Longer {
     }
 }
 
+impl Longer {
+    /// `curves.png` (losses and accuracies per epoch) and `gap.png`.
+    fn curves(&self, r: &Finished) -> Result<()> {
+        let panel = |title: &str, f: fn(&EpochRow) -> f64, loss: bool| {
+            let series = figures::epoch_series(r, f, if loss { 1.0 } else { 100.0 });
+            // Losses span orders of magnitude when a run blows up.
+            let log = loss && figures::wants_log(&series);
+            Panel {
+                title: title.into(),
+                x_label: "epoch".into(),
+                y_label: match (loss, log) {
+                    (true, true) => "cross-entropy (log scale)".into(),
+                    (true, false) => "cross-entropy".into(),
+                    _ => "accuracy (%)".into(),
+                },
+                series,
+                log_y: log,
+                clip: Some(if loss {
+                    (0.0, f64::INFINITY)
+                } else {
+                    (0.0, 100.0)
+                }),
+                ..Default::default()
+            }
+        };
+        plot::save(
+            &r.out.join("curves.png"),
+            &Panels {
+                title: format!(
+                    "Exercise {}: longer training, with and without dropout (runs thin, mean bold, 95% band)",
+                    SPEC.number
+                ),
+                panels: vec![
+                    panel("train loss (training mode)", |e| e.train_loss, true),
+                    panel("test loss (evaluation mode)", |e| e.test_loss, true),
+                    panel("train accuracy (training mode)", |e| e.train_acc, false),
+                    panel("test accuracy (evaluation mode)", |e| e.test_acc, false),
+                ],
+                cols: 2,
+            },
+        )?;
+        plot::save(
+            &r.out.join("gap.png"),
+            &Panels {
+                title: format!(
+                    "Exercise {}: generalisation gap (runs thin, mean bold, 95% band)",
+                    SPEC.number
+                ),
+                panels: vec![Panel {
+                    title: "train accuracy (training mode) minus test accuracy".into(),
+                    x_label: "epoch".into(),
+                    y_label: "gap (percentage points)".into(),
+                    series: figures::epoch_series(r, |e| e.train_acc - e.test_acc, 100.0),
+                    hlines: vec![("no gap".into(), 0.0)],
+                    clip: Some((-100.0, 100.0)),
+                    ..Default::default()
+                }],
+                cols: 1,
+            },
+        )?;
+        Ok(())
+    }
+}
+
 /// Epochs, over all runs of a group, where the training loss rose by more
 /// than half relative to the previous epoch.
 pub fn blowups(g: &Group) -> usize {
@@ -94,60 +159,34 @@ impl Experiment for Longer {
     fn pairs(&self) -> Vec<(String, String)> {
         super::first_vs_rest(&self.configs())
     }
-    fn conclude(&self, r: &Finished) -> Result<()> {
-        let series = |f| super::figures::epoch_series(r, f);
-        let panel = |title: &str, y: &str, f: fn(&EpochRow) -> f64| {
-            let loss = y == "cross-entropy";
-            Panel {
-                title: title.into(),
-                x_label: "epoch".into(),
-                y_label: y.into(),
-                series: series(f),
-                // Losses span orders of magnitude when a run blows up.
-                log_y: loss,
-                clip: Some(if loss {
-                    (1e-3, f64::INFINITY)
-                } else {
-                    (0.0, 1.0)
-                }),
-                ..Default::default()
-            }
+    fn conclude(&self, r: &Finished) -> Result<String> {
+        self.curves(r)?;
+        let primary: Vec<&Comparison> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect();
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!(
+                "Exercise {}: after {} epochs",
+                SPEC.number, self.common.base.epochs
+            ),
+            &primary,
+            |c| format!("{} vs {}", c.b, c.a),
+        )?;
+        let answer = match primary.first() {
+            Some(c) => format!(
+                "After {} epochs, {} minus {}: {}.",
+                self.common.base.epochs,
+                c.b,
+                c.a,
+                short(c)
+            ),
+            None => "Nothing was compared.".into(),
         };
-        plot::panels(
-            &r.out.join("curves.png"),
-            &format!(
-                "Exercise {}: longer training, with and without dropout (mean, 95% band)",
-                SPEC.number
-            ),
-            &[
-                panel("train loss (training mode)", "cross-entropy", |e| {
-                    e.train_loss
-                }),
-                panel("test loss (eval mode)", "cross-entropy", |e| e.test_loss),
-                panel("train accuracy (training mode)", "accuracy", |e| {
-                    e.train_acc
-                }),
-                panel("test accuracy (eval mode)", "accuracy", |e| e.test_acc),
-            ],
-            2,
-        )?;
-        plot::panels(
-            &r.out.join("gap.png"),
-            &format!(
-                "Exercise {}: generalisation gap (mean, 95% band)",
-                SPEC.number
-            ),
-            &[Panel {
-                clip: Some((-1.0, 1.0)),
-                ..panel(
-                    "train accuracy minus test accuracy",
-                    "accuracy points (fraction)",
-                    |e| e.train_acc - e.test_acc,
-                )
-            }],
-            1,
-        )?;
-        write_verdict(r, &self.verdict(r))
+        write_verdict(r, answer, &self.verdict(r))
     }
 }
 
@@ -162,7 +201,10 @@ impl Longer {
             for (m, what) in [
                 (Metric::Last3, "over the last 3 epochs"),
                 (Metric::Final, "at the final epoch"),
-                (Metric::Best, "at each run's best epoch"),
+                (
+                    Metric::Best,
+                    "at each run's best epoch (chosen on the test set, so biased upwards)",
+                ),
             ] {
                 if let Some(c) = r.comparison(&a, &b, m) {
                     v += &format!("- {b} minus {a}, test accuracy {what}: {}.\n", describe(c));
@@ -188,7 +230,7 @@ impl Longer {
                 .max_by(|a, b| a.1.mean.total_cmp(&b.1.mean))
                 .map_or(0, |(e, _)| *e);
             v += &format!(
-                "- **{}**: final test accuracy {:.2}%, best {:.2}% (runs peak at epoch {:.1} on average; the mean curve peaks at epoch {peak}). Gap (train - test accuracy) {:+.2} points at epoch {early}, {:+.2} at epoch {}. Training-loss blow-ups (loss up by more than half in one epoch): {}; diverged runs: {}.\n",
+                "- **{}**: final test accuracy {:.2}%, best {:.2}% (runs peak at epoch {:.1} on average; the mean curve peaks at epoch {peak}). Gap (train - test accuracy) {:+.2} points at epoch {early}, {:+.2} at epoch {}. Training-loss blow-ups (loss up by more than half in one epoch): {}; diverged runs: {}; collapsed runs: {}.\n",
                 g.label,
                 100.0 * s.final_mean,
                 100.0 * s.best_mean,
@@ -198,6 +240,7 @@ impl Longer {
                 gap.len(),
                 blowups(g),
                 s.n_diverged,
+                s.n_collapsed,
             );
         }
         v += "\n";

@@ -86,8 +86,10 @@ pub trait Experiment: Sync {
     fn configs(&self) -> Vec<(String, TrainConfig)>;
     /// The pairs (a, b) to compare, b - a.
     fn pairs(&self) -> Vec<(String, String)>;
-    /// Writes the verdict and plots from the finished runs.
-    fn conclude(&self, r: &Finished) -> Result<()>;
+    /// Writes the verdict and plots from the finished runs; returns the
+    /// answer in one sentence (the first line of the verdict, and REPORT.md's
+    /// table of answers).
+    fn conclude(&self, r: &Finished) -> Result<String>;
     /// What each run executes (plain training unless overridden).
     fn worker(&self) -> &Worker<'_> {
         &sweep::train_worker

@@ -21,13 +21,13 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::figures;
+use super::markdown::{seeds_note, short, summary_table, tally, verdict_list, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, Common, Experiment, Finished};
-use crate::analysis::{describe, pts, Metric};
+use crate::analysis::{pts, Comparison, Metric, Verdict};
 use crate::config::TrainConfig;
-use crate::output::plot;
 use crate::regularizers::RegKind;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -110,20 +110,52 @@ impl Experiment for OtherNoise {
             .collect()
     }
 
-    fn conclude(&self, r: &Finished) -> Result<()> {
-        let bars = super::figures::headline_bars(r);
-        plot::bars(
-            &r.out.join("bars.png"),
-            &format!("Exercise {}: noise kinds vs dropout (test accuracy, mean of last 3 epochs, 95% CI)", SPEC.number),
-            "test accuracy",
-            &bars,
+    fn conclude(&self, r: &Finished) -> Result<String> {
+        figures::headline_dots(
+            r,
+            &r.out.join("accuracy.png"),
+            &format!(
+                "Exercise {}: test accuracy by kind of noise and strength",
+                SPEC.number
+            ),
         )?;
-        super::figures::accuracy_curves(
+        let primary: Vec<&Comparison> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect();
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!(
+                "Exercise {}: each kind of noise minus dropout {:?}",
+                SPEC.number, self.settings.baseline
+            ),
+            &primary,
+            |c| c.b.clone(),
+        )?;
+        figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
             &format!("Exercise {}: noise injection", SPEC.number),
         )?;
-        write_verdict(r, &self.verdict(r))
+        let better: Vec<String> = primary
+            .iter()
+            .filter(|c| c.verdict == Verdict::Better)
+            .map(|c| format!("{} ({})", c.b, short(c)))
+            .collect();
+        let answer = format!(
+            "{} Of the {} configurations against {}: {}.",
+            if better.is_empty() {
+                "No kind of noise is better than dropout after correction.".to_string()
+            } else {
+                format!("Better than dropout: {}.", better.join("; "))
+            },
+            primary.len(),
+            self.baseline_label(),
+            tally(&primary)
+        );
+        write_verdict(r, answer, &self.verdict(r))
     }
 }
 
@@ -135,62 +167,36 @@ impl OtherNoise {
             SPEC.heading(),
             seeds_note(&self.common)
         );
-        let comps: Vec<_> = r
+        let comps: Vec<&Comparison> = r
             .comparisons
             .iter()
             .filter(|c| c.metric == Metric::Last3)
             .collect();
-        let winners: Vec<_> = comps
+        let winners: Vec<String> = comps
             .iter()
-            .filter(|c| c.significant && c.test.diff > 0.0)
+            .filter(|c| c.verdict == Verdict::Better)
+            .map(|c| format!("{} ({} points)", c.b, pts(c.test.diff)))
             .collect();
         if winners.is_empty() {
-            let best = comps
+            v += &format!("**Does any noise beat dropout?** No: none of the {} configurations is better than {base} after Holm's correction", comps.len());
+            let undecided = comps
                 .iter()
-                .max_by(|a, b| a.test.diff.total_cmp(&b.test.diff));
-            v += "**No kind of noise beats dropout significantly** at the 5% level";
-            if let Some(b) = best {
+                .filter(|c| c.verdict == Verdict::Undecided)
+                .count();
+            if undecided > 0 {
                 v += &format!(
-                    "; the closest is {} at {} points (p = {:.3})",
-                    b.b,
-                    pts(b.test.diff),
-                    b.test.p
+                    ", and {undecided} are undecided (neither better, worse nor equivalent within the margin): more seeds could still find one better, as the list below says for each"
                 );
             }
             v += ".\n\n";
         } else {
-            v += "**Beat dropout significantly:** ";
-            v += &winners
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} by {} points (p = {:.3})",
-                        c.b,
-                        pts(c.test.diff),
-                        c.test.p
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            v += ".\n\n";
+            v += &format!(
+                "**Better than dropout after correction:** {}.\n\n",
+                winners.join("; ")
+            );
         }
-        let losers: Vec<_> = comps
-            .iter()
-            .filter(|c| c.significant && c.test.diff < 0.0)
-            .collect();
-        if !losers.is_empty() {
-            v += "Significantly worse than dropout: ";
-            v += &losers
-                .iter()
-                .map(|c| format!("{} ({} points, p = {:.3})", c.b, pts(c.test.diff), c.test.p))
-                .collect::<Vec<_>>()
-                .join("; ");
-            v += ".\n\n";
-        }
-        v += "All comparisons with the baseline:\n\n";
-        for c in &comps {
-            v += &format!("- {}: {}.\n", c.b, describe(c));
-        }
+        v += &format!("Each configuration against {base}, by verdict:\n\n");
+        v += &verdict_list(&comps, |c| c.b.clone());
         v += "\n";
         v += &summary_table(&r.summary);
         v

@@ -30,6 +30,9 @@ pub struct Common {
     /// Evaluate on the first N test examples only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_subset: Option<u32>,
+    /// Equivalence margin, in points of accuracy (0.5 = half a point).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
     /// The configuration every run starts from (the book's, with overrides).
     pub base: TrainConfig,
 }
@@ -38,7 +41,7 @@ impl Common {
     /// The settings-file keys that belong to `Common` itself (the base
     /// configuration's keys sit at the top level of a settings file too).
     /// A unit test checks this list against the struct.
-    pub const KEYS: [&'static str; 3] = ["seeds", "train_subset", "test_subset"];
+    pub const KEYS: [&'static str; 4] = ["seeds", "train_subset", "test_subset", "margin"];
 
     pub fn seeds(&self) -> impl Iterator<Item = u64> {
         0..self.seeds as u64
@@ -47,6 +50,12 @@ impl Common {
     fn validate(&self) -> Result<()> {
         if self.seeds == 0 {
             bail!("`seeds` must be at least 1");
+        }
+        if !(self.margin.is_finite() && self.margin > 0.0) {
+            bail!(
+                "`margin` = {} must be a number of points greater than 0",
+                self.margin
+            );
         }
         if self
             .train_subset
@@ -62,6 +71,14 @@ impl Common {
         }
         self.base.validate()
     }
+}
+
+/// The margin of `experiments/defaults.toml`, for sweep records written
+/// before the margin existed.
+fn default_margin() -> f64 {
+    config::defaults_table()["margin"]
+        .as_float()
+        .expect("experiments/defaults.toml sets `margin`")
 }
 
 /// Checks an experiment's own settings; the error names the bad value.
@@ -205,6 +222,7 @@ mod tests {
             seeds: 1,
             train_subset: Some(1),
             test_subset: Some(1),
+            margin: 0.5,
             base: TrainConfig::default(),
         };
         let serde_json::Value::Object(m) = serde_json::to_value(c).unwrap() else {

@@ -20,13 +20,14 @@
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::figures;
+use super::markdown::{seeds_note, short, summary_table, tally, verdict_list, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue, QUICK};
 use super::{rate_configs, rates_label, Common, Experiment, Finished};
-use crate::analysis::{describe, pts, Metric};
+use crate::analysis::{describe, Comparison, Metric};
 use crate::config::TrainConfig;
-use crate::output::plot;
+use crate::output::plot::{self, Heatmap};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "swap-rates",
@@ -140,18 +141,28 @@ impl Experiment for SwapRates {
         out
     }
 
-    fn conclude(&self, r: &Finished) -> Result<()> {
-        let bars = super::figures::headline_bars(r);
-        plot::bars(
-            &r.out.join("bars.png"),
+    fn conclude(&self, r: &Finished) -> Result<String> {
+        figures::headline_dots(
+            r,
+            &r.out.join("accuracy.png"),
             &format!(
-                "Exercise {}: test accuracy by dropout rates (mean of last 3 epochs, 95% CI)",
+                "Exercise {}: test accuracy by dropout rates (p1, p2)",
                 SPEC.number
             ),
-            "test accuracy",
-            &bars,
         )?;
-        super::figures::accuracy_curves(
+        let primary: Vec<&Comparison> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect();
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!("Exercise {}: effects of the dropout rates", SPEC.number),
+            &primary,
+            |c| format!("{} vs {}", c.b, c.a),
+        )?;
+        figures::accuracy_curves(
             r,
             &r.out.join("curves.png"),
             &format!("Exercise {}: dropout rates (p1, p2)", SPEC.number),
@@ -170,20 +181,42 @@ impl Experiment for SwapRates {
                         .collect()
                 })
                 .collect();
-            plot::heatmap(
+            plot::save(
                 &r.out.join("heatmap.png"),
-                &format!(
-                    "Exercise {}: test accuracy (%) by dropout rates, mean of last 3 epochs",
-                    SPEC.number
-                ),
-                "p2 (after second hidden layer)",
-                "p1 (after first hidden layer)",
-                grid,
-                grid,
-                &values,
+                &Heatmap {
+                    title: format!(
+                        "Exercise {}: test accuracy (%) by dropout rates, mean of last 3 epochs",
+                        SPEC.number
+                    ),
+                    x_label: "p2 (after second hidden layer)".into(),
+                    y_label: "p1 (after first hidden layer)".into(),
+                    xs: grid.clone(),
+                    ys: grid.clone(),
+                    values,
+                },
             )?;
         }
-        write_verdict(r, &self.verdict(r))
+        let [r1, r2] = self.reference();
+        let reference = rates_label(r1, r2);
+        let others: Vec<&Comparison> = primary
+            .iter()
+            .copied()
+            .filter(|c| c.a == reference)
+            .collect();
+        let swap = self.swaps().first().and_then(|&(a, b)| {
+            r.comparison(&rates_label(a, b), &rates_label(b, a), Metric::Last3)
+        });
+        let answer = match swap {
+            Some(c) => format!(
+                "Swapping {} to {} changes test accuracy by {}. Against {reference}, the other rates: {}.",
+                c.a,
+                c.b,
+                short(c),
+                tally(&others)
+            ),
+            None => format!("Against {reference}: {}.", tally(&others)),
+        };
+        write_verdict(r, answer, &self.verdict(r))
     }
 }
 
@@ -209,38 +242,26 @@ impl SwapRates {
                 );
                 for m in [Metric::Final, Metric::Best] {
                     if let Some(c) = r.comparison(&low, &high, m) {
-                        let which = if m == Metric::Final { "final" } else { "best" };
-                        v += &format!("On the {which} epoch: {}. ", describe(c));
+                        let which = if m == Metric::Final {
+                            "final epoch"
+                        } else {
+                            "best epoch (chosen on the test set, so biased upwards)"
+                        };
+                        v += &format!("Secondary, on the {which}: {}. ", describe(c));
                     }
                 }
                 v += "\n\n";
             }
         }
-        let mut ranked: Vec<_> = r.summary.iter().filter(|s| s.n > 0).collect();
-        ranked.sort_by(|a, b| b.last3_mean.total_cmp(&a.last3_mean));
-        if let Some(best) = ranked.first() {
-            v += &format!(
-                "Best configuration: {} at {:.2}% (mean of last 3 epochs). ",
-                best.config.label,
-                100.0 * best.last3_mean
-            );
-        }
-        let sig: Vec<String> = r
+        let vs_reference: Vec<&Comparison> = r
             .comparisons
             .iter()
-            .filter(|c| c.metric == Metric::Last3 && c.significant)
-            .map(|c| format!("{} ({} points, p = {:.3})", c.b, pts(c.test.diff), c.test.p))
+            .filter(|c| c.metric == Metric::Last3 && c.a == reference)
             .collect();
-        if sig.is_empty() {
-            v += &format!(
-                "No configuration differs significantly from {reference} at the 5% level.\n"
-            );
-        } else {
-            v += &format!(
-                "Significantly different from {reference} at the 5% level: {}.\n",
-                sig.join(", ")
-            );
-        }
+        v += &format!(
+            "**Each configuration against {reference}** (no configuration is called best unless it is better after correction):\n\n"
+        );
+        v += &verdict_list(&vs_reference, |c| c.b.clone());
         v += "\n";
         v += &summary_table(&r.summary);
         v

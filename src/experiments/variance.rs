@@ -6,12 +6,16 @@
 //! a dropout layer spread more than its input, and than the activations the
 //! network has at evaluation time?
 //!
-//! Hypothesis: inverted dropout at rate p turns an activation h with mean mu
-//! and variance s^2 into one with mean mu and variance
-//! (s^2 + p mu^2) / (1 - p), so the training-mode output is
-//! noticeably more spread than the evaluation-mode activations, most in the
-//! second layer (p = 0.5); over training the network with dropout learns
-//! larger, more redundant activations than the one without.
+//! Hypotheses, each measured: (1) inverted dropout at rate p turns an
+//! activation h with mean mu and variance s^2 into one with mean mu and
+//! variance (s^2 + p mu^2) / (1 - p), so in training mode the output of a
+//! dropout layer is more spread than its input, most in the second layer
+//! (p = 0.5); (2) training with dropout changes the activations the network
+//! learns: their evaluation-mode variance at the end of training differs
+//! from that of the same network trained without dropout (tested per layer,
+//! paired by seed, Holm-adjusted over the layers; the direction is left open,
+//! since the co-adaptation argument predicts less redundant, and so possibly
+//! less spread, units, while rescaling by 1/(1-p) predicts more).
 //!
 //! Swept: the (p1, p2) pairs of `experiments/variance.toml` (book's rates and
 //! none), x seeds. About 20 times per epoch the activations of a fixed probe
@@ -28,23 +32,22 @@
 //! model and stage, 95% band over seeds); `verdict.md`.
 
 use anyhow::Result;
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::figures;
 use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{rates_label, Common, Experiment, Finished};
+use crate::analysis::{p_text, ALPHA};
 use crate::config::TrainConfig;
 use crate::data::Dataset;
-use crate::model::Mlp;
-use crate::output::plot::{self, Panel, Series};
+use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Series};
 use crate::output::write_csv;
-use crate::regularizers::NoiseCtx;
-use crate::rng::{Rng, Stream};
-use crate::stats::Estimate;
+use crate::probes::{ProbeRow, Recorder, Stage};
+use crate::stats::{self, Estimate, TTest};
 use crate::sweep::{RunResult, RunSpec, Worker};
-use crate::train::{EpochRow, TrainHook};
+use crate::train::TrainHook;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "variance",
@@ -77,29 +80,6 @@ pub struct Settings {
     pub plot: bool,
 }
 
-/// Where in the network a probe measures a hidden layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// ReLU output in training mode, before the regulariser.
-    TrainPre,
-    /// After the regulariser, training mode.
-    TrainPost,
-    /// ReLU output in evaluation mode.
-    Eval,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::TrainPre, Stage::TrainPost, Stage::Eval];
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::TrainPre => "train_pre",
-            Stage::TrainPost => "train_post",
-            Stage::Eval => "eval",
-        }
-    }
-}
-
 impl super::CheckSettings for Settings {
     fn check(&self) -> Result<(), String> {
         if self.rates.is_empty() {
@@ -110,100 +90,6 @@ impl super::CheckSettings for Settings {
             return Err("`probes_per_epoch` and `probe_size` must be at least 1".into());
         }
         Ok(())
-    }
-}
-
-/// One measurement: one layer, one stage, at one step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProbeRow {
-    pub step: usize,
-    pub epoch: usize,
-    pub model: String,
-    pub layer: usize,
-    pub stage: Stage,
-    pub mean: f64,
-    pub variance: f64,
-    pub unit_variance: f64,
-    pub seed: u64,
-}
-
-/// Mean, variance over all elements, and mean per-column (unit) variance of
-/// an [n, units] matrix.
-pub fn moments(xs: &Tensor) -> candle_core::Result<(f64, f64, f64)> {
-    let rows: Vec<Vec<f32>> = xs.to_vec2()?;
-    let n = rows.len() as f64;
-    let units = rows.first().map_or(0, |r| r.len());
-    let total = n * units as f64;
-    let mean = rows.iter().flatten().map(|&x| x as f64).sum::<f64>() / total;
-    let variance = rows
-        .iter()
-        .flatten()
-        .map(|&x| (x as f64 - mean).powi(2))
-        .sum::<f64>()
-        / total;
-    let mut unit_var = 0.0;
-    for u in 0..units {
-        let m = rows.iter().map(|r| r[u] as f64).sum::<f64>() / n;
-        unit_var += rows.iter().map(|r| (r[u] as f64 - m).powi(2)).sum::<f64>() / n;
-    }
-    Ok((mean, variance, unit_var / units as f64))
-}
-
-/// The hook that measures the probe batch during training; it passes every
-/// call on to the sweep's own hook (the progress bar).
-struct Recorder<'a> {
-    inner: &'a mut dyn TrainHook,
-    probe: Tensor,
-    every: usize,
-    total_steps: usize,
-    rng: Rng,
-    model: String,
-    seed: u64,
-    rows: Vec<ProbeRow>,
-}
-
-impl Recorder<'_> {
-    fn record(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
-        let mut ctx = NoiseCtx {
-            rng: &mut self.rng,
-            progress: step as f64 / self.total_steps as f64,
-        };
-        let train = model.trace(&self.probe, true, &mut ctx)?;
-        let eval = model.trace(&self.probe, false, &mut ctx)?;
-        for layer in 0..train.relu.len() {
-            for (stage, t) in [
-                (Stage::TrainPre, &train.relu[layer]),
-                (Stage::TrainPost, &train.after[layer]),
-                (Stage::Eval, &eval.relu[layer]),
-            ] {
-                let (mean, variance, unit_variance) = moments(t)?;
-                self.rows.push(ProbeRow {
-                    step,
-                    epoch,
-                    model: self.model.clone(),
-                    layer: layer + 1,
-                    stage,
-                    mean,
-                    variance,
-                    unit_variance,
-                    seed: self.seed,
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-impl TrainHook for Recorder<'_> {
-    fn after_step(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
-        self.inner.after_step(step, epoch, model)?;
-        if step.is_multiple_of(self.every) || step == 1 {
-            self.record(step, epoch, model)?;
-        }
-        Ok(())
-    }
-    fn after_epoch(&mut self, rows: &[EpochRow]) -> Result<()> {
-        self.inner.after_epoch(rows)
     }
 }
 
@@ -218,24 +104,18 @@ impl Variance {
         let s = settings.clone();
         let worker =
             move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
-                let n = data.train_len();
-                let steps_per_epoch = n.div_ceil(spec.config.batch_size);
-                let size = (s.probe_size as usize).min(n);
-                let mut rec = Recorder {
-                    inner: hook,
-                    probe: data.train_x.narrow(0, 0, size)?,
-                    every: (steps_per_epoch / s.probes_per_epoch as usize).max(1),
-                    total_steps: steps_per_epoch * spec.config.epochs,
-                    rng: Rng::new(spec.seed, Stream::Probe),
-                    model: spec.label.clone(),
-                    seed: spec.seed,
-                    rows: Vec::new(),
-                };
+                let mut rec = Recorder::new(
+                    hook,
+                    data,
+                    spec,
+                    s.probe_size as usize,
+                    s.probes_per_epoch as usize,
+                )?;
                 let out = crate::train::train(&spec.config, spec.seed, data, threads, &mut rec)?;
                 Ok(RunResult {
                     diverged: out.diverged,
                     rows: out.rows,
-                    extra: serde_json::to_value(&rec.rows)?,
+                    extra: serde_json::to_value(rec.into_rows())?,
                 })
             };
         Self {
@@ -295,52 +175,19 @@ impl Experiment for Variance {
         self.worker.as_ref()
     }
 
-    fn conclude(&self, r: &Finished) -> Result<()> {
+    fn conclude(&self, r: &Finished) -> Result<String> {
         let rows = Self::rows(r)?;
         write_csv(&r.out.join("variance.csv"), &rows)?;
+        let factors = self.factors_figure(r, &rows)?;
         if self.settings.plot {
-            let mut panels = Vec::new();
-            for layer in 1..=2 {
-                let mut series = Vec::new();
-                for (i, &[p1, p2]) in self.settings.rates.iter().enumerate() {
-                    let model = rates_label(p1, p2);
-                    let p = if layer == 1 { p1 } else { p2 };
-                    for stage in Stage::ALL {
-                        if stage == Stage::TrainPost && p == 0.0 {
-                            continue; // identical to train_pre without dropout
-                        }
-                        let mut s = Series::band(
-                            format!("{model} {}", stage.name()),
-                            curve(&rows, &model, layer, stage, |r| r.variance)
-                                .into_iter()
-                                .map(|(x, e)| (x, e.mean, e.ci_low, e.ci_high))
-                                .collect(),
-                        );
-                        s.dashed = i > 0;
-                        series.push(s);
-                    }
-                }
-                panels.push(Panel {
-                    title: format!("hidden layer {layer}: variance of activations (probe batch)"),
-                    x_label: "training step".into(),
-                    y_label: "variance over units and samples".into(),
-                    series,
-                    log_y: true,
-                    clip: Some((1e-6, f64::INFINITY)),
-                    ..Default::default()
-                });
-            }
-            plot::panels(
-                &r.out.join("variance.png"),
-                &format!(
-                    "Exercise {}: activation variance over training (mean over seeds, 95% band)",
-                    SPEC.number
-                ),
-                &panels,
-                2,
-            )?;
+            self.variance_figure(r, &rows)?;
         }
-        write_verdict(r, &self.verdict(r, &rows))
+        let answer = format!(
+            "In training mode dropout multiplies a layer's variance by the predicted factor (s² + p mu²) / ((1 - p) s²): {}. {}",
+            factors.join("; "),
+            self.eval_variance_answer(&rows)
+        );
+        write_verdict(r, answer, &self.verdict(r, &rows))
     }
 }
 
@@ -411,49 +258,279 @@ impl Variance {
                 .collect();
             v += &format!("- Layer {layer}: {}.\n", parts.join("; "));
         }
+        v += &self.eval_variance_tests(rows, last_step);
         v += "\n";
         v += &summary_table(&r.summary);
         v
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    /// Hand-computed on [[1, 2], [3, 6]]: mean 3, variance over all
-    /// elements ((4 + 1 + 0 + 9) / 4) = 3.5; unit variances: column 0
-    /// (1, 3) -> 1, column 1 (2, 6) -> 4; mean 2.5.
-    #[test]
-    fn moments_by_hand() {
-        let xs = Tensor::new(&[[1f32, 2.], [3., 6.]], &Device::Cpu).unwrap();
-        let (m, v, u) = moments(&xs).unwrap();
-        assert_eq!((m, v, u), (3.0, 3.5, 2.5));
+impl Variance {
+    /// `variance.png`: per hidden layer, the variance of the activations over
+    /// training, a colour per model (its family's), a line style per stage.
+    fn variance_figure(&self, r: &Finished, rows: &[ProbeRow]) -> Result<()> {
+        let colors = figures::config_colors(r);
+        let mut panels = Vec::new();
+        for layer in 1..=2 {
+            let mut series = Vec::new();
+            for &[p1, p2] in &self.settings.rates {
+                let model = rates_label(p1, p2);
+                let p = if layer == 1 { p1 } else { p2 };
+                let base = colors
+                    .iter()
+                    .find(|(l, _)| *l == model)
+                    .map_or(figures::NONE, |(_, c)| *c);
+                for stage in Stage::ALL {
+                    if stage == Stage::TrainPost && p == 0.0 {
+                        continue; // identical to train_pre without dropout
+                    }
+                    // Evaluation mode bold and solid; training mode before
+                    // the regulariser dashed, after it lighter.
+                    let color = match stage {
+                        Stage::TrainPost => base.lighter(0.45),
+                        _ => base,
+                    };
+                    let mut s = Series::band(
+                        format!("{model}, {}", stage.describe()),
+                        color,
+                        curve(rows, &model, layer, stage, |r| r.variance)
+                            .into_iter()
+                            .map(|(x, e)| (x, e.mean, e.ci_low, e.ci_high))
+                            .collect(),
+                    );
+                    s.dashed = stage == Stage::TrainPre;
+                    series.push(s);
+                }
+            }
+            panels.push(Panel {
+                title: format!("hidden layer {layer}: variance of activations (probe batch)"),
+                x_label: "training step".into(),
+                y_label: "variance over units and samples".into(),
+                series,
+                clip: Some((0.0, f64::INFINITY)),
+                ..Default::default()
+            });
+        }
+        plot::save(
+            &r.out.join("variance.png"),
+            &Panels {
+                title: format!(
+                    "Exercise {}: activation variance over training (mean over seeds, 95% band)",
+                    SPEC.number
+                ),
+                panels,
+                cols: 2,
+            },
+        )
     }
 
-    /// The verdict's prediction (s^2 + p mu^2) / (1 - p) for the variance
-    /// after inverted dropout, checked on 10^6 values uniform in [0, 2)
-    /// (mu = 1, s^2 = 1/3) at p = 0.5: (1/3 + 1/2) / (1/2) = 5/3.
-    #[test]
-    fn dropout_variance_prediction() {
-        use crate::regularizers::{Dropout, Regularizer};
-        let mut rng = Rng::new(5, Stream::Probe);
-        let mut v = vec![0f32; 1_000_000];
-        rng.fill_uniform(&mut v);
-        let xs = (Tensor::from_vec(v, (1000, 1000), &Device::Cpu).unwrap() * 2.0).unwrap();
-        let (mu, s2, _) = moments(&xs).unwrap();
-        let mut ctx = NoiseCtx {
-            rng: &mut rng,
-            progress: 0.0,
+    /// `effects.png`: by how much dropout multiplies a layer's variance in
+    /// training mode at the end of training, measured (per seed, 95% CI)
+    /// against the prediction (s^2 + p mu^2) / ((1 - p) s^2).
+    fn factors_figure(&self, r: &Finished, rows: &[ProbeRow]) -> Result<Vec<String>> {
+        let last = rows.iter().map(|r| r.step).max().unwrap_or(0);
+        let colors = figures::config_colors(r);
+        let mut dots = Vec::new();
+        let mut answers = Vec::new();
+        for &[p1, p2] in &self.settings.rates {
+            let model = rates_label(p1, p2);
+            for (layer, p) in [(1, p1), (2, p2)] {
+                if p == 0.0 {
+                    continue;
+                }
+                let at = |stage: Stage, seed: u64| {
+                    rows.iter()
+                        .find(|r| {
+                            r.model == model
+                                && r.layer == layer
+                                && r.stage == stage
+                                && r.step == last
+                                && r.seed == seed
+                        })
+                        .map(|r| (r.mean, r.variance))
+                };
+                let (mut measured, mut predicted) = (Vec::new(), Vec::new());
+                for seed in self.common.seeds() {
+                    if let (Some((mu, pre)), Some((_, post))) =
+                        (at(Stage::TrainPre, seed), at(Stage::TrainPost, seed))
+                    {
+                        measured.push(post / pre);
+                        predicted.push((pre + p * mu * mu) / ((1.0 - p) * pre));
+                    }
+                }
+                let e = Estimate::of(&measured);
+                answers.push(format!(
+                    "layer {layer} at p = {p}: measured {:.3}, predicted {:.3}",
+                    e.mean,
+                    stats::mean(&predicted)
+                ));
+                let color = colors
+                    .iter()
+                    .find(|(l, _)| *l == model)
+                    .map_or(figures::NONE, |(_, c)| *c);
+                dots.push(DotRow {
+                    label: format!("{model}, layer {layer} (p = {p})"),
+                    value: e.mean,
+                    lo: e.ci_low,
+                    hi: e.ci_high,
+                    color,
+                    note: Some((
+                        format!("predicted {:.3}", stats::mean(&predicted)),
+                        plot::INK,
+                    )),
+                });
+            }
+        }
+        plot::save(
+            &r.out.join("effects.png"),
+            &Dots {
+                title: format!(
+                    "Exercise {}: how much dropout multiplies the variance (training mode, end of training)",
+                    SPEC.number
+                ),
+                x_label: "variance after dropout / before (measured; 95% CI over seeds)".into(),
+                rows: dots,
+                ..Default::default()
+            },
+        )?;
+        Ok(answers)
+    }
+
+    /// Hypothesis (2): per layer, the evaluation-mode variance at the end of
+    /// training of each other model minus the first's (the book's rates),
+    /// paired by seed, Holm-adjusted over the layers and models.
+    fn eval_variance_results(&self, rows: &[ProbeRow], step: usize) -> Vec<EvalTest> {
+        let labels: Vec<String> = self
+            .settings
+            .rates
+            .iter()
+            .map(|&[a, b]| rates_label(a, b))
+            .collect();
+        let Some((reference, others)) = labels.split_first() else {
+            return Vec::new();
         };
-        let out = Dropout::new(0.5).activations(&xs, &mut ctx).unwrap();
-        let (_, after, _) = moments(&out).unwrap();
-        let predicted = (s2 + 0.5 * mu * mu) / 0.5;
-        assert!((predicted - 5.0 / 3.0).abs() < 0.01, "{predicted}");
-        assert!(
-            (after - predicted).abs() < 0.01 * predicted,
-            "{after} vs {predicted}"
+        let per_seed = |model: &str, layer: usize| -> Vec<(u64, f64)> {
+            rows.iter()
+                .filter(|r| {
+                    r.model == model && r.layer == layer && r.stage == Stage::Eval && r.step == step
+                })
+                .map(|r| (r.seed, r.variance))
+                .collect()
+        };
+        let mut tests = Vec::new();
+        for other in others {
+            for layer in 1..=2 {
+                let base = per_seed(reference, layer);
+                let (a, b): (Vec<f64>, Vec<f64>) = per_seed(other, layer)
+                    .into_iter()
+                    .filter_map(|(seed, x)| {
+                        base.iter().find(|(s, _)| *s == seed).map(|(_, y)| (*y, x))
+                    })
+                    .unzip();
+                tests.push(EvalTest {
+                    reference: reference.clone(),
+                    other: other.clone(),
+                    layer,
+                    lower: a.iter().zip(&b).filter(|(x, y)| y < x).count(),
+                    test: stats::paired(&a, &b),
+                    p_holm: f64::NAN,
+                });
+            }
+        }
+        let p: Vec<f64> = tests
+            .iter()
+            .map(|t| {
+                if t.test.n >= stats::MIN_RUNS_FOR_INTERVAL {
+                    t.test.p
+                } else {
+                    f64::NAN
+                }
+            })
+            .collect();
+        for (t, ph) in tests.iter_mut().zip(stats::holm(&p)) {
+            t.p_holm = ph;
+        }
+        tests
+    }
+
+    fn eval_variance_tests(&self, rows: &[ProbeRow], step: usize) -> String {
+        let tests = self.eval_variance_results(rows, step);
+        let Some(first) = tests.first() else {
+            return String::new();
+        };
+        let mut v = format!(
+            "\n**Does training with dropout change the evaluation-mode variance?** Each model against {}, at the last probe, paired by seed, Holm-adjusted over {} tests:\n\n",
+            first.reference,
+            tests.len()
         );
+        for t in &tests {
+            let ci = if t.test.ci_low.is_nan() {
+                "no interval from fewer than 3 seeds".to_string()
+            } else {
+                format!("95% CI {:+.4} to {:+.4}", t.test.ci_low, t.test.ci_high)
+            };
+            v += &format!(
+                "- Layer {}: {} minus {}: {:+.4} ({ci}; {} of {} seeds lower; Holm-adjusted p = {}): {}.\n",
+                t.layer,
+                t.other,
+                t.reference,
+                t.test.diff,
+                t.lower,
+                t.test.n,
+                p_text(t.p_holm),
+                t.word()
+            );
+        }
+        v
+    }
+
+    /// Hypothesis (2) in a sentence, for the answer.
+    fn eval_variance_answer(&self, rows: &[ProbeRow]) -> String {
+        let step = rows.iter().map(|r| r.step).max().unwrap_or(0);
+        let tests = self.eval_variance_results(rows, step);
+        let parts: Vec<String> = tests
+            .iter()
+            .map(|t| format!("layer {}: {}", t.layer, t.word()))
+            .collect();
+        match tests.first() {
+            Some(t) => format!(
+                "Evaluation-mode variance at the end of training, {} against {}: {}.",
+                t.other,
+                t.reference,
+                parts.join("; ")
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// One test of hypothesis (2).
+struct EvalTest {
+    reference: String,
+    other: String,
+    layer: usize,
+    /// Seeds where `other` is lower.
+    lower: usize,
+    test: TTest,
+    p_holm: f64,
+}
+
+impl EvalTest {
+    fn word(&self) -> String {
+        if self.test.n < stats::MIN_RUNS_FOR_INTERVAL {
+            "too few seeds to test".to_string()
+        } else if self.p_holm < ALPHA {
+            format!(
+                "**{}** with {}",
+                if self.test.diff < 0.0 {
+                    "lower"
+                } else {
+                    "higher"
+                },
+                self.other
+            )
+        } else {
+            "no difference shown (undecided)".to_string()
+        }
     }
 }

@@ -44,7 +44,11 @@ fn assert_outputs(dir: &Path, pngs: &[&str]) {
     }
     for p in pngs {
         assert_eq!(png_size(&dir.join(p)), (1200, 800), "{p}");
+        let svg = dir.join(p).with_extension("svg");
+        assert!(read(&svg).starts_with("<svg"), "{}", svg.display());
     }
+    let verdict = read(&dir.join("verdict.md"));
+    assert!(!verdict.contains("NaN"), "a verdict shows NaN:\n{verdict}");
 }
 
 fn same_outputs(a: &Path, b: &Path) {
@@ -63,7 +67,10 @@ fn swap_rates_end_to_end_with_grid() {
     let tmp = TempDir::new().unwrap();
     let out = tmp.path().join("s");
     swap(&out, &[]).success();
-    assert_outputs(&out, &["bars.png", "curves.png", "heatmap.png"]);
+    assert_outputs(
+        &out,
+        &["accuracy.png", "curves.png", "heatmap.png", "effects.png"],
+    );
     // 4 configurations (2x2 grid) x 2 seeds x 3 epochs, plus the header.
     assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 2 * 3);
     assert_eq!(read(&out.join("summary.csv")).lines().count(), 1 + 4);
@@ -85,7 +92,7 @@ fn longer_end_to_end() {
         .arg(&out)
         .assert()
         .success();
-    assert_outputs(&out, &["curves.png", "gap.png"]);
+    assert_outputs(&out, &["curves.png", "gap.png", "effects.png"]);
     let verdict = read(&out.join("verdict.md"));
     assert!(verdict.contains("Gap (train - test accuracy)"), "{verdict}");
 }
@@ -101,7 +108,7 @@ fn compare_wd_end_to_end() {
         .arg(&out)
         .assert()
         .success();
-    assert_outputs(&out, &["wd.png", "curves.png"]);
+    assert_outputs(&out, &["wd.png", "curves.png", "effects.png"]);
     let inter = read(&out.join("interaction.csv"));
     assert!(inter.starts_with("weight_decay,n,dropout_gain"), "{inter}");
     assert_eq!(
@@ -288,7 +295,10 @@ fn shards_merged_equal_an_unsharded_sweep() {
         .assert()
         .success();
     same_outputs(&p("all"), &p("m"));
-    assert_outputs(&p("m"), &["bars.png", "curves.png", "heatmap.png"]);
+    assert_outputs(
+        &p("m"),
+        &["accuracy.png", "curves.png", "heatmap.png", "effects.png"],
+    );
 }
 
 #[test]
@@ -389,7 +399,7 @@ fn variance_end_to_end() {
         .arg(&out)
         .assert()
         .success();
-    assert_outputs(&out, &["variance.png"]);
+    assert_outputs(&out, &["variance.png", "effects.png"]);
     let csv = read(&out.join("variance.csv"));
     assert!(
         csv.starts_with("step,epoch,model,layer,stage,mean,variance,unit_variance,seed"),
@@ -422,11 +432,11 @@ fn test_time_end_to_end() {
         .arg(&out)
         .assert()
         .success();
-    assert_outputs(&out, &["mc.png"]);
+    assert_outputs(&out, &["mc.png", "effects.png"]);
     let mc = read(&out.join("mc.csv"));
     // 2 seeds x (deterministic + 7 values of K).
     assert_eq!(mc.lines().count(), 1 + 2 * 8, "{mc}");
-    assert!(read(&out.join("verdict.md")).contains("One noisy pass"));
+    assert!(read(&out.join("verdict.md")).contains("Why dropout is off at test time"));
 }
 
 /// Runs `command` on the SMALL sweep with a `--config` file holding `toml`;
@@ -450,7 +460,7 @@ fn small_with_config(dir: &Path, command: &str, toml: &str) -> std::path::PathBu
 fn dropconnect_end_to_end() {
     let tmp = TempDir::new().unwrap();
     let out = small_with_config(tmp.path(), "dropconnect", "rates = [0.2, 0.5]\n");
-    assert_outputs(&out, &["rates.png", "curves.png"]);
+    assert_outputs(&out, &["rates.png", "curves.png", "effects.png"]);
     let summary = read(&out.join("summary.csv"));
     assert!(summary.contains("dropconnect p=0.5") && summary.contains("dropout p=0.2"));
     assert!(read(&out.join("verdict.md")).contains("DropConnect minus dropout"));
@@ -460,7 +470,7 @@ fn dropconnect_end_to_end() {
 fn noise_end_to_end() {
     let tmp = TempDir::new().unwrap();
     let out = small_with_config(tmp.path(), "noise", "strengths = [[0.2, 0.5]]\n");
-    assert_outputs(&out, &["bars.png", "curves.png"]);
+    assert_outputs(&out, &["accuracy.png", "curves.png", "effects.png"]);
     let summary = read(&out.join("summary.csv"));
     for kind in [
         "gaussian-mult",
@@ -503,9 +513,25 @@ fn report_quick_on_synthetic_data() {
             "exercise {n} missing"
         );
     }
-    // Every image the report links exists.
-    for line in report.lines().filter(|l| l.starts_with("![")) {
-        let target = line.rsplit_once("](").unwrap().1.trim_end_matches(')');
-        assert!(out.join(target).is_file(), "{target} missing");
+    // It opens with the answers, one row per exercise, each linking its
+    // effects figure.
+    let glance = report
+        .split("## The answers at a glance")
+        .nth(1)
+        .expect("a table of answers");
+    let table: Vec<&str> = glance
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 2 + 7, "{glance}");
+    // Every image and file the report links exists.
+    for link in report.split("](").skip(1) {
+        let target = &link[..link.find(')').unwrap()];
+        if target.starts_with('#') {
+            continue;
+        }
+        assert!(out.join(target).exists(), "{target} missing");
     }
+    assert!(!report.contains("NaN"), "{report}");
 }

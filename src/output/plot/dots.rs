@@ -1,0 +1,176 @@
+//! Dot plots: one row per item, a dot at its value and a line for its
+//! interval, labels on the axis, an optional shaded band (an equivalence
+//! margin) and a note at the end of each row (a verdict). With a band and
+//! notes this is a forest plot of effects; without, it replaces bar charts,
+//! whose bars would have to start at zero to be honest.
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{number, pad, robust_range, DrawResult, Figure, Rgb, FONT, INK};
+
+/// One row.
+#[derive(Debug, Clone)]
+pub struct DotRow {
+    pub label: String,
+    pub value: f64,
+    /// The interval; NaN draws none (too few runs).
+    pub lo: f64,
+    pub hi: f64,
+    pub color: Rgb,
+    /// Text at the end of the row, in its own colour.
+    pub note: Option<(String, Rgb)>,
+}
+
+/// A dot plot, first row at the top.
+#[derive(Debug, Clone, Default)]
+pub struct Dots {
+    pub title: String,
+    pub x_label: String,
+    pub rows: Vec<DotRow>,
+    /// A shaded vertical band (name, low, high).
+    pub band: Option<(String, f64, f64)>,
+    /// Draw a vertical line at 0.
+    pub zero: bool,
+    /// What the quantity can take; intervals and the axis are clipped to it.
+    pub clip: Option<(f64, f64)>,
+}
+
+impl Dots {
+    pub(super) fn x_range(&self) -> (f64, f64) {
+        let must: Vec<f64> = self
+            .rows
+            .iter()
+            .map(|r| r.value)
+            .chain(self.zero.then_some(0.0))
+            .chain(self.band.iter().flat_map(|b| [b.1, b.2]))
+            .collect();
+        let may: Vec<f64> = self.rows.iter().flat_map(|r| [r.lo, r.hi]).collect();
+        let (lo, hi) = pad(robust_range(&must, &may, 0.0).unwrap_or((0.0, 1.0)), 0.06);
+        match self.clip {
+            Some((c0, c1)) => (lo.max(c0), hi.min(c1)),
+            None => (lo, hi),
+        }
+    }
+}
+
+impl Dots {
+    /// Each row's interval, dot and note (the notes start at `note_x`).
+    fn draw_rows<'a, 'b: 'a, DB>(
+        &self,
+        chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+        note_x: f64,
+    ) -> DrawResult
+    where
+        DB: DrawingBackend + 'b,
+        DB::ErrorType: 'static,
+    {
+        let n = self.rows.len();
+        let y_of = |i: usize| (n - 1 - i) as f64;
+        let clip = |v: f64| match self.clip {
+            Some((a, b)) if v.is_finite() => v.clamp(a, b),
+            _ => v,
+        };
+        for (i, r) in self.rows.iter().enumerate() {
+            let (y, c) = (y_of(i), r.color.color());
+            if r.lo.is_finite() && r.hi.is_finite() {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(clip(r.lo), y), (clip(r.hi), y)],
+                    c.stroke_width(3),
+                )))?;
+            }
+            if r.value.is_finite() {
+                chart.draw_series(std::iter::once(Circle::new((r.value, y), 7, c.filled())))?;
+            }
+            if let Some((text, color)) = &r.note {
+                chart.draw_series(std::iter::once(Text::new(
+                    text.clone(),
+                    (note_x, y),
+                    (FONT, 16).into_font().color(&color.color()).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Left,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                )))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Figure for Dots {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let (x0, x1) = self.x_range();
+        let span = x1 - x0;
+        let has_notes = self.rows.iter().any(|r| r.note.is_some());
+        // Room on the right for the notes, outside the data's range.
+        let x_end = if has_notes { x1 + 0.32 * span } else { x1 };
+        let n = self.rows.len();
+        let longest = self.rows.iter().map(|r| r.label.len()).max().unwrap_or(4);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 24))
+            .margin(20)
+            .x_label_area_size(55)
+            .y_label_area_size((longest as u32 * 9 + 30).clamp(80, 420))
+            .build_cartesian_2d(x0..x_end, -0.5f64..n as f64 - 0.5)?;
+        let labels: Vec<&str> = self.rows.iter().map(|r| r.label.as_str()).collect();
+        let y_fmt = |y: &f64| {
+            let i = y.round();
+            if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+                labels[n - 1 - i as usize].to_string()
+            } else {
+                String::new()
+            }
+        };
+        let x_fmt = |x: &f64| {
+            if *x > x1 + 1e-9 * span {
+                String::new()
+            } else {
+                number(*x, span)
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n.max(1))
+            .y_label_formatter(&y_fmt)
+            .x_label_formatter(&x_fmt)
+            .x_desc(self.x_label.as_str())
+            .light_line_style(RGBColor(235, 235, 235))
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 17))
+            .draw()?;
+        if let Some((name, lo, hi)) = &self.band {
+            let c = Rgb(120, 120, 120).lighter(0.75).color();
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(*lo, -0.5), (*hi, n as f64 - 0.5)],
+                    c.mix(0.6).filled(),
+                )))?
+                .label(name.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], c.filled()));
+        }
+        if self.zero {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, -0.5), (0.0, n as f64 - 0.5)],
+                INK.color().stroke_width(1),
+            )))?;
+        }
+        self.draw_rows(&mut chart, x1 + 0.03 * span)?;
+        if self.band.is_some() {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT, 14))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }
+        Ok(())
+    }
+}
