@@ -389,10 +389,18 @@ impl Sweep<'_> {
 }
 
 /// The stored runs for `specs`, in order; `None` where a run is missing.
+/// A run carries the label its spec has now: labels are presentation, not
+/// part of the key, so renaming a configuration reuses its runs.
 pub fn collect(specs: &[RunSpec], out: &Path, data_digest: &str) -> Result<Vec<Option<StoredRun>>> {
     specs
         .iter()
-        .map(|s| load_run(&run_path(out, &s.key(data_digest))))
+        .map(|s| {
+            let run = load_run(&run_path(out, &s.key(data_digest)))?;
+            Ok(run.map(|mut r| {
+                r.spec.label = s.label.clone();
+                r
+            }))
+        })
         .collect()
 }
 

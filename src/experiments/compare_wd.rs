@@ -145,7 +145,11 @@ impl From<Reading> for String {
 }
 
 fn label(dropout: bool, wd: f64) -> String {
-    format!("dropout={} wd={wd:e}", if dropout { "on" } else { "off" })
+    format!(
+        "dropout={} wd={}",
+        if dropout { "on" } else { "off" },
+        crate::output::plot::scientific(wd)
+    )
 }
 
 impl CompareWd {
@@ -304,10 +308,20 @@ impl Experiment for CompareWd {
             &primary,
             |c| format!("{} vs {}", c.b, c.a),
         )?;
-        figures::accuracy_curves(
+        figures::accuracy_panels(
             r,
             &r.out.join("curves.png"),
-            &format!("Exercise {}: dropout x weight decay", SPEC.number),
+            &format!(
+                "Exercise {}: test accuracy, without and with dropout",
+                SPEC.number
+            ),
+            |g| {
+                Some(if g.config.layers.iter().any(|l| l.p() > 0.0) {
+                    "with dropout, by weight decay".into()
+                } else {
+                    "without dropout, by weight decay".into()
+                })
+            },
         )?;
         let neither = label(false, 0.0);
         let dropout = r.comparison(&neither, &label(true, 0.0), Metric::Last3);

@@ -156,10 +156,14 @@ impl Experiment for DropConnectExp {
             &primary,
             |c| format!("{} vs {}", c.b, c.a),
         )?;
-        figures::accuracy_curves(
+        figures::accuracy_panels(
             r,
             &r.out.join("curves.png"),
-            &format!("Exercise {}: DropConnect and dropout", SPEC.number),
+            &format!(
+                "Exercise {}: test accuracy, DropConnect and dropout (no regularisation in both)",
+                SPEC.number
+            ),
+            |g| (g.label != NONE).then(|| g.config.layers[0].kind().to_string()),
         )?;
         let head_to_head: Vec<&Comparison> =
             primary.iter().copied().filter(|c| c.a != NONE).collect();

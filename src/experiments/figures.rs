@@ -302,6 +302,7 @@ pub fn accuracy_curves(r: &Finished, path: &Path, title: &str) -> Result<()> {
         },
         series: loss,
         log_y: log,
+        legend_top: true,
         clip: Some((0.0, f64::INFINITY)),
         ..Default::default()
     };
@@ -311,6 +312,63 @@ pub fn accuracy_curves(r: &Finished, path: &Path, title: &str) -> Result<()> {
             title: title.to_string(),
             panels: vec![test, train],
             cols: 2,
+        },
+    )
+}
+
+/// Test accuracy (%) per epoch in several panels: `panel_of` names each
+/// configuration's panel, or `None` for a reference drawn in every panel.
+/// For sweeps with too many configurations for one chart; runs are drawn
+/// thin only where a panel has at most three lines.
+pub fn accuracy_panels(
+    r: &Finished,
+    path: &Path,
+    title: &str,
+    panel_of: impl Fn(&Group) -> Option<String>,
+) -> Result<()> {
+    let all = epoch_series(r, |e| e.test_acc, 100.0);
+    let keys: Vec<Option<String>> = r.groups.iter().map(&panel_of).collect();
+    let mut names: Vec<String> = Vec::new();
+    for k in keys.iter().flatten() {
+        if !names.contains(k) {
+            names.push(k.clone());
+        }
+    }
+    let panels: Vec<Panel> = names
+        .iter()
+        .map(|name| {
+            let mut series: Vec<Series> = all
+                .iter()
+                .zip(&keys)
+                .filter(|(_, k)| k.as_ref().is_none_or(|k| k == name))
+                .map(|(s, _)| s.clone())
+                .collect();
+            if series.len() > 3 {
+                for s in &mut series {
+                    s.runs.clear();
+                }
+            }
+            Panel {
+                title: name.clone(),
+                x_label: "epoch".into(),
+                y_label: "test accuracy (%)".into(),
+                series,
+                clip: Some((0.0, 100.0)),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let cols = if panels.len() > 2 {
+        2
+    } else {
+        panels.len().max(1)
+    };
+    plot::save(
+        path,
+        &Panels {
+            title: title.to_string(),
+            panels,
+            cols,
         },
     )
 }

@@ -90,6 +90,7 @@ impl Longer {
                 },
                 series,
                 log_y: log,
+                legend_top: loss,
                 clip: Some(if loss {
                     (0.0, f64::INFINITY)
                 } else {

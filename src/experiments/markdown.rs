@@ -66,7 +66,7 @@ fn stability(r: &Finished) -> String {
         return String::new();
     }
     let mut s = format!(
-        "\n## Stability\n\nA run **diverged** when its loss became NaN or infinite; it **collapsed** when it finished at chance level (final test accuracy at most {:.0}%, its loss stuck near ln 10 after a blow-up). Both are outcomes, not noise: they are counted here and left out of the accuracy statistics above, which use the runs that finished without either.\n\n| configuration | runs | diverged | collapsed | failed (95% CI) |\n|---|---|---|---|---|\n",
+        "\n## Stability\n\nA run **diverged** when its loss stopped being a finite number; it **collapsed** when it finished at chance level (final test accuracy at most {:.0}%, its loss stuck near ln 10 after a blow-up). Both are outcomes, not noise: they are counted here and left out of the accuracy statistics above, which use the runs that finished without either.\n\n| configuration | runs | diverged | collapsed | failed (95% CI) |\n|---|---|---|---|---|\n",
         100.0 * COLLAPSED_ACC
     );
     for row in &r.summary {

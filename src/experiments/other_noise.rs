@@ -134,10 +134,15 @@ impl Experiment for OtherNoise {
             &primary,
             |c| c.b.clone(),
         )?;
-        figures::accuracy_curves(
+        let baseline = self.baseline_label();
+        figures::accuracy_panels(
             r,
             &r.out.join("curves.png"),
-            &format!("Exercise {}: noise injection", SPEC.number),
+            &format!(
+                "Exercise {}: test accuracy by kind of noise, against {baseline}",
+                SPEC.number
+            ),
+            |g| (g.label != baseline).then(|| g.config.layers[0].kind().to_string()),
         )?;
         let better: Vec<String> = primary
             .iter()

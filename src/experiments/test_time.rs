@@ -391,7 +391,7 @@ impl TestTime {
         let rows = mc
             .iter()
             .map(|s| DotRow {
-                label: format!("K = {} ({} passes)", s.k, s.passes),
+                label: format!("K = {}", s.k),
                 value: 100.0 * s.accuracy_diff,
                 lo: 100.0 * s.accuracy_diff_ci_low,
                 hi: 100.0 * s.accuracy_diff_ci_high,

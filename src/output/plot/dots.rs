@@ -145,6 +145,13 @@ impl Figure for Dots {
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 17))
             .draw()?;
+        if has_notes {
+            // The notes' column: no grid behind it.
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x1, -0.5), (x_end, n as f64 - 0.5)],
+                WHITE.filled(),
+            )))?;
+        }
         if let Some((name, lo, hi)) = &self.band {
             let c = Rgb(120, 120, 120).lighter(0.75).color();
             chart

@@ -59,6 +59,9 @@ pub struct Panel {
     /// What the quantity can take (accuracy: [0, 1]); bands, runs and the
     /// axis are clipped to it.
     pub clip: Option<(f64, f64)>,
+    /// The legend in the upper right corner instead of the lower right
+    /// (for falling curves, such as losses).
+    pub legend_top: bool,
 }
 
 /// A figure of panels laid out `cols` wide, with an overall title.
@@ -213,7 +216,19 @@ impl Panel {
             .iter()
             .all(|s| s.points.iter().all(|q| q.0.fract() == 0.0));
         let x_fmt = |x: &f64| self.x_label(*x, x1 - x0, integer_x);
-        let y_fmt = |y: &f64| number(*y, y_span);
+        let log = self.log_y;
+        let y_fmt = |y: &f64| {
+            if log {
+                // Decades: no snapping to zero, large and small values short.
+                if *y >= 1e4 || *y < 1e-3 {
+                    super::scientific(*y)
+                } else {
+                    number(*y, *y)
+                }
+            } else {
+                number(*y, y_span)
+            }
+        };
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
@@ -258,7 +273,11 @@ impl Panel {
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 14))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(if self.legend_top {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
             .draw()?;
         Ok(())
     }
@@ -311,9 +330,20 @@ where
     } else {
         chart.draw_series(LineSeries::new(pts, style))?
     };
-    drawn
-        .label(s.name.as_str())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+    let dashed = s.dashed;
+    drawn.label(s.name.as_str()).legend(move |(x, y)| {
+        if dashed {
+            plotters::element::DashedPathElement::new(
+                vec![(x, y), (x + 24, y)],
+                6,
+                4,
+                c.stroke_width(3),
+            )
+            .into_dyn()
+        } else {
+            PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)).into_dyn()
+        }
+    });
     chart.draw_series(
         s.ends
             .iter()
