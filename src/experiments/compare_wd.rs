@@ -293,11 +293,7 @@ impl Experiment for CompareWd {
         let inter = self.interactions(r);
         write_csv(&r.out.join("interaction.csv"), &inter)?;
         self.wd_figure(r)?;
-        let primary: Vec<&Comparison> = r
-            .comparisons
-            .iter()
-            .filter(|c| c.metric == Metric::Last3)
-            .collect();
+        let primary = r.primary();
         figures::effects(
             r,
             &r.out.join("effects.png"),

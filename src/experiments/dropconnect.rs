@@ -141,11 +141,7 @@ impl Experiment for DropConnectExp {
                 cols: 1,
             },
         )?;
-        let primary: Vec<&Comparison> = r
-            .comparisons
-            .iter()
-            .filter(|c| c.metric == Metric::Last3)
-            .collect();
+        let primary = r.primary();
         figures::effects(
             r,
             &r.out.join("effects.png"),

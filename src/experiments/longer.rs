@@ -26,7 +26,7 @@ use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::ExerciseSpec;
 use super::{Common, Experiment, Finished};
-use crate::analysis::{describe, Comparison, Group, Metric};
+use crate::analysis::{describe, Group, Metric};
 use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Panels};
 use crate::train::EpochRow;
@@ -162,11 +162,7 @@ impl Experiment for Longer {
     }
     fn conclude(&self, r: &Finished) -> Result<String> {
         self.curves(r)?;
-        let primary: Vec<&Comparison> = r
-            .comparisons
-            .iter()
-            .filter(|c| c.metric == Metric::Last3)
-            .collect();
+        let primary = r.primary();
         figures::effects(
             r,
             &r.out.join("effects.png"),

@@ -50,6 +50,13 @@ impl Finished<'_> {
             .find(|g| g.label == label)
             .unwrap_or_else(|| panic!("no configuration labelled {label}"))
     }
+    /// The comparisons on the headline metric: each exercise's primary ones.
+    pub fn primary(&self) -> Vec<&Comparison> {
+        self.comparisons
+            .iter()
+            .filter(|c| c.metric == Metric::Last3)
+            .collect()
+    }
     pub fn comparison(&self, a: &str, b: &str, metric: Metric) -> Option<&Comparison> {
         self.comparisons
             .iter()

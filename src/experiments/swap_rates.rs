@@ -150,11 +150,7 @@ impl Experiment for SwapRates {
                 SPEC.number
             ),
         )?;
-        let primary: Vec<&Comparison> = r
-            .comparisons
-            .iter()
-            .filter(|c| c.metric == Metric::Last3)
-            .collect();
+        let primary = r.primary();
         figures::effects(
             r,
             &r.out.join("effects.png"),

@@ -10,35 +10,12 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, creating the directory if needed.
+/// and a rename, creating the directory if needed (see [`write_atomic_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    }
-    let name = path.file_name().context("output path has no file name")?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::write(&tmp, bytes)
-        .with_context(|| format!("cannot write {} (is the disk full?)", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path).with_context(|| {
-                format!(
-                    "cannot move {} into place as {}",
-                    tmp.display(),
-                    path.display()
-                )
-            })
-        });
-    if written.is_err() {
-        // A partial temporary file would keep the space taken.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes)
+            .with_context(|| format!("cannot write {} (is the disk full?)", tmp.display()))
+    })
 }
 
 /// Writes a file through `write(tmp)` into a temporary path next to `path`,
@@ -58,10 +35,16 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
         name.to_string_lossy()
     ));
     let written = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", path.display()))
+        std::fs::rename(&tmp, path).with_context(|| {
+            format!(
+                "cannot move {} into place as {}",
+                tmp.display(),
+                path.display()
+            )
+        })
     });
     if written.is_err() {
+        // A partial temporary file would keep the space taken.
         let _ = std::fs::remove_file(&tmp);
     }
     written
