@@ -131,21 +131,24 @@ pub fn effects(
             }
         })
         .collect();
-    plot::save(
-        path,
-        &Dots {
-            title: title.to_string(),
-            x_label: "difference in test accuracy (points), paired by seed, 95% CI".into(),
-            rows,
-            band: Some((
-                format!("equivalence margin ±{margin:.2} points"),
-                -margin,
-                margin,
-            )),
-            zero: true,
-            clip: None,
-        },
-    )
+    plot::save(path, &forest(title, rows, margin))
+}
+
+/// A forest plot of paired differences in test accuracy (points), with the
+/// equivalence margin (points) shaded.
+pub fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
+    Dots {
+        title: title.to_string(),
+        x_label: "difference in test accuracy (points), paired by seed, 95% CI".into(),
+        rows,
+        band: Some((
+            format!("equivalence margin ±{margin:.2} points"),
+            -margin,
+            margin,
+        )),
+        zero: true,
+        clip: None,
+    }
 }
 
 /// The headline accuracy of every configuration, in percent, with its 95%

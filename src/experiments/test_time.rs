@@ -32,7 +32,7 @@ use crate::analysis::{p_text, pts, Verdict, ALPHA};
 use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::mc_dropout::{evaluate_mc, McRow, Mode};
-use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Series};
+use crate::output::plot::{self, DotRow, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::regularizers::RegKind;
 use crate::rng::{Rng, Stream};
@@ -406,23 +406,13 @@ impl TestTime {
                 }),
             })
             .collect();
+        let title = format!(
+            "Exercise {}: dropout left on (MC dropout, K passes) minus dropout off",
+            SPEC.number
+        );
         plot::save(
             &r.out.join("effects.png"),
-            &Dots {
-                title: format!(
-                    "Exercise {}: dropout left on (MC dropout, K passes) minus dropout off",
-                    SPEC.number
-                ),
-                x_label: "difference in test accuracy (points), paired by seed, 95% CI".into(),
-                rows,
-                band: Some((
-                    format!("equivalence margin ±{margin:.2} points"),
-                    -margin,
-                    margin,
-                )),
-                zero: true,
-                clip: None,
-            },
+            &figures::forest(&title, rows, margin),
         )?;
         self.mc_figure(r, &mc, det)
     }
