@@ -1,9 +1,12 @@
 //! From stored runs to the rows of `runs.csv`, `summary.csv` and
 //! `comparisons.csv`. Pure functions: runs in, rows out.
 //!
-//! The headline metric of every verdict is the test accuracy averaged over
-//! a run's last three epochs (robust to the single-epoch swings of lr 0.5);
-//! final-epoch and best-epoch accuracy are reported beside it.
+//! The headline metric of every verdict is the test accuracy at the epoch
+//! selected on validation accuracy (each run's own best epoch on the
+//! held-out validation images; the test set never picks anything). Without
+//! a validation split no epoch can be selected honestly, and the headline
+//! is the final epoch's. The mean over the last three epochs and the final
+//! epoch are reported beside it.
 
 use serde::Serialize;
 
@@ -12,7 +15,7 @@ use crate::stats::{self, Estimate, TTest};
 use crate::sweep::StoredRun;
 use crate::train::EpochRow;
 
-/// Epochs averaged by the headline metric.
+/// Epochs averaged by the `last3` metric.
 pub const LAST_K: usize = 3;
 
 /// A finished run whose final test accuracy is at most this (chance is 0.1
@@ -22,63 +25,94 @@ pub const LAST_K: usize = 3;
 /// out of the accuracy statistics (which say so).
 pub const COLLAPSED_ACC: f64 = 0.15;
 
+/// An epoch whose mean training loss is more than this factor above the
+/// previous epoch's is a loss spike: the run blew up, whether or not it
+/// recovered. A healthy run's epoch loss falls, or rises by a few percent.
+pub const SPIKE_FACTOR: f64 = 1.5;
+
 /// Per-run summary numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunMetrics {
+    /// Test accuracy at the epoch with the best validation accuracy (the
+    /// final epoch without a validation split).
+    pub selected: f64,
+    pub selected_epoch: usize,
+    /// Validation accuracy at that epoch (NaN without a split).
+    pub val_acc: f64,
     /// Mean test accuracy of the last (up to) three epochs.
     pub last3: f64,
     pub final_acc: f64,
-    pub best: f64,
-    pub best_epoch: usize,
     pub train_loss: f64,
-    pub train_acc: f64,
-    /// Final train accuracy minus final test accuracy.
+    /// Evaluation-mode accuracy on the fixed training subset minus test
+    /// accuracy, at the selected epoch: the generalisation gap.
     pub gap: f64,
+    /// Epochs whose training loss jumped (see [`SPIKE_FACTOR`]).
+    pub spikes: usize,
 }
 
 impl RunMetrics {
     pub fn of(rows: &[EpochRow]) -> Self {
         let last = rows.last().expect("a run has at least one epoch");
         let tail = &rows[rows.len().saturating_sub(LAST_K)..];
-        let best = rows
-            .iter()
-            .max_by(|a, b| a.test_acc.total_cmp(&b.test_acc))
-            .unwrap();
+        // The earliest epoch with the highest validation accuracy.
+        let chosen = rows.iter().filter_map(|r| r.val_acc.map(|v| (v, r))).fold(
+            None::<(f64, &EpochRow)>,
+            |best, (v, r)| match best {
+                Some((b, _)) if b >= v => best,
+                _ => Some((v, r)),
+            },
+        );
+        let (val_acc, sel) = chosen.unwrap_or((f64::NAN, last));
         Self {
+            selected: sel.test_acc,
+            selected_epoch: sel.epoch,
+            val_acc,
             last3: tail.iter().map(|r| r.test_acc).sum::<f64>() / tail.len() as f64,
             final_acc: last.test_acc,
-            best: best.test_acc,
-            best_epoch: best.epoch,
             train_loss: last.train_loss,
-            train_acc: last.train_acc,
-            gap: last.train_acc - last.test_acc,
+            gap: sel.train_eval_acc - sel.test_acc,
+            spikes: spikes(rows),
         }
     }
+}
+
+/// Epochs of `rows` whose training loss exceeds the previous epoch's by
+/// more than [`SPIKE_FACTOR`] (a non-finite loss counts as a spike).
+pub fn spikes(rows: &[EpochRow]) -> usize {
+    rows.windows(2)
+        .filter(|w| {
+            let (before, after) = (w[0].train_loss, w[1].train_loss);
+            !after.is_finite() || after > SPIKE_FACTOR * before
+        })
+        .count()
 }
 
 /// The metrics compared between configurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
+    /// Test accuracy at the epoch selected on validation: the headline.
+    Selected,
     Last3,
     Final,
-    Best,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::Last3, Metric::Final, Metric::Best];
+    pub const ALL: [Metric; 3] = [Metric::Selected, Metric::Last3, Metric::Final];
+    /// The metric every verdict is decided on.
+    pub const HEADLINE: Metric = Metric::Selected;
     pub fn of(self, m: &RunMetrics) -> f64 {
         match self {
+            Metric::Selected => m.selected,
             Metric::Last3 => m.last3,
             Metric::Final => m.final_acc,
-            Metric::Best => m.best,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
+            Metric::Selected => "selected",
             Metric::Last3 => "last3",
             Metric::Final => "final",
-            Metric::Best => "best",
         }
     }
 }
@@ -166,6 +200,13 @@ impl Group<'_> {
             .filter(|(_, m)| m.final_acc <= COLLAPSED_ACC)
             .count()
     }
+    /// Runs with at least one training-loss spike, diverged runs included.
+    pub fn spiked(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.diverged || spikes(&r.rows) > 0)
+            .count()
+    }
     /// Runs that diverged or collapsed.
     pub fn failed(&self) -> usize {
         self.diverged() + self.collapsed()
@@ -222,6 +263,18 @@ pub struct SummaryRow {
     pub failed_rate: f64,
     pub failed_ci_low: f64,
     pub failed_ci_high: f64,
+    /// Runs with at least one training-loss spike (diverged runs included),
+    /// with the same interval: how often the run blew up, recovered or not.
+    pub n_spiked: usize,
+    pub spiked_ci_low: f64,
+    pub spiked_ci_high: f64,
+    /// Test accuracy at the epoch selected on validation (the headline).
+    pub selected_mean: f64,
+    pub selected_sd: f64,
+    pub selected_ci_low: f64,
+    pub selected_ci_high: f64,
+    pub selected_epoch_mean: f64,
+    pub val_acc_mean: f64,
     pub last3_mean: f64,
     pub last3_sd: f64,
     pub last3_ci_low: f64,
@@ -230,25 +283,32 @@ pub struct SummaryRow {
     pub final_sd: f64,
     pub final_ci_low: f64,
     pub final_ci_high: f64,
-    pub best_mean: f64,
-    pub best_sd: f64,
-    pub best_epoch_mean: f64,
     pub train_loss_mean: f64,
     pub train_loss_sd: f64,
-    pub train_acc_mean: f64,
-    pub train_acc_sd: f64,
+    /// Evaluation-mode accuracy on the fixed training subset minus test
+    /// accuracy, at the selected epoch.
     pub gap_mean: f64,
     pub gap_sd: f64,
 }
 
 pub fn summary(g: &Group) -> SummaryRow {
     let f = g.finished();
-    let failed_ci = stats::clopper_pearson(g.failed(), g.runs.len(), 0.95);
+    // No interval from fewer than 3 runs.
+    let rate_ci = |k: usize| {
+        if g.runs.len() < stats::MIN_RUNS_FOR_INTERVAL {
+            (f64::NAN, f64::NAN)
+        } else {
+            stats::clopper_pearson(k, g.runs.len(), 0.95)
+        }
+    };
+    let failed_ci = rate_ci(g.failed());
+    let spiked = g.spiked();
+    let spiked_ci = rate_ci(spiked);
     let col = |get: fn(&RunMetrics) -> f64| {
         Estimate::of(&f.iter().map(|(_, m)| get(m)).collect::<Vec<_>>())
     };
-    let (l3, fin, best) = (col(|m| m.last3), col(|m| m.final_acc), col(|m| m.best));
-    let (tl, ta, gap) = (col(|m| m.train_loss), col(|m| m.train_acc), col(|m| m.gap));
+    let (sel, l3, fin) = (col(|m| m.selected), col(|m| m.last3), col(|m| m.final_acc));
+    let (tl, gap) = (col(|m| m.train_loss), col(|m| m.gap));
     SummaryRow {
         config: ConfigCols::new(&g.label, &g.config),
         n: f.len(),
@@ -257,6 +317,15 @@ pub fn summary(g: &Group) -> SummaryRow {
         failed_rate: g.failed() as f64 / g.runs.len().max(1) as f64,
         failed_ci_low: failed_ci.0,
         failed_ci_high: failed_ci.1,
+        n_spiked: spiked,
+        spiked_ci_low: spiked_ci.0,
+        spiked_ci_high: spiked_ci.1,
+        selected_mean: sel.mean,
+        selected_sd: sel.sd,
+        selected_ci_low: sel.ci_low,
+        selected_ci_high: sel.ci_high,
+        selected_epoch_mean: col(|m| m.selected_epoch as f64).mean,
+        val_acc_mean: col(|m| m.val_acc).mean,
         last3_mean: l3.mean,
         last3_sd: l3.sd,
         last3_ci_low: l3.ci_low,
@@ -265,17 +334,8 @@ pub fn summary(g: &Group) -> SummaryRow {
         final_sd: fin.sd,
         final_ci_low: fin.ci_low,
         final_ci_high: fin.ci_high,
-        best_mean: best.mean,
-        best_sd: best.sd,
-        best_epoch_mean: stats::mean(
-            &f.iter()
-                .map(|(_, m)| m.best_epoch as f64)
-                .collect::<Vec<_>>(),
-        ),
         train_loss_mean: tl.mean,
         train_loss_sd: tl.sd,
-        train_acc_mean: ta.mean,
-        train_acc_sd: ta.sd,
         gap_mean: gap.mean,
         gap_sd: gap.sd,
     }
@@ -446,6 +506,9 @@ pub fn pts(x: f64) -> String {
 /// within ±0.50 points: p = 0.21): undecided; about 14 seeds would decide it".
 pub fn describe(c: &Comparison) -> String {
     let n = c.test.n;
+    if n == 0 {
+        return "no run finished on one side (all diverged or collapsed): nothing to compare; undecided".into();
+    }
     if n < stats::MIN_RUNS_FOR_INTERVAL {
         return format!(
             "{} points from {n} run(s) per configuration: too few runs for an interval or a test; undecided",
@@ -489,5 +552,71 @@ pub fn p_text(p: f64) -> String {
         "< 0.001".into()
     } else {
         format!("{p:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, loss: f64, test: f64, val: Option<f64>) -> EpochRow {
+        EpochRow {
+            epoch,
+            train_loss: loss,
+            train_acc: 0.0,
+            test_loss: 0.0,
+            test_acc: test,
+            val_loss: val.map(|_| 0.0),
+            val_acc: val,
+            train_eval_acc: test + 0.05,
+            train_seconds: 0.0,
+            seconds: 0.0,
+        }
+    }
+
+    /// The epoch is chosen on validation (the earliest of equal bests), and
+    /// the headline is the test accuracy there, not the best test accuracy.
+    #[test]
+    fn epoch_is_selected_on_validation_not_test() {
+        let rows = [
+            row(1, 1.0, 0.70, Some(0.71)),
+            row(2, 0.9, 0.90, Some(0.80)), // best test accuracy
+            row(3, 0.8, 0.85, Some(0.85)), // best validation accuracy
+            row(4, 0.7, 0.86, Some(0.85)), // a tie: the earlier one stays
+        ];
+        let m = RunMetrics::of(&rows);
+        assert_eq!(m.selected_epoch, 3);
+        assert_eq!(m.selected, 0.85);
+        assert_eq!(m.val_acc, 0.85);
+        assert!((m.gap - 0.05).abs() < 1e-12);
+        assert!((m.last3 - (0.90 + 0.85 + 0.86) / 3.0).abs() < 1e-12);
+        assert_eq!(m.final_acc, 0.86);
+    }
+
+    /// Without a validation split nothing is selected: the final epoch.
+    #[test]
+    fn without_validation_the_final_epoch_is_the_headline() {
+        let rows = [
+            row(1, 1.0, 0.70, None),
+            row(2, 0.9, 0.90, None),
+            row(3, 0.8, 0.8, None),
+        ];
+        let m = RunMetrics::of(&rows);
+        assert_eq!((m.selected_epoch, m.selected), (3, 0.8));
+        assert!(m.val_acc.is_nan());
+    }
+
+    /// A jump of more than half counts as a spike, a NaN loss too; a small
+    /// rise does not.
+    #[test]
+    fn loss_spikes_are_counted() {
+        let losses = [1.0, 0.9, 0.95, 2.0, 0.5, f64::NAN];
+        let rows: Vec<EpochRow> = losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| row(i + 1, l, 0.5, None))
+            .collect();
+        assert_eq!(spikes(&rows), 2);
+        assert_eq!(spikes(&rows[..3]), 0);
     }
 }

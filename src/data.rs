@@ -40,6 +40,10 @@ pub struct DataOptions {
     pub train_subset: Option<usize>,
     /// Use only the first N test examples.
     pub test_subset: Option<usize>,
+    /// Hold out N training examples for validation (0: none). The held-out
+    /// images are a fixed pseudo-random choice (the same for every run and
+    /// seed); `train_subset` then takes the first N of the rest.
+    pub validation: usize,
     /// A tiny generated dataset instead of Fashion-MNIST (tests, smoke runs).
     pub synthetic: bool,
 }
@@ -54,6 +58,10 @@ pub struct DataIdentity {
     pub files: Vec<(String, String)>,
     pub train_examples: usize,
     pub test_examples: usize,
+    /// Training examples held out for validation (absent in records written
+    /// before validation existed: none).
+    #[serde(default)]
+    pub validation_examples: usize,
 }
 
 impl DataIdentity {
@@ -67,6 +75,10 @@ impl DataIdentity {
             h.update(sha.as_bytes());
         }
         h.update(format!("{}/{}", self.train_examples, self.test_examples).as_bytes());
+        // Without a validation split the digest is what it always was.
+        if self.validation_examples > 0 {
+            h.update(format!("/val{}:{SPLIT_SEED}", self.validation_examples).as_bytes());
+        }
         hex(&h.finalize()[..8])
     }
 }
@@ -78,6 +90,8 @@ pub struct Dataset {
     pub train_y: Tensor,
     pub test_x: Tensor,
     pub test_y: Tensor,
+    /// The held-out validation images and labels (`None` without a split).
+    pub val: Option<(Tensor, Tensor)>,
     pub identity: DataIdentity,
 }
 
@@ -87,6 +101,13 @@ impl Dataset {
     }
     pub fn test_len(&self) -> usize {
         self.identity.test_examples
+    }
+    /// The fixed training images on which the generalisation gap is
+    /// measured in evaluation mode: the first [`GAP_SUBSET`] (or all, if
+    /// fewer).
+    pub fn train_eval(&self) -> candle_core::Result<(Tensor, Tensor)> {
+        let n = GAP_SUBSET.min(self.train_len());
+        Ok((self.train_x.narrow(0, 0, n)?, self.train_y.narrow(0, 0, n)?))
     }
 }
 
@@ -255,34 +276,88 @@ impl RawData {
         opts: &DataOptions,
         dev: &Device,
     ) -> Result<Dataset> {
-        let n_train = self.train_labels.len();
         let n_test = self.test_labels.len();
-        let train_n = subset(opts.train_subset, n_train, "--train-subset")?;
+        let (val_idx, train_idx) = split(self.train_labels.len(), opts.validation)?;
+        let train_n =
+            subset(opts.train_subset, train_idx.len(), "--train-subset").map_err(|e| match opts
+                .validation
+            {
+                0 => e,
+                v => e.context(format!(
+                    "{v} of the training images are held out for validation"
+                )),
+            })?;
         let test_n = subset(opts.test_subset, n_test, "--test-subset")?;
-        let images = |bytes: &[u8], n: usize| -> Result<Tensor> {
-            let px: Vec<f32> = bytes[..n * IMAGE_PIXELS]
-                .iter()
-                .map(|&b| b as f32 / 255.0)
-                .collect();
-            Ok(Tensor::from_vec(px, (n, IMAGE_PIXELS), dev)?)
+        let images = |bytes: &[u8], idx: &[usize]| -> Result<Tensor> {
+            let mut px = Vec::with_capacity(idx.len() * IMAGE_PIXELS);
+            for &i in idx {
+                px.extend(
+                    bytes[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+                        .iter()
+                        .map(|&b| b as f32 / 255.0),
+                );
+            }
+            Ok(Tensor::from_vec(px, (idx.len(), IMAGE_PIXELS), dev)?)
         };
-        let labels = |bytes: &[u8], n: usize| -> Result<Tensor> {
-            let ys: Vec<u32> = bytes[..n].iter().map(|&b| b as u32).collect();
-            Ok(Tensor::from_vec(ys, n, dev)?)
+        let labels = |bytes: &[u8], idx: &[usize]| -> Result<Tensor> {
+            let ys: Vec<u32> = idx.iter().map(|&i| bytes[i] as u32).collect();
+            Ok(Tensor::from_vec(ys, idx.len(), dev)?)
+        };
+        let train_idx = &train_idx[..train_n];
+        let test_idx: Vec<usize> = (0..test_n).collect();
+        let val = if val_idx.is_empty() {
+            None
+        } else {
+            Some((
+                images(&self.train_images, &val_idx)?,
+                labels(&self.train_labels, &val_idx)?,
+            ))
         };
         Ok(Dataset {
-            train_x: images(&self.train_images, train_n)?,
-            train_y: labels(&self.train_labels, train_n)?,
-            test_x: images(&self.test_images, test_n)?,
-            test_y: labels(&self.test_labels, test_n)?,
+            train_x: images(&self.train_images, train_idx)?,
+            train_y: labels(&self.train_labels, train_idx)?,
+            test_x: images(&self.test_images, &test_idx)?,
+            test_y: labels(&self.test_labels, &test_idx)?,
+            val,
             identity: DataIdentity {
                 source,
                 files,
                 train_examples: train_n,
                 test_examples: test_n,
+                validation_examples: val_idx.len(),
             },
         })
     }
+}
+
+/// Seed of the validation split: fixed, so every run and every seed holds
+/// out the same images.
+pub const SPLIT_SEED: u64 = 0x5b11_7000;
+
+/// Training images on which the generalisation gap is measured (see
+/// [`Dataset::train_eval`]).
+pub const GAP_SUBSET: usize = 5000;
+
+/// Splits training indices `0..n` into (validation, training): `validation`
+/// indices drawn without replacement by the fixed [`SPLIT_SEED`], each part
+/// in ascending order (so `--train-subset N` is the first N of the rest).
+fn split(n: usize, validation: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    if validation == 0 {
+        return Ok((Vec::new(), (0..n).collect()));
+    }
+    if validation >= n {
+        bail!(
+            "--validation {validation} holds out all {n} training images; give fewer than {n} \
+             (0 turns the split off)"
+        );
+    }
+    let perm = crate::rng::Rng::new(SPLIT_SEED, crate::rng::Stream::Shuffle).permutation(n);
+    let mut held = vec![false; n];
+    for &i in &perm[..validation] {
+        held[i as usize] = true;
+    }
+    let (val, train): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| held[i]);
+    Ok((val, train))
 }
 
 fn subset(requested: Option<usize>, available: usize, flag: &str) -> Result<usize> {
@@ -563,5 +638,43 @@ mod tests {
         assert_eq!(subset(Some(4), 10, "--x").unwrap(), 4);
         assert!(subset(Some(11), 10, "--x").is_err());
         assert!(subset(Some(0), 10, "--x").is_err());
+    }
+
+    /// The validation split is fixed (the same every time), disjoint from
+    /// the training images, of the size asked for; `train_subset` takes the
+    /// first of the rest; the split changes the data digest, no split keeps
+    /// the old one.
+    #[test]
+    fn validation_split_is_fixed_and_disjoint() {
+        let (val, train) = split(1200, 200).unwrap();
+        assert_eq!((val.len(), train.len()), (200, 1000));
+        assert_eq!(split(1200, 200).unwrap().0, val);
+        assert!(val.iter().all(|i| !train.contains(i)));
+        assert!(val.windows(2).all(|w| w[0] < w[1]) && train.windows(2).all(|w| w[0] < w[1]));
+        // Spread over the set, not a block at one end.
+        assert!(val[0] < 100 && *val.last().unwrap() > 1100);
+        assert!(split(1200, 1200).is_err());
+        assert_eq!(split(5, 0).unwrap(), (vec![], vec![0, 1, 2, 3, 4]));
+
+        let load = |validation, train_subset| {
+            let opts = DataOptions {
+                synthetic: true,
+                validation,
+                train_subset,
+                ..Default::default()
+            };
+            load(&opts, &Device::Cpu).unwrap()
+        };
+        let (plain, held) = (load(0, None), load(200, Some(300)));
+        assert_eq!(held.train_len(), 300);
+        assert_eq!(held.identity.validation_examples, 200);
+        let (vx, _) = held.val.as_ref().unwrap();
+        assert_eq!(vx.dims(), &[200, IMAGE_PIXELS]);
+        // The held-out images are the training images at `val`.
+        let first: Vec<f32> = vx.get(0).unwrap().to_vec1().unwrap();
+        let orig: Vec<f32> = plain.train_x.get(val[0]).unwrap().to_vec1().unwrap();
+        assert_eq!(first, orig);
+        assert!(plain.val.is_none());
+        assert_ne!(plain.identity.digest(), held.identity.digest());
     }
 }

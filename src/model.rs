@@ -101,10 +101,15 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             // The output layer (i = 2) has no slot.
             let hidden = self.slots.get(i);
-            let w = match (hidden, train) {
+            let mut w = match (hidden, train) {
                 (Some(slot), true) => slot.weights(layer.w.as_tensor(), ctx)?,
                 _ => layer.w.as_tensor().clone(),
             };
+            // The previous hidden layer's regulariser may mask this matrix,
+            // the one that consumes its output (same draw order as training).
+            if let (Some(prev), true) = (i.checked_sub(1).and_then(|j| self.slots.get(j)), train) {
+                w = prev.outgoing_weights(&w, ctx)?;
+            }
             let z = layer.forward(&h, &w)?;
             match hidden {
                 None => {

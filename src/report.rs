@@ -28,6 +28,8 @@ pub struct ReportOptions {
     /// Subsets that override every preset.
     pub train_subset: Option<u32>,
     pub test_subset: Option<u32>,
+    /// A validation split that overrides every preset.
+    pub validation: Option<u32>,
 }
 
 pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
@@ -51,6 +53,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         for (key, value) in [
             ("train_subset", opts.train_subset),
             ("test_subset", opts.test_subset),
+            ("validation", opts.validation),
         ] {
             if let Some(n) = value {
                 user.insert(key.into(), toml::Value::Integer(n.into()));

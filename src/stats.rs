@@ -219,6 +219,15 @@ pub fn seeds_to_decide(diff: f64, sd: f64, margin: f64, alpha: f64, cap: usize) 
     })
 }
 
+/// The fewest runs n (at least [`MIN_RUNS_FOR_INTERVAL`], at most `cap`)
+/// for which a 95% t-interval of a mean with standard deviation `sd` has
+/// half-width at most `half`.
+pub fn seeds_for_half_width(sd: f64, half: f64, cap: usize) -> usize {
+    (MIN_RUNS_FOR_INTERVAL..=cap)
+        .find(|&n| t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt() <= half)
+        .unwrap_or(cap)
+}
+
 /// Clopper-Pearson (exact) two-sided `conf` interval for a binomial rate
 /// after `k` events in `n` trials.
 pub fn clopper_pearson(k: usize, n: usize, conf: f64) -> (f64, f64) {
@@ -378,5 +387,15 @@ mod tests {
         close(r.t, 1.866278, 1e-5);
         close(r.df, 5.573280, 1e-5);
         close(r.p, 0.114990, 1e-5);
+    }
+
+    /// The seeds for a target half-width: t(0.975, n-1) sd / sqrt(n) <= h.
+    /// With sd = 1 and h = 1, n = 7 (t = 2.447, 0.925) is the first (n = 6:
+    /// 2.571 / 2.449 = 1.05); never fewer than 3, at most the cap.
+    #[test]
+    fn seeds_for_a_target_half_width() {
+        assert_eq!(seeds_for_half_width(1.0, 1.0, 200), 7);
+        assert_eq!(seeds_for_half_width(0.0, 1.0, 200), 3);
+        assert_eq!(seeds_for_half_width(10.0, 0.01, 50), 50);
     }
 }

@@ -95,9 +95,19 @@ pub fn loss_and_grads(
     for (i, layer) in model.layers.iter().enumerate() {
         let w = layer.w.as_tensor().detach();
         let slot = model.slot(i);
-        let w_mask = match slot {
+        let own = match slot {
             Some(slot) => slot.weight_mask(w.shape(), w.device(), ctx)?,
             None => None,
+        };
+        // The previous hidden layer's regulariser may mask this matrix, the
+        // one that consumes its output.
+        let from_prev = match i.checked_sub(1).and_then(|j| model.slot(j)) {
+            Some(prev) => prev.outgoing_weight_mask(w.shape(), w.device(), ctx)?,
+            None => None,
+        };
+        let w_mask = match (own, from_prev) {
+            (Some(a), Some(b)) => Some(a.mul(&b)?),
+            (a, b) => a.or(b),
         };
         let noise = match slot {
             Some(slot) => slot.activation_noise(&(n, WIDTHS[i + 1]).into(), w.device(), ctx)?,

@@ -133,6 +133,10 @@ pub struct SweepOptions {
     pub shard: Option<Shard>,
     pub force: bool,
     pub device: String,
+    /// Output folders of other experiments whose identical runs are adopted
+    /// instead of trained again (for a sweep in `results/<name>`, the other
+    /// exercises' `results/<other>`).
+    pub adopt_from: Vec<PathBuf>,
 }
 
 /// The stored file of a run.
@@ -164,6 +168,27 @@ pub fn decode_extra<T: serde::de::DeserializeOwned>(run: &StoredRun, out: &Path)
             run_path(out, &run.spec.key(&run.data_digest)).display()
         )
     })
+}
+
+/// Copies the run `key` from one of the folders `from` into `out`, if one
+/// has it: the key fixes configuration, seed, data and trainer, so the run
+/// is the one this sweep would train. Returns whether one was copied.
+fn adopt(out: &Path, from: &[PathBuf], key: &str) -> Result<bool> {
+    for dir in from {
+        let src = run_path(dir, key);
+        let Ok(Some(run)) = load_run(&src) else {
+            continue;
+        };
+        // Only plain runs: measurements of another experiment's worker
+        // (`extra`) are not this one's.
+        if !run.extra.is_null() {
+            continue;
+        }
+        let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+        crate::output::write_atomic(&run_path(out, key), &bytes)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// A run that failed with an error (not a divergence): reported, not stored.
@@ -249,6 +274,18 @@ pub fn execute(
         .filter(|(i, _)| opts.shard.is_none_or(|s| s.owns(*i)))
         .map(|(_, s)| s)
         .collect();
+    let mut adopted = 0;
+    if !opts.force {
+        for s in owned.iter().filter(|s| !stored(s)) {
+            adopted += usize::from(adopt(&opts.out, &opts.adopt_from, &s.key(&digest))?);
+        }
+    }
+    if adopted > 0 {
+        eprintln!(
+            "reused {adopted} identical run(s) stored by other experiments next to {}",
+            opts.out.display()
+        );
+    }
     let todo: Vec<&RunSpec> = owned
         .iter()
         .copied()

@@ -3,7 +3,9 @@
 //! Per epoch it reports what the book's `train_ch3` reports, accumulated during
 //! the epoch in training mode (mean cross-entropy and accuracy over the
 //! epoch's batches), plus test loss and accuracy in evaluation mode (dropout
-//! off). Weight decay is the L2 penalty (lambda/2)*||w||^2 on the weights only,
+//! off), validation loss and accuracy when a split is held out, and
+//! evaluation-mode accuracy on a fixed subset of the training images (the
+//! training side of the generalisation gap). Weight decay is the L2 penalty (lambda/2)*||w||^2 on the weights only,
 //! not the biases, applied as the gradient term lambda*w; the reported losses
 //! are the plain cross-entropy, without the penalty.
 //!
@@ -26,7 +28,7 @@ use crate::step::{self, StepPlan};
 /// Revision of the training arithmetic. Part of every sweep cache key: bump
 /// it whenever a change alters the numbers a seeded run produces, so stored
 /// runs from older code are not reused.
-pub const TRAINER_REVISION: u32 = 2;
+pub const TRAINER_REVISION: u32 = 3;
 
 /// One epoch's measurements. Timing columns come last so that outputs can be
 /// compared byte for byte with them cut off.
@@ -42,10 +44,25 @@ pub struct EpochRow {
     pub test_loss: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub test_acc: f64,
+    /// Loss and accuracy on the held-out validation images, in evaluation
+    /// mode; empty without a validation split. Epochs are selected on these.
+    #[serde(default)]
+    pub val_loss: Option<f64>,
+    #[serde(default)]
+    pub val_acc: Option<f64>,
+    /// Accuracy in evaluation mode on a fixed subset of the training images
+    /// (see [`crate::data::Dataset::train_eval`]): the training side of the
+    /// generalisation gap, measured as the test side is (dropout off).
+    #[serde(default = "nan", deserialize_with = "nan_if_null")]
+    pub train_eval_acc: f64,
     /// Seconds spent in the training pass of this epoch.
     pub train_seconds: f64,
     /// Seconds for the whole epoch, evaluation included.
     pub seconds: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Reads a JSON null (how serde_json writes NaN) back as NaN.
@@ -185,12 +202,24 @@ impl Trainer<'_> {
         let train_loss = loss_sum.to_scalar::<f32>()? as f64 / n as f64;
         let train_acc = correct.to_scalar::<f32>()? as f64 / n as f64;
         let (test_loss, test_acc) = evaluate(&self.model, &data.test_x, &data.test_y)?;
+        let (val_loss, val_acc) = match &data.val {
+            Some((x, y)) => {
+                let (l, a) = evaluate(&self.model, x, y)?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let (tx, ty) = data.train_eval()?;
+        let (_, train_eval_acc) = evaluate(&self.model, &tx, &ty)?;
         Ok(Some(EpochRow {
             epoch,
             train_loss,
             train_acc,
             test_loss,
             test_acc,
+            val_loss,
+            val_acc,
+            train_eval_acc,
             train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
         }))

@@ -118,7 +118,8 @@ struct SweepArgs {
     /// Epochs per run [default: from the experiment's settings].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: Option<u32>,
-    /// SGD learning rate [default: from the experiment's settings].
+    /// SGD learning rate [default: from the experiment's settings]. Exercises that sweep
+    /// learning rates (`lrs`: longer, compare-wd) then train at this rate only.
     #[arg(long, allow_hyphen_values = true, value_parser = parse_positive)]
     lr: Option<f64>,
     /// Mini-batch size [default: from the experiment's settings].
@@ -128,6 +129,19 @@ struct SweepArgs {
     /// +/- this are called equivalent [default: from experiments/defaults.toml, 0.5].
     #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
     margin: Option<f64>,
+    /// Training images held out for validation, on which each run's epoch is
+    /// selected; 0 turns the split off [default: from experiments/defaults.toml, 10000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(0..TRAIN_SIZE as i64))]
+    validation: Option<u32>,
+    /// Add seeds in rounds (resuming from the stored runs) until every primary
+    /// comparison's 95% CI is at most +/- POINTS, or --max-seeds is reached.
+    #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
+    target_ci: Option<f64>,
+    /// The most seeds --target-ci may take [default: --seeds, i.e. no extra round].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_seeds: Option<u32>,
     /// TOML file overriding the experiment's settings (see experiments/<name>.toml).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -160,6 +174,11 @@ struct ReportArgs {
     /// Runs trained at once [default: one per thread].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// Training images held out for validation in every exercise; 0 turns the
+    /// split off [default: from experiments/defaults.toml, 10000].
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(0..TRAIN_SIZE as i64))]
+    validation: Option<u32>,
     /// Redo runs already stored.
     #[arg(long)]
     force: bool,
@@ -370,6 +389,7 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
                 data: a.compute.data_source(),
                 train_subset: a.compute.train_subset,
                 test_subset: a.compute.test_subset,
+                validation: a.validation,
             },
         },
         Tool::Merge(a) => Invocation::Merge {
@@ -408,6 +428,9 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
     set("epochs", int(args.epochs));
     set("lr", args.lr.map(toml::Value::Float));
     set("margin", args.margin.map(toml::Value::Float));
+    set("validation", int(args.validation));
+    set("target_ci", args.target_ci.map(toml::Value::Float));
+    set("max_seeds", int(args.max_seeds));
     set("batch_size", int(args.batch_size));
     set("train_subset", int(args.compute.train_subset));
     set("test_subset", int(args.compute.test_subset));

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{registry, Common, Experiment, Finished};
-use crate::analysis::{self, Metric, SummaryRow};
+use super::{registry, Common, Confirmation, Experiment, Finished};
+use crate::analysis::{self, Comparison, Group, Metric, SummaryRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
+use crate::stats;
 use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
 
 /// Where a sweep writes and which part of it this process runs.
@@ -42,8 +43,12 @@ pub struct SweepRecord {
 }
 
 /// Runs an experiment end to end: sweep, then outputs. `data` gives where
-/// the data is; the subsets come from the experiment's settings. Returns the
-/// answer in a sentence once every run is there (not for a shard's part).
+/// the data is; the subsets come from the experiment's settings. With
+/// `target_ci`, seeds are added in rounds (each resuming from the stored
+/// runs) until every primary comparison is that precise or `max_seeds` is
+/// reached; an experiment that confirms a choice on fresh seeds trains
+/// those last. Returns the answer in a sentence once every run is there
+/// (not for a shard's part).
 pub fn run(
     exp: &dyn Experiment,
     plan: &SweepPlan,
@@ -59,11 +64,58 @@ pub fn run(
     let data_opts = DataOptions {
         train_subset: common.train_subset.map(|n| n as usize),
         test_subset: common.test_subset.map(|n| n as usize),
+        validation: common.validation as usize,
         ..data.clone()
     };
     let data = data::load(&data_opts, &compute.dev)?;
-    let specs = exp.specs();
-    for s in &specs {
+    let digest = data.identity.digest();
+    let mut rounds: Vec<Box<dyn Experiment>> = Vec::new();
+    let mut failures = Vec::new();
+    loop {
+        let cur = rounds.last().map_or(exp, |b| b.as_ref());
+        let specs = cur.specs();
+        failures.extend(sweep_round(cur, &specs, plan, compute, &data, &out)?);
+        if plan.shard.is_some() || !failures.is_empty() {
+            break;
+        }
+        match next_round(cur, &out, &digest)? {
+            Some(seeds) => rounds.push(with_seeds(cur, seeds)?),
+            None => break,
+        }
+    }
+    let cur = rounds.last().map_or(exp, |b| b.as_ref());
+    let mut specs = cur.specs();
+    if plan.shard.is_none() && failures.is_empty() {
+        let confirm = confirmation_specs(cur, &specs, &out, &digest)?;
+        if !confirm.is_empty() {
+            specs.extend(confirm);
+            failures.extend(sweep_round(cur, &specs, plan, compute, &data, &out)?);
+        }
+    }
+    let answer = write_outputs(cur, &specs, &out, &digest, true)?;
+    report_end(
+        name,
+        &out,
+        specs.len(),
+        &failures,
+        answer.is_some(),
+        plan.shard,
+    )?;
+    Ok(answer)
+}
+
+/// Records `specs` in `sweep.json` and trains those not stored yet; returns
+/// the runs that failed.
+fn sweep_round(
+    exp: &dyn Experiment,
+    specs: &[RunSpec],
+    plan: &SweepPlan,
+    compute: &Compute,
+    data: &data::Dataset,
+    out: &Path,
+) -> Result<Vec<sweep::Failure>> {
+    let name = exp.spec().name;
+    for s in specs {
         s.config
             .validate()
             .with_context(|| format!("configuration {}", s.label))?;
@@ -71,9 +123,9 @@ pub fn run(
     let (version, commit) = crate::provenance();
     let record = SweepRecord {
         experiment: name.into(),
-        common: common.clone(),
+        common: exp.common().clone(),
         settings: exp.settings(),
-        runs: specs.clone(),
+        runs: specs.to_vec(),
         data: data.identity.clone(),
         drop_exp_version: version.into(),
         git_commit: commit.into(),
@@ -84,31 +136,217 @@ pub fn run(
     };
     write_json(&out.join("sweep.json"), &record)?;
     let opts = SweepOptions {
-        out: out.clone(),
+        out: out.to_path_buf(),
         jobs: compute.jobs,
         threads: compute.threads_per_run,
         shard: plan.shard,
         force: plan.force,
         device: record.device.clone(),
+        adopt_from: if exp.adopts_plain_runs() {
+            sibling_folders(name, out)
+        } else {
+            Vec::new()
+        },
     };
     let digest = data.identity.digest();
-    let refresh = || -> Result<()> { write_outputs(exp, &specs, &out, &digest, false).map(|_| ()) };
-    let outcome = sweep::execute(&specs, &data, &opts, exp.worker(), &refresh)?;
-    let failures = outcome.failures;
+    let refresh = || -> Result<()> { write_outputs(exp, specs, out, &digest, false).map(|_| ()) };
+    let outcome = sweep::execute(specs, data, &opts, exp.worker(), &refresh)?;
     eprintln!(
         "{name}: trained {} run(s); {} were stored already (by an earlier or a concurrent invocation)",
         outcome.trained, outcome.reused
     );
-    let answer = write_outputs(exp, &specs, &out, &digest, true)?;
-    report_end(
-        name,
-        &out,
-        specs.len(),
-        &failures,
-        answer.is_some(),
-        plan.shard,
-    )?;
-    Ok(answer)
+    Ok(outcome.failures)
+}
+
+/// The output folders of the other exercises beside `out`
+/// (`<out>/../<other exercise>`), for adopting their identical runs.
+fn sibling_folders(name: &str, out: &Path) -> Vec<PathBuf> {
+    let Some(parent) = out.parent() else {
+        return Vec::new();
+    };
+    registry::EXERCISES
+        .iter()
+        .filter(|s| s.name != name)
+        .map(|s| parent.join(s.name))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// The experiment with `seeds` seeds instead of its own.
+fn with_seeds(exp: &dyn Experiment, seeds: u32) -> Result<Box<dyn Experiment>> {
+    let common = Common {
+        seeds,
+        ..exp.common().clone()
+    };
+    let settings = match toml::Value::try_from(exp.settings()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => bail!("the settings of `{}` are not a table", exp.spec().name),
+    };
+    (exp.spec().build)(common, settings)
+}
+
+/// With `target_ci`: the seeds of the next round, or `None` when every
+/// primary comparison's 95% CI is within +/- target (or `max_seeds` is
+/// reached). It looks at precision only, never at significance.
+fn next_round(exp: &dyn Experiment, out: &Path, digest: &str) -> Result<Option<u32>> {
+    let c = exp.common();
+    let Some(target) = c.target_ci else {
+        return Ok(None);
+    };
+    let max = c.max_seeds.unwrap_or(c.seeds);
+    let specs = exp.specs();
+    let stored = sweep::collect(&specs, out, digest)?;
+    if !stored.iter().all(Option::is_some) {
+        return Ok(None);
+    }
+    let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
+    let (_, _, comparisons) = analyse(&runs, &exp.pairs(), exp.common().margin / 100.0);
+    let precision = Precision::of(&comparisons, target / 100.0);
+    let name = exp.spec().name;
+    let widest = if precision.widest.is_finite() {
+        format!(
+            "the widest primary 95% CI is ±{:.2} points",
+            100.0 * precision.widest
+        )
+    } else {
+        "a primary comparison has fewer than 3 runs on a side (too few for an interval)".into()
+    };
+    if precision.widest <= target / 100.0 {
+        eprintln!(
+            "{name}: with {} seeds every primary 95% CI is within ±{:.2} points (target ±{target}); done",
+            c.seeds,
+            100.0 * precision.widest
+        );
+        return Ok(None);
+    }
+    if c.seeds >= max {
+        eprintln!(
+            "{name}: {widest} with {} seeds, short of the target ±{target}; stopping at max_seeds = {max}",
+            c.seeds
+        );
+        return Ok(None);
+    }
+    let next = (precision.seeds_needed as u32).clamp(c.seeds + 1, max);
+    eprintln!(
+        "{name}: {widest} with {} seeds (target ±{target}); next round: {next} seeds",
+        c.seeds
+    );
+    Ok(Some(next))
+}
+
+/// How precise an experiment's primary comparisons are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Precision {
+    /// The widest 95% CI half-width (a fraction; infinite where a
+    /// comparison has fewer than 3 runs).
+    pub widest: f64,
+    /// Seeds with which every comparison would reach the target at its
+    /// measured spread (at least 3).
+    pub seeds_needed: usize,
+}
+
+impl Precision {
+    /// Over the headline-metric comparisons of `comparisons`.
+    pub fn of(comparisons: &[Comparison], target: f64) -> Self {
+        let mut widest = 0f64;
+        let mut needed = stats::MIN_RUNS_FOR_INTERVAL;
+        for c in comparisons.iter().filter(|c| c.metric == Metric::HEADLINE) {
+            let n = c.test.n;
+            if n < stats::MIN_RUNS_FOR_INTERVAL {
+                widest = f64::INFINITY;
+                continue;
+            }
+            let half = (c.test.ci_high - c.test.ci_low) / 2.0;
+            widest = widest.max(half);
+            let sd = c.test.se * (n as f64).sqrt();
+            needed = needed.max(stats::seeds_for_half_width(sd, target, SEEDS_CAP));
+        }
+        Self {
+            widest,
+            seeds_needed: needed,
+        }
+    }
+}
+
+/// Most seeds a round asks for.
+const SEEDS_CAP: usize = 200;
+
+/// First seed of a confirmation on fresh seeds: far from the seeds 0.. of
+/// the sweep it confirms.
+pub const FRESH_SEED_BASE: u64 = 1000;
+
+/// The runs of an experiment's confirmation on fresh seeds (empty if it has
+/// none, or the main sweep is not complete).
+fn confirmation_specs(
+    exp: &dyn Experiment,
+    main: &[RunSpec],
+    out: &Path,
+    digest: &str,
+) -> Result<Vec<RunSpec>> {
+    let stored = sweep::collect(main, out, digest)?;
+    if !stored.iter().all(Option::is_some) {
+        return Ok(Vec::new());
+    }
+    let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
+    let margin = exp.common().margin / 100.0;
+    let (groups, summary, comparisons) = analyse(&runs, &exp.pairs(), margin);
+    let finished = Finished {
+        out,
+        groups,
+        summary,
+        comparisons,
+        common: exp.common(),
+    };
+    let Some(conf) = exp.confirm(&finished) else {
+        return Ok(Vec::new());
+    };
+    Ok(fresh_specs(exp.common(), &conf))
+}
+
+/// The confirmation's configurations on fresh seeds, as many as the sweep's.
+fn fresh_specs(common: &Common, conf: &Confirmation) -> Vec<RunSpec> {
+    let mut out = Vec::new();
+    for i in 0..common.seeds as u64 {
+        for (label, config) in &conf.configs {
+            out.push(RunSpec {
+                label: label.clone(),
+                config: config.clone(),
+                seed: FRESH_SEED_BASE + i,
+            });
+        }
+    }
+    out
+}
+
+/// Groups, summary rows and decided comparisons of `runs` over `pairs`.
+fn analyse<'a>(
+    runs: &[&'a StoredRun],
+    pairs: &[(String, String)],
+    margin: f64,
+) -> (Vec<Group<'a>>, Vec<SummaryRow>, Vec<Comparison>) {
+    let groups = analysis::groups(runs);
+    let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
+    let comparisons = compare_pairs(&groups, pairs, margin);
+    (groups, summary, comparisons)
+}
+
+/// Every metric of each pair (a, b) present in `groups`, decided as one
+/// family per metric.
+fn compare_pairs(groups: &[Group], pairs: &[(String, String)], margin: f64) -> Vec<Comparison> {
+    let mut comparisons = Vec::new();
+    for (a, b) in pairs {
+        let (ga, gb) = (
+            groups.iter().find(|g| &g.label == a),
+            groups.iter().find(|g| &g.label == b),
+        );
+        if let (Some(ga), Some(gb)) = (ga, gb) {
+            for m in Metric::ALL {
+                comparisons.push(analysis::compare(ga, gb, m));
+            }
+        }
+    }
+    analysis::decide(&mut comparisons, margin);
+    comparisons
 }
 
 /// The end of a sweep: an error listing the failed runs, or what was written.
@@ -152,6 +390,8 @@ fn report_end(
 /// Writes `runs.csv` and `summary.csv` from the runs finished so far, and,
 /// when every run is there and `finish` is set, the comparisons, verdict and
 /// plots. Returns the answer when the sweep is complete and finished.
+/// `specs` may hold a confirmation's runs on fresh seeds after the main
+/// sweep's; their comparisons are a family of their own.
 pub fn write_outputs(
     exp: &dyn Experiment,
     specs: &[RunSpec],
@@ -169,19 +409,30 @@ pub fn write_outputs(
     if !(complete && finish) {
         return Ok(None);
     }
-    let mut comparisons = Vec::new();
-    for (a, b) in exp.pairs() {
-        let (ga, gb) = (
-            groups.iter().find(|g| g.label == a),
-            groups.iter().find(|g| g.label == b),
-        );
-        if let (Some(ga), Some(gb)) = (ga, gb) {
-            for m in Metric::ALL {
-                comparisons.push(analysis::compare(ga, gb, m));
-            }
+    let margin = exp.common().margin / 100.0;
+    let main: Vec<&StoredRun> = runs
+        .iter()
+        .copied()
+        .filter(|r| r.spec.seed < FRESH_SEED_BASE)
+        .collect();
+    let (main_groups, main_summary, mut comparisons) = analyse(&main, &exp.pairs(), margin);
+    let main_finished = Finished {
+        out,
+        groups: main_groups,
+        summary: main_summary,
+        comparisons: comparisons.clone(),
+        common: exp.common(),
+    };
+    let confirm = exp.confirm(&main_finished);
+    if let Some(conf) = &confirm {
+        let want = fresh_specs(exp.common(), conf);
+        if !want.iter().all(|w| specs.contains(w)) {
+            // The confirmation has not been trained (a merged sweep): the
+            // next invocation on this folder trains it.
+            return Ok(None);
         }
+        comparisons.extend(compare_pairs(&groups, &conf.pairs, margin));
     }
-    analysis::decide(&mut comparisons, exp.common().margin / 100.0);
     write_csv(&out.join("comparisons.csv"), &comparisons)?;
     let finished = Finished {
         out,
@@ -251,7 +502,7 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
             .filter(|r| r.is_some())
             .count();
         bail!(
-            "merged {copied} runs into {}, but only {have} of the sweep's {} runs are there; run the missing shards and merge again",
+            "merged {copied} runs into {}, but only {have} of the sweep's {} runs are there; run the missing shards and merge again (an exercise that confirms its choice on fresh seeds trains those when rerun on the merged folder)",
             dest.display(),
             record.runs.len()
         );

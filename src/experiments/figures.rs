@@ -31,9 +31,11 @@ pub fn kind_color(kind: RegKind) -> Rgb {
     match kind {
         RegKind::Dropout => Rgb(31, 119, 180),
         RegKind::Dropconnect => Rgb(255, 127, 14),
+        RegKind::DropconnectOut => Rgb(230, 85, 13),
         RegKind::GaussianMult => Rgb(44, 160, 44),
         RegKind::GaussianAdd => Rgb(214, 39, 40),
         RegKind::UniformMult => Rgb(148, 103, 189),
+        RegKind::LognormalMult => Rgb(23, 190, 207),
         RegKind::AnnealedDropout => Rgb(140, 86, 75),
     }
 }
@@ -151,6 +153,10 @@ pub fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
     }
 }
 
+/// The axis label of the headline accuracy.
+pub const HEADLINE_AXIS: &str =
+    "test accuracy (%) at the epoch selected on validation, 95% CI over seeds";
+
 /// The headline accuracy of every configuration, in percent, with its 95%
 /// interval over seeds (none from fewer than 3 runs).
 pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
@@ -160,9 +166,9 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
         .iter()
         .map(|s| DotRow {
             label: format!("{} (n={})", s.config.label, s.n),
-            value: 100.0 * s.last3_mean,
-            lo: 100.0 * s.last3_ci_low,
-            hi: 100.0 * s.last3_ci_high,
+            value: 100.0 * s.selected_mean,
+            lo: 100.0 * s.selected_ci_low,
+            hi: 100.0 * s.selected_ci_high,
             color: color_of(&colors, &s.config.label),
             note: None,
         })
@@ -171,8 +177,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
         path,
         &Dots {
             title: title.to_string(),
-            x_label: "test accuracy (%), mean of each run's last 3 epochs, 95% CI over seeds"
-                .into(),
+            x_label: HEADLINE_AXIS.into(),
             rows,
             clip: Some((0.0, 100.0)),
             ..Default::default()
@@ -194,9 +199,9 @@ pub fn headline_line(r: &Finished, name: String, color: Rgb, labels: &[String]) 
                 .expect("a swept configuration");
             (
                 i as f64,
-                100.0 * s.last3_mean,
-                100.0 * s.last3_ci_low,
-                100.0 * s.last3_ci_high,
+                100.0 * s.selected_mean,
+                100.0 * s.selected_ci_low,
+                100.0 * s.selected_ci_high,
             )
         })
         .collect();

@@ -28,6 +28,9 @@ pub fn write_verdict(r: &Finished, answer: String, text: &str) -> Result<String>
 /// A comparison in a few words: "+0.55 points (95% CI -0.54 to +1.65):
 /// undecided, ~14 seeds would decide".
 pub fn short(c: &Comparison) -> String {
+    if c.test.n == 0 {
+        return "no run finished on one side: nothing to compare".into();
+    }
     if c.test.n < stats::MIN_RUNS_FOR_INTERVAL {
         return format!(
             "{} points from {} runs: too few to decide",
@@ -71,18 +74,29 @@ fn stability(r: &Finished) -> String {
     );
     for row in &r.summary {
         let runs = row.n + row.n_diverged + row.n_collapsed;
+        let ci = if row.failed_ci_low.is_nan() {
+            "too few runs for an interval".to_string()
+        } else {
+            format!(
+                "{:.0} to {:.0}",
+                100.0 * row.failed_ci_low,
+                100.0 * row.failed_ci_high
+            )
+        };
         s += &format!(
-            "| {} | {runs} | {} | {} | {:.0}% ({:.0} to {:.0}) |\n",
+            "| {} | {runs} | {} | {} | {:.0}% ({ci}) |\n",
             row.config.label,
             row.n_diverged,
             row.n_collapsed,
             100.0 * row.failed_rate,
-            100.0 * row.failed_ci_low,
-            100.0 * row.failed_ci_high
         );
     }
     let mut tested = Vec::new();
-    for c in r.comparisons.iter().filter(|c| c.metric == Metric::Last3) {
+    for c in r
+        .comparisons
+        .iter()
+        .filter(|c| c.metric == Metric::HEADLINE)
+    {
         let (ga, gb) = (r.group(&c.a), r.group(&c.b));
         let (fa, fb) = (ga.failed() as u64, gb.failed() as u64);
         if fa == fb {
@@ -114,16 +128,16 @@ fn stability(r: &Finished) -> String {
 /// A markdown table of the summary rows (headline metric first).
 pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
-        "| configuration | n | failed | test acc, last 3 epochs (95% CI) | final epoch (± sd) | best epoch (± sd) | train loss | gap (train - test) |\n|---|---|---|---|---|---|---|---|\n",
+        "| configuration | n | failed | test acc at the epoch selected on validation (95% CI) | epoch | last 3 epochs (± sd) | final epoch (± sd) | train loss | gap (train - test, eval mode) |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        let ci = if r.last3_ci_low.is_nan() {
+        let ci = if r.selected_ci_low.is_nan() {
             "too few runs for an interval".to_string()
         } else {
             format!(
                 "{:.2} to {:.2}",
-                100.0 * r.last3_ci_low,
-                100.0 * r.last3_ci_high
+                100.0 * r.selected_ci_low,
+                100.0 * r.selected_ci_high
             )
         };
         let sd = |x: f64| {
@@ -135,35 +149,52 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
         };
         if r.n == 0 {
             s += &format!(
-                "| {} | 0 | {} | no run finished | | | | |\n",
+                "| {} | 0 | {} | no run finished | | | | | |\n",
                 r.config.label,
                 r.n_diverged + r.n_collapsed
             );
             continue;
         }
         s += &format!(
-            "| {} | {} | {} | {:.2}% ({ci}) | {:.2}%{} | {:.2}%{} | {:.4} | {:+.2} |\n",
+            "| {} | {} | {} | {:.2}% ({ci}) | {:.1} | {:.2}%{} | {:.2}%{} | {:.4} | {:+.2} |\n",
             r.config.label,
             r.n,
             r.n_diverged + r.n_collapsed,
+            100.0 * r.selected_mean,
+            r.selected_epoch_mean,
             100.0 * r.last3_mean,
+            sd(r.last3_sd),
             100.0 * r.final_mean,
             sd(r.final_sd),
-            100.0 * r.best_mean,
-            sd(r.best_sd),
             r.train_loss_mean,
             100.0 * r.gap_mean
         );
     }
-    s += "\n(n: runs that finished without diverging or collapsing, which the accuracies use; ± is one sd over seeds.)\n";
+    s += "\n(n: runs that finished without diverging or collapsing, which the accuracies use; epoch: mean selected epoch; ± is one sd over seeds; gap: evaluation-mode accuracy on a fixed subset of 5000 training images minus test accuracy, at the selected epoch.)\n";
     s
 }
 
-/// The seeds note for verdicts.
+/// The seeds note for verdicts: seeds (and how they were chosen), epochs,
+/// lr, batch, data and the headline metric.
 pub fn seeds_note(c: &Common) -> String {
+    let seeds = match (c.target_ci, c.max_seeds) {
+        (Some(h), Some(max)) => format!(
+            "{} seeds (added in rounds until every primary 95% CI was within ±{h} points, at most {max})",
+            c.seeds
+        ),
+        (Some(h), None) => format!("{} seeds (target ±{h} points)", c.seeds),
+        _ => format!("{} seeds", c.seeds),
+    };
+    let headline = if c.validation > 0 {
+        format!(
+            "headline metric: test accuracy at each run's epoch of best validation accuracy ({} training images held out for validation)",
+            c.validation
+        )
+    } else {
+        "headline metric: test accuracy at the final epoch (no validation split, so no epoch is selected)".to_string()
+    };
     format!(
-        "{} seeds, {} epochs, lr {}, batch {}{}",
-        c.seeds,
+        "{seeds}, {} epochs, lr {}, batch {}{}; {headline}",
         c.base.epochs,
         c.base.lr,
         c.base.batch_size,

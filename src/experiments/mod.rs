@@ -54,7 +54,7 @@ impl Finished<'_> {
     pub fn primary(&self) -> Vec<&Comparison> {
         self.comparisons
             .iter()
-            .filter(|c| c.metric == Metric::Last3)
+            .filter(|c| c.metric == Metric::HEADLINE)
             .collect()
     }
     pub fn comparison(&self, a: &str, b: &str, metric: Metric) -> Option<&Comparison> {
@@ -62,6 +62,14 @@ impl Finished<'_> {
             .iter()
             .find(|c| c.a == a && c.b == b && c.metric == metric)
     }
+}
+
+/// Configurations rerun on fresh seeds to confirm a choice (see
+/// [`Experiment::confirm`]); their labels must differ from the sweep's.
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    pub configs: Vec<(String, TrainConfig)>,
+    pub pairs: Vec<(String, String)>,
 }
 
 /// The three accessors every experiment writes the same way (its spec, its
@@ -97,6 +105,19 @@ pub trait Experiment: Sync {
     /// answer in one sentence (the first line of the verdict, and REPORT.md's
     /// table of answers).
     fn conclude(&self, r: &Finished) -> Result<String>;
+    /// A choice to confirm on fresh seeds, made from the finished main
+    /// sweep (on validation, never on test): configurations to rerun with
+    /// seeds the sweep did not use, and the pairs to compare among them.
+    /// None by default.
+    fn confirm(&self, _r: &Finished) -> Option<Confirmation> {
+        None
+    }
+    /// Whether identical plain runs stored by other experiments in the same
+    /// results folder may be adopted instead of retrained: true unless the
+    /// experiment's worker measures more than plain training does.
+    fn adopts_plain_runs(&self) -> bool {
+        true
+    }
     /// What each run executes (plain training unless overridden).
     fn worker(&self) -> &Worker<'_> {
         &sweep::train_worker

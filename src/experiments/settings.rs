@@ -33,6 +33,17 @@ pub struct Common {
     /// Equivalence margin, in points of accuracy (0.5 = half a point).
     #[serde(default = "default_margin")]
     pub margin: f64,
+    /// Training images held out for validation (0: none); epochs are
+    /// selected on them.
+    #[serde(default)]
+    pub validation: u32,
+    /// Add seeds in rounds until every primary comparison's 95% CI is at
+    /// most this many points either side (or `max_seeds` is reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ci: Option<f64>,
+    /// The most seeds `target_ci` may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seeds: Option<u32>,
     /// The configuration every run starts from (the book's, with overrides).
     pub base: TrainConfig,
 }
@@ -41,7 +52,15 @@ impl Common {
     /// The settings-file keys that belong to `Common` itself (the base
     /// configuration's keys sit at the top level of a settings file too).
     /// A unit test checks this list against the struct.
-    pub const KEYS: [&'static str; 4] = ["seeds", "train_subset", "test_subset", "margin"];
+    pub const KEYS: [&'static str; 7] = [
+        "seeds",
+        "train_subset",
+        "test_subset",
+        "margin",
+        "validation",
+        "target_ci",
+        "max_seeds",
+    ];
 
     pub fn seeds(&self) -> impl Iterator<Item = u64> {
         0..self.seeds as u64
@@ -62,6 +81,25 @@ impl Common {
             .is_some_and(|n| n == 0 || n as usize > TRAIN_SIZE)
         {
             bail!("`train_subset` must be between 1 and {TRAIN_SIZE}");
+        }
+        if self.validation as usize >= TRAIN_SIZE {
+            bail!(
+                "`validation` = {} holds out every training image; give fewer than {TRAIN_SIZE} (0 turns the split off)",
+                self.validation
+            );
+        }
+        if let Some(h) = self.target_ci {
+            if !(h.is_finite() && h > 0.0) {
+                bail!("`target_ci` = {h} must be a number of points greater than 0");
+            }
+        }
+        if let Some(m) = self.max_seeds {
+            if m < self.seeds {
+                bail!(
+                    "`max_seeds` = {m} is below `seeds` = {}; give at least as many as the first round's seeds",
+                    self.seeds
+                );
+            }
         }
         if self
             .test_subset
@@ -158,7 +196,7 @@ pub fn resolve(spec: &ExerciseSpec, layers: Vec<Layer>) -> Result<Box<dyn Experi
     let mut exp = None;
     // Each layer is checked as it is applied, so an error names the file
     // (or flags) that brought the bad value.
-    for layer in std::iter::once(own).chain(layers) {
+    for (i, layer) in std::iter::once(own).chain(layers).enumerate() {
         if layer.table.is_empty() {
             continue;
         }
@@ -179,6 +217,19 @@ pub fn resolve(spec: &ExerciseSpec, layers: Vec<Layer>) -> Result<Box<dyn Experi
                 spec.name,
                 keys.join(", ")
             );
+        }
+        let mut layer = layer;
+        // An exercise that sweeps learning rates (`lrs`) trains only at a
+        // rate the user names with `lr` (flag or file) without `lrs`.
+        if i > 0 && own_keys.iter().any(|k| k == "lrs") {
+            if let (Some(lr), false) = (
+                layer.table.get("lr").cloned(),
+                layer.table.contains_key("lrs"),
+            ) {
+                layer
+                    .table
+                    .insert("lrs".into(), toml::Value::Array(vec![lr]));
+            }
         }
         config::overlay(&mut table, layer.table);
         exp =
@@ -223,6 +274,9 @@ mod tests {
             train_subset: Some(1),
             test_subset: Some(1),
             margin: 0.5,
+            validation: 1,
+            target_ci: Some(0.5),
+            max_seeds: Some(9),
             base: TrainConfig::default(),
         };
         let serde_json::Value::Object(m) = serde_json::to_value(c).unwrap() else {

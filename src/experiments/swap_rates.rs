@@ -172,7 +172,7 @@ impl Experiment for SwapRates {
                             r.summary
                                 .iter()
                                 .find(|s| s.config.train.layers.map(|l| l.p()) == [p1, p2])
-                                .map_or(f64::NAN, |s| s.last3_mean)
+                                .map_or(f64::NAN, |s| s.selected_mean)
                         })
                         .collect()
                 })
@@ -181,7 +181,7 @@ impl Experiment for SwapRates {
                 &r.out.join("heatmap.png"),
                 &Heatmap {
                     title: format!(
-                        "Exercise {}: test accuracy (%) by dropout rates, mean of last 3 epochs",
+                        "Exercise {}: test accuracy (%) by dropout rates, at the epoch selected on validation",
                         SPEC.number
                     ),
                     x_label: "p2 (after second hidden layer)".into(),
@@ -200,7 +200,7 @@ impl Experiment for SwapRates {
             .filter(|c| c.a == reference)
             .collect();
         let swap = self.swaps().first().and_then(|&(a, b)| {
-            r.comparison(&rates_label(a, b), &rates_label(b, a), Metric::Last3)
+            r.comparison(&rates_label(a, b), &rates_label(b, a), Metric::HEADLINE)
         });
         let answer = match swap {
             Some(c) => format!(
@@ -221,7 +221,7 @@ impl SwapRates {
         let [r1, r2] = self.reference();
         let reference = rates_label(r1, r2);
         let mut v = format!(
-            "# {}\n\n{}; headline metric: test accuracy averaged over each run's last 3 epochs. Differences are paired by seed (same init and batch order).\n\n",
+            "# {}\n\n{}. Differences are paired by seed (same init and batch order).\n\n",
             SPEC.heading(),
             seeds_note(&self.common)
         );
@@ -231,17 +231,17 @@ impl SwapRates {
         }
         for (a, b) in swaps {
             let (low, high) = (rates_label(a, b), rates_label(b, a));
-            if let Some(c) = r.comparison(&low, &high, Metric::Last3) {
+            if let Some(c) = r.comparison(&low, &high, Metric::HEADLINE) {
                 v += &format!(
                     "**Swapping {low} to {high}** (the higher rate first) changes test accuracy by {}. ",
                     describe(c)
                 );
-                for m in [Metric::Final, Metric::Best] {
+                for m in [Metric::Last3, Metric::Final] {
                     if let Some(c) = r.comparison(&low, &high, m) {
                         let which = if m == Metric::Final {
                             "final epoch"
                         } else {
-                            "best epoch (chosen on the test set, so biased upwards)"
+                            "mean of the last 3 epochs"
                         };
                         v += &format!("Secondary, on the {which}: {}. ", describe(c));
                     }
@@ -252,7 +252,7 @@ impl SwapRates {
         let vs_reference: Vec<&Comparison> = r
             .comparisons
             .iter()
-            .filter(|c| c.metric == Metric::Last3 && c.a == reference)
+            .filter(|c| c.metric == Metric::HEADLINE && c.a == reference)
             .collect();
         v += &format!(
             "**Each configuration against {reference}** (no configuration is called best unless it is better after correction):\n\n"

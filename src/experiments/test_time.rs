@@ -276,6 +276,10 @@ impl Experiment for TestTime {
     fn pairs(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Its runs carry measurements plain runs lack.
+    fn adopts_plain_runs(&self) -> bool {
+        false
+    }
     fn worker(&self) -> &Worker<'_> {
         self.worker.as_ref()
     }

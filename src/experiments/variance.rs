@@ -171,6 +171,10 @@ impl Experiment for Variance {
     fn pairs(&self) -> Vec<(String, String)> {
         super::first_vs_rest(&self.configs())
     }
+    /// Its runs carry measurements plain runs lack.
+    fn adopts_plain_runs(&self) -> bool {
+        false
+    }
     fn worker(&self) -> &Worker<'_> {
         self.worker.as_ref()
     }

@@ -13,9 +13,9 @@ mod dropconnect;
 mod dropout;
 mod noise;
 
-pub use dropconnect::DropConnect;
+pub use dropconnect::{DropConnect, DropConnectOut};
 pub use dropout::Dropout;
-pub use noise::{AnnealedDropout, GaussianAdd, GaussianMult, UniformMult};
+pub use noise::{AnnealedDropout, GaussianAdd, GaussianMult, LogNormalMult, UniformMult};
 
 use std::fmt;
 use std::str::FromStr;
@@ -76,6 +76,16 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
     ) -> Result<Option<Tensor>> {
         Ok(None)
     }
+    /// Mask multiplying the weight matrix of the *next* layer (of `shape`,
+    /// the matrix that consumes this hidden layer) elementwise. Default: none.
+    fn outgoing_weight_mask(
+        &self,
+        _shape: &Shape,
+        _dev: &Device,
+        _ctx: &mut NoiseCtx,
+    ) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
     /// `xs` with fresh activation noise applied.
     fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
         match self.activation_noise(xs.shape(), xs.device(), ctx)? {
@@ -86,6 +96,13 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
     /// `w` with a fresh weight mask applied.
     fn weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
         match self.weight_mask(w.shape(), w.device(), ctx)? {
+            Some(mask) => w.mul(&mask),
+            None => Ok(w.clone()),
+        }
+    }
+    /// The next layer's weights `w` with a fresh outgoing mask applied.
+    fn outgoing_weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
+        match self.outgoing_weight_mask(w.shape(), w.device(), ctx)? {
             Some(mask) => w.mul(&mask),
             None => Ok(w.clone()),
         }
@@ -108,14 +125,24 @@ impl Regularizer for Identity {}
 pub enum Reg {
     /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
     Dropout { p: f64 },
-    /// Bernoulli masks on the weights, one per mini-batch; `p` is the drop probability.
+    /// Bernoulli masks on the weights that produce the hidden layer (W1
+    /// after layer 1, W2 after layer 2), one per mini-batch; `p` is the drop
+    /// probability.
     Dropconnect { p: f64 },
+    /// Bernoulli masks on the weights that consume the hidden layer (W2
+    /// after layer 1, W3 after layer 2: the rows dropout zeroes as whole
+    /// rows), one per mini-batch.
+    DropconnectOut { p: f64 },
     /// Multiplicative Gaussian noise with dropout's variance at rate `p`.
     GaussianMult { p: f64 },
     /// Additive Gaussian noise with standard deviation `p`.
     GaussianAdd { p: f64 },
-    /// Multiplicative uniform noise with dropout's variance at rate `p`.
+    /// Multiplicative uniform noise with dropout's variance at rate `p`
+    /// (non-negative only up to p = 0.25, so limited to it).
     UniformMult { p: f64 },
+    /// Multiplicative log-normal noise with dropout's mean and variance at
+    /// rate `p` (non-negative at every rate).
+    LognormalMult { p: f64 },
     /// Dropout whose rate falls linearly from `p` to 0 over training.
     AnnealedDropout { p: f64 },
 }
@@ -126,9 +153,11 @@ impl Reg {
         match self {
             Reg::Dropout { .. } => RegKind::Dropout,
             Reg::Dropconnect { .. } => RegKind::Dropconnect,
+            Reg::DropconnectOut { .. } => RegKind::DropconnectOut,
             Reg::GaussianMult { .. } => RegKind::GaussianMult,
             Reg::GaussianAdd { .. } => RegKind::GaussianAdd,
             Reg::UniformMult { .. } => RegKind::UniformMult,
+            Reg::LognormalMult { .. } => RegKind::LognormalMult,
             Reg::AnnealedDropout { .. } => RegKind::AnnealedDropout,
         }
     }
@@ -138,9 +167,11 @@ impl Reg {
         match *self {
             Reg::Dropout { p }
             | Reg::Dropconnect { p }
+            | Reg::DropconnectOut { p }
             | Reg::GaussianMult { p }
             | Reg::GaussianAdd { p }
             | Reg::UniformMult { p }
+            | Reg::LognormalMult { p }
             | Reg::AnnealedDropout { p } => p,
         }
     }
@@ -151,7 +182,16 @@ impl Reg {
         if !(0.0..=1.0).contains(&p) {
             return Err(format!("p = {p} is outside [0, 1]"));
         }
-        if p == 1.0 && matches!(self, Reg::GaussianMult { .. } | Reg::UniformMult { .. }) {
+        if let Reg::UniformMult { .. } = self {
+            if p > UniformMult::MAX_P {
+                return Err(format!(
+                    "uniform-mult p = {p}: a uniform multiplier with dropout's variance p/(1-p) takes \
+                     negative values above p = {}; use lognormal-mult (non-negative at every rate)",
+                    UniformMult::MAX_P
+                ));
+            }
+        }
+        if p == 1.0 && matches!(self, Reg::GaussianMult { .. } | Reg::LognormalMult { .. }) {
             return Err(format!(
                 "p = 1 is not allowed for {} (its noise variance p/(1-p) is infinite); use a value below 1",
                 self.kind()
@@ -169,9 +209,11 @@ impl Reg {
         match self {
             Reg::Dropout { .. } => Box::new(Dropout::new(p)),
             Reg::Dropconnect { .. } => Box::new(DropConnect::new(p)),
+            Reg::DropconnectOut { .. } => Box::new(DropConnectOut::new(p)),
             Reg::GaussianMult { .. } => Box::new(GaussianMult::new(p)),
             Reg::GaussianAdd { .. } => Box::new(GaussianAdd::new(p)),
             Reg::UniformMult { .. } => Box::new(UniformMult::new(p)),
+            Reg::LognormalMult { .. } => Box::new(LogNormalMult::new(p)),
             Reg::AnnealedDropout { .. } => Box::new(AnnealedDropout::new(p)),
         }
     }
@@ -189,9 +231,11 @@ impl fmt::Display for Reg {
 pub enum RegKind {
     Dropout,
     Dropconnect,
+    DropconnectOut,
     GaussianMult,
     GaussianAdd,
     UniformMult,
+    LognormalMult,
     AnnealedDropout,
 }
 
@@ -199,9 +243,11 @@ impl RegKind {
     pub const ALL: &'static [RegKind] = &[
         RegKind::Dropout,
         RegKind::Dropconnect,
+        RegKind::DropconnectOut,
         RegKind::GaussianMult,
         RegKind::GaussianAdd,
         RegKind::UniformMult,
+        RegKind::LognormalMult,
         RegKind::AnnealedDropout,
     ];
 
@@ -209,9 +255,11 @@ impl RegKind {
         match self {
             RegKind::Dropout => "dropout",
             RegKind::Dropconnect => "dropconnect",
+            RegKind::DropconnectOut => "dropconnect-out",
             RegKind::GaussianMult => "gaussian-mult",
             RegKind::GaussianAdd => "gaussian-add",
             RegKind::UniformMult => "uniform-mult",
+            RegKind::LognormalMult => "lognormal-mult",
             RegKind::AnnealedDropout => "annealed-dropout",
         }
     }
@@ -221,9 +269,11 @@ impl RegKind {
         match self {
             RegKind::Dropout => Reg::Dropout { p },
             RegKind::Dropconnect => Reg::Dropconnect { p },
+            RegKind::DropconnectOut => Reg::DropconnectOut { p },
             RegKind::GaussianMult => Reg::GaussianMult { p },
             RegKind::GaussianAdd => Reg::GaussianAdd { p },
             RegKind::UniformMult => Reg::UniformMult { p },
+            RegKind::LognormalMult => Reg::LognormalMult { p },
             RegKind::AnnealedDropout => Reg::AnnealedDropout { p },
         }
     }

@@ -108,6 +108,9 @@ pub struct UniformMult {
 }
 
 impl UniformMult {
+    /// Above this rate the multiplier's range 1 +/- a reaches below 0.
+    pub const MAX_P: f64 = 0.25;
+
     pub fn new(p: f64) -> Self {
         assert!(
             (0.0..1.0).contains(&p),
@@ -129,6 +132,52 @@ impl Regularizer for UniformMult {
         let a = self.a;
         let m = host_noise(ctx.rng, shape, dev, |u| 1.0 + a * (2.0 * u - 1.0))?;
         Ok(Some(ActivationNoise::Scale(m)))
+    }
+}
+
+/// Log-normal multiplicative noise:
+///
+/// ```text
+/// h' = h * exp(mu + s * eps),  eps ~ N(0, 1),  s^2 = -ln(1 - p),  mu = -s^2 / 2
+/// ```
+///
+/// E[m] = 1 and Var[m] = exp(s^2) - 1 = p / (1 - p): dropout's mean and
+/// variance at rate p, with a multiplier that is positive at every rate
+/// (unlike the Gaussian's, or the uniform's above p = 0.25).
+#[derive(Debug, Clone, Copy)]
+pub struct LogNormalMult {
+    mu: f32,
+    s: f32,
+}
+
+impl LogNormalMult {
+    pub fn new(p: f64) -> Self {
+        assert!(
+            (0.0..1.0).contains(&p),
+            "log-normal noise needs p in [0, 1), got {p}"
+        );
+        let var = -(1.0 - p).ln();
+        Self {
+            mu: (-var / 2.0) as f32,
+            s: var.sqrt() as f32,
+        }
+    }
+}
+
+impl Regularizer for LogNormalMult {
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<ActivationNoise>> {
+        let (mu, s) = (self.mu, self.s);
+        Ok(Some(ActivationNoise::Scale(normals(
+            ctx.rng,
+            shape,
+            dev,
+            |e| (mu + s * e).exp(),
+        )?)))
     }
 }
 
@@ -193,7 +242,7 @@ mod tests {
                     "gaussian",
                     Box::new(GaussianMult::new(p)) as Box<dyn Regularizer>,
                 ),
-                ("uniform", Box::new(UniformMult::new(p))),
+                ("log-normal", Box::new(LogNormalMult::new(p))),
                 ("dropout", Box::new(Dropout::new(p))),
             ] {
                 let (mean, var) = moments(reg.as_ref(), 1.0, 1_000_000);
@@ -224,5 +273,30 @@ mod tests {
         assert!((mean - 1.0).abs() < 0.005, "mean {mean}");
         let want = 0.25 / 0.75;
         assert!((var - want).abs() < 0.02 * want, "var {var}");
+    }
+
+    /// A uniform multiplier with dropout's variance would go negative above
+    /// p = 0.25: rejected there, with the fix named; the log-normal one
+    /// never goes negative.
+    #[test]
+    fn uniform_is_limited_to_non_negative_multipliers() {
+        use crate::regularizers::Reg;
+        assert!(Reg::UniformMult { p: 0.25 }.validate().is_ok());
+        let e = Reg::UniformMult { p: 0.3 }.validate().unwrap_err();
+        assert!(e.contains("lognormal-mult"), "{e}");
+        let xs = Tensor::ones((100, 1000), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let mut rng = Rng::new(1, crate::rng::Stream::Noise);
+        let mut ctx = NoiseCtx {
+            rng: &mut rng,
+            progress: 0.0,
+        };
+        let v: Vec<f32> = LogNormalMult::new(0.6)
+            .activations(&xs, &mut ctx)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(v.iter().all(|&x| x > 0.0));
     }
 }

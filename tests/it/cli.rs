@@ -43,7 +43,7 @@ fn run_writes_metrics_and_run_json() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "epoch,train_loss,train_acc,test_loss,test_acc,train_seconds,seconds"
+        "epoch,train_loss,train_acc,test_loss,test_acc,val_loss,val_acc,train_eval_acc,train_seconds,seconds"
     );
     assert_eq!(lines.count(), 3);
     let json: serde_json::Value =

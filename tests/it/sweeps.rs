@@ -14,6 +14,8 @@ use crate::util::{bin, png_size, read, without_timing};
 /// A small swap-rates sweep: 3 configurations x 2 seeds x 3 epochs.
 const SMALL: &[&str] = &[
     "--synthetic",
+    "--validation",
+    "200",
     "--seeds",
     "2",
     "--epochs",
@@ -92,9 +94,19 @@ fn longer_end_to_end() {
         .arg(&out)
         .assert()
         .success();
-    assert_outputs(&out, &["curves.png", "gap.png", "effects.png"]);
+    assert_outputs(&out, &["curves.png", "loss.png", "gap.png", "effects.png"]);
     let verdict = read(&out.join("verdict.md"));
-    assert!(verdict.contains("Gap (train - test accuracy)"), "{verdict}");
+    assert!(verdict.contains("## Stability"), "{verdict}");
+    assert!(
+        verdict.contains("gap (evaluation-mode train minus test accuracy)"),
+        "{verdict}"
+    );
+    // Both pairs at each of the default learning rates 0.5, 0.2, 0.1.
+    let summary = read(&out.join("summary.csv"));
+    assert_eq!(summary.lines().count(), 1 + 2 * 3);
+    for lr in ["lr=0.5", "lr=0.2", "lr=0.1"] {
+        assert!(summary.contains(&format!("p=(0,0) {lr}")), "{summary}");
+    }
 }
 
 #[test]
@@ -110,14 +122,18 @@ fn compare_wd_end_to_end() {
         .success();
     assert_outputs(&out, &["wd.png", "curves.png", "effects.png"]);
     let inter = read(&out.join("interaction.csv"));
-    assert!(inter.starts_with("weight_decay,n,dropout_gain"), "{inter}");
+    assert!(
+        inter.starts_with("lr,weight_decay,n,dropout_gain"),
+        "{inter}"
+    );
     assert_eq!(
         inter.lines().count(),
-        2,
-        "0 is the baseline, 1e-3 the one interaction row"
+        1 + 2,
+        "0 is the baseline, 1e-3 one interaction row per learning rate"
     );
-    // 0 is added as the baseline: 2 dropout settings x 2 weight decays.
-    assert_eq!(read(&out.join("summary.csv")).lines().count(), 1 + 4);
+    // 0 is added as the baseline: 2 dropout settings x 2 weight decays x
+    // the 2 learning rates of compare-wd.toml.
+    assert_eq!(read(&out.join("summary.csv")).lines().count(), 1 + 8);
 }
 
 #[test]
@@ -145,6 +161,8 @@ fn resume_after_kill_9() {
     let (full, killed) = (tmp.path().join("full"), tmp.path().join("killed"));
     let args = [
         "--synthetic",
+        "--validation",
+        "200",
         "--seeds",
         "2",
         "--epochs",
@@ -214,6 +232,8 @@ fn concurrent_invocations_train_each_run_once() {
     let (alone, shared) = (tmp.path().join("alone"), tmp.path().join("shared"));
     let args = [
         "--synthetic",
+        "--validation",
+        "200",
         "--seeds",
         "3",
         "--epochs",
@@ -316,7 +336,7 @@ fn config_file_overrides_and_rejects_unknown_keys() {
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
     bin()
-        .args(["longer", "--synthetic", "--config"])
+        .args(["longer", "--synthetic", "--validation", "200", "--config"])
         .arg(&bad)
         .assert()
         .failure()
@@ -325,7 +345,7 @@ fn config_file_overrides_and_rejects_unknown_keys() {
     let invalid = tmp.path().join("invalid.toml");
     std::fs::write(&invalid, "rates = [[0.2, 1.5]]\n").unwrap();
     bin()
-        .args(["longer", "--synthetic", "--config"])
+        .args(["longer", "--synthetic", "--validation", "200", "--config"])
         .arg(&invalid)
         .assert()
         .failure()
@@ -339,7 +359,15 @@ fn config_file_overrides_and_rejects_unknown_keys() {
     .unwrap();
     let out = tmp.path().join("o");
     bin()
-        .args(["longer", "--synthetic", "--batch-size", "64", "--config"])
+        .args([
+            "longer",
+            "--synthetic",
+            "--validation",
+            "200",
+            "--batch-size",
+            "64",
+            "--config",
+        ])
         .arg(&good)
         .arg("--out")
         .arg(&out)
@@ -347,7 +375,7 @@ fn config_file_overrides_and_rejects_unknown_keys() {
         .success();
     let summary = read(&out.join("summary.csv"));
     assert!(
-        summary.contains("\"p=(0,0)\"") && summary.contains("\"p=(0.5,0.5)\""),
+        summary.contains("\"p=(0,0) lr=0.5\"") && summary.contains("\"p=(0.5,0.5) lr=0.5\""),
         "{summary}"
     );
     let sweep: serde_json::Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
@@ -364,6 +392,8 @@ fn diverged_runs_are_counted_not_fatal() {
         .arg("longer")
         .args([
             "--synthetic",
+            "--validation",
+            "200",
             "--seeds",
             "2",
             "--epochs",
@@ -385,7 +415,11 @@ fn diverged_runs_are_counted_not_fatal() {
     let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
     assert!(rows.iter().all(|r| &r[idx] == "2"), "{rows:?}");
     assert!(read(&out.join("runs.csv")).contains("true"));
-    assert!(read(&out.join("verdict.md")).contains("diverged runs: 2"));
+    // `--lr` trains at that rate only (not at longer.toml's `lrs`), and the
+    // stability table counts both runs of each configuration.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let verdict = read(&out.join("verdict.md"));
+    assert_eq!(verdict.matches(" 2 of 2 |").count(), 4, "{verdict}");
 }
 
 #[test]
@@ -462,8 +496,22 @@ fn dropconnect_end_to_end() {
     let out = small_with_config(tmp.path(), "dropconnect", "rates = [0.2, 0.5]\n");
     assert_outputs(&out, &["rates.png", "curves.png", "effects.png"]);
     let summary = read(&out.join("summary.csv"));
-    assert!(summary.contains("dropconnect p=0.5") && summary.contains("dropout p=0.2"));
-    assert!(read(&out.join("verdict.md")).contains("DropConnect minus dropout"));
+    for label in [
+        "DropConnect W1,W2 p=0.5",
+        "DropConnect W2,W3 p=0.5",
+        "dropout p=0.2",
+    ] {
+        assert!(summary.contains(label), "{label} missing: {summary}");
+    }
+    let verdict = read(&out.join("verdict.md"));
+    assert!(
+        verdict.contains("DropConnect W1,W2 minus dropout"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("DropConnect W2,W3 minus dropout"),
+        "{verdict}"
+    );
 }
 
 #[test]
@@ -475,14 +523,32 @@ fn noise_end_to_end() {
     for kind in [
         "gaussian-mult",
         "gaussian-add",
-        "uniform-mult",
+        "lognormal-mult",
         "annealed-dropout",
+        "annealed's mean rate",
     ] {
         assert!(summary.contains(kind), "{kind} missing: {summary}");
     }
+    // The configuration best on validation is retrained with the baseline
+    // on fresh seeds (1000, 1001), unless the baseline itself was best.
     let verdict = read(&out.join("verdict.md"));
+    let runs = read(&out.join("runs.csv"));
+    let comparisons = read(&out.join("comparisons.csv"));
+    if verdict.contains("no kind of noise did better than") {
+        assert!(!comparisons.contains("[fresh seeds]"), "{comparisons}");
+    } else {
+        assert!(verdict.contains("fresh seeds: "), "{verdict}");
+        assert_eq!(
+            comparisons
+                .matches("\"dropout (0.2,0.5) [fresh seeds]\"")
+                .count(),
+            3,
+            "one comparison per metric: {comparisons}"
+        );
+        assert!(runs.contains(",1001,"), "fresh seeds trained");
+    }
     assert!(
-        verdict.contains("beat") || verdict.contains("Beat"),
+        verdict.contains("Annealed dropout against constant dropout"),
         "{verdict}"
     );
 }
@@ -496,6 +562,8 @@ fn report_quick_on_synthetic_data() {
             "report",
             "--quick",
             "--synthetic",
+            "--validation",
+            "200",
             "--train-subset",
             "1000",
             "--test-subset",
@@ -534,4 +602,71 @@ fn report_quick_on_synthetic_data() {
         assert!(out.join(target).exists(), "{target} missing");
     }
     assert!(!report.contains("NaN"), "{report}");
+}
+
+/// `--target-ci` adds seeds in rounds until the primary CIs are that narrow
+/// or `--max-seeds` is reached; a target already met adds none.
+#[test]
+fn target_ci_adds_seeds_in_rounds() {
+    let tmp = TempDir::new().unwrap();
+    let sweep = |name: &str, target: &str| {
+        let out = tmp.path().join(name);
+        // Two epochs: the synthetic task is not yet learned, so accuracies
+        // differ between seeds (at three they are all 100%).
+        let run = bin()
+            .args([
+                "swap-rates",
+                "--synthetic",
+                "--validation",
+                "200",
+                "--seeds",
+                "3",
+            ])
+            .args(["--epochs", "2", "--batch-size", "64", "--grid", "0,0.5"])
+            .args(["--target-ci", target, "--max-seeds", "5", "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        let json: serde_json::Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
+        (run, out, json["common"]["seeds"].as_u64().unwrap())
+    };
+    let (run, out, seeds) = sweep("tight", "0.001");
+    run.stderr(contains("next round: 5 seeds"))
+        .stderr(contains("stopping at max_seeds = 5"));
+    assert_eq!(seeds, 5);
+    // 4 configurations x 5 seeds x 2 epochs.
+    assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 5 * 2);
+    assert!(read(&out.join("verdict.md")).contains("5 seeds (added in rounds"));
+    let (run, _, seeds) = sweep("loose", "1000");
+    run.stderr(contains("done"));
+    assert_eq!(seeds, 3);
+}
+
+/// A run stored by another experiment of the same results folder, with
+/// the same configuration, seed and data, is adopted, not retrained: the
+/// outputs are those of training it here.
+#[test]
+fn identical_runs_are_adopted_from_sibling_experiments() {
+    let tmp = TempDir::new().unwrap();
+    let lrs = tmp.path().join("lrs.toml");
+    std::fs::write(&lrs, "lrs = [0.5]\n").unwrap();
+    let exercise = |name: &str, root: &Path, extra: &[&str]| {
+        bin()
+            .arg(name)
+            .args(SMALL)
+            .args(extra)
+            .arg("--config")
+            .arg(&lrs)
+            .arg("--out")
+            .arg(root.join(name))
+            .assert()
+            .success()
+    };
+    let (shared, alone) = (tmp.path().join("shared"), tmp.path().join("alone"));
+    exercise("longer", &shared, &[]);
+    exercise("compare-wd", &shared, &["--weight-decays", "0"])
+        .stderr(contains("reused 4 identical run(s)"))
+        .stderr(contains("trained 0 run(s)"));
+    exercise("compare-wd", &alone, &["--weight-decays", "0"]).stderr(contains("trained 4 run(s)"));
+    same_outputs(&shared.join("compare-wd"), &alone.join("compare-wd"));
 }
