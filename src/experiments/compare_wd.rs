@@ -432,7 +432,10 @@ impl CompareWd {
         plot::save(
             &r.out.join("wd.png"),
             &Panels {
-                title: format!("Exercise {}: dropout and weight decay", SPEC.number),
+                title: format!(
+                    "Exercise {}: dropout and weight decay, test accuracy at the epoch selected on validation",
+                    SPEC.number
+                ),
                 panels,
                 cols: self.settings.lrs.len().min(2),
             },
@@ -457,11 +460,9 @@ impl CompareWd {
             })
             .collect();
         Panel {
-            title: format!(
-                "lr {lr}: test accuracy at the epoch selected on validation (95% CI over seeds)"
-            ),
+            title: format!("lr {lr}"),
             x_label: "weight decay lambda".into(),
-            y_label: "test accuracy (%)".into(),
+            y_label: "test accuracy (%) at the selected epoch, 95% CI".into(),
             series,
             x_ticks: Some(wds.iter().map(|&w| plot::scientific(w)).collect()),
             clip: Some((0.0, 100.0)),
@@ -471,7 +472,7 @@ impl CompareWd {
 
     fn verdict(&self, r: &Finished, inter: &[InteractionRow]) -> String {
         let mut v = format!(
-            "# {}\n\n{}. Learning rates {:?}: the book's, and one at which exercise 2 finds training without dropout stable; at each, comparisons are paired by seed against no regularisation at that rate.\n\n",
+            "# {}\n\n{}. Learning rates {:?}: the book's, at which the network without dropout blows up, and a smaller one (exercise 2 measures where it stops blowing up); at each, comparisons are paired by seed against no regularisation at that rate.\n\n",
             SPEC.heading(),
             seeds_note(&self.common),
             self.settings.lrs
@@ -527,7 +528,13 @@ impl CompareWd {
     /// The comparisons at one learning rate, described.
     fn comparisons_at(&self, r: &Finished, lr: f64) -> String {
         let neither = label(false, 0.0, lr);
-        let mut v = String::new();
+        let g = r.group(&neither);
+        let mut v = format!(
+            "Runs without any regularisation whose training loss blew up (jumped by more than half in an epoch, or diverged): {} of {}; diverged or collapsed: {}.\n\n",
+            g.spiked(),
+            g.runs.len(),
+            g.failed()
+        );
         let m = Metric::HEADLINE;
         if let Some(c) = r.comparison(&neither, &label(true, 0.0, lr), m) {
             v += &format!("- Dropout alone: {}.\n", describe(c));

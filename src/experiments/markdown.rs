@@ -18,11 +18,43 @@ pub fn write_verdict(r: &Finished, answer: String, text: &str) -> Result<String>
     // The exercise's own heading, then the answer, then the rest.
     let (head, rest) = text.split_once("\n\n").unwrap_or((text, ""));
     let mut text = format!("{head}\n\n**Answer.** {answer}\n\n{rest}");
+    text += &precision(r);
     text += &stability(r);
     text += "\n**Intervals and tests.** Each 95% interval covers the spread between seeds (the test set's own sampling error, about ±0.7 points at 85% accuracy on 10000 images, comes on top); none is given from fewer than 3 runs. Comparisons are paired by seed; their p-values are Holm-adjusted over the exercise's comparisons of one metric; equivalence is two one-sided tests at the stated margin. ";
     text += "Verdicts: **better**/**worse** (different after correction), **equivalent** (within the margin), **undecided** (neither, with the seeds that would decide it).\n";
     write_atomic(&r.out.join("verdict.md"), text.as_bytes())?;
     Ok(answer)
+}
+
+/// With a precision target (`target_ci`): whether the primary comparisons
+/// reached it.
+fn precision(r: &Finished) -> String {
+    let Some(target) = r.common.target_ci else {
+        return String::new();
+    };
+    let p = super::driver::Precision::of(&r.comparisons, target / 100.0);
+    let widest = if p.widest.is_finite() {
+        format!(
+            "the widest primary 95% CI is ±{:.2} points",
+            100.0 * p.widest
+        )
+    } else {
+        "a primary comparison has fewer than 3 runs on a side".into()
+    };
+    let reached = if p.widest <= target / 100.0 {
+        "the target is reached".to_string()
+    } else if !p.widest.is_finite() {
+        "short of the target (where a configuration's runs diverge or collapse, more seeds add few finished runs)".to_string()
+    } else {
+        format!(
+            "short of the target; about {} seeds would reach it at the measured spread",
+            p.seeds_needed
+        )
+    };
+    format!(
+        "\n**Precision.** Target: every primary 95% CI within ±{target} points. With {} seeds {widest}: {reached}.\n",
+        r.common.seeds
+    )
 }
 
 /// A comparison in a few words: "+0.55 points (95% CI -0.54 to +1.65):

@@ -58,7 +58,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     examples: "drop-exp variance --plot\n  \
                drop-exp variance --plot --epochs 3 --seeds 2 --train-subset 10000   # quick look",
     defaults: include_str!("../../experiments/variance.toml"),
-    report: "plot = true\n",
+    report: "plot = true\ntarget_ci = 0.5\nmax_seeds = 8\n",
     quick: "plot = true\nseeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n",
     flags: &[Flag {
         long: "plot",
