@@ -496,6 +496,52 @@ pub fn decide(comparisons: &mut [Comparison], margin: f64) {
     }
 }
 
+/// How precise an experiment's primary comparisons are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Precision {
+    /// The widest 95% CI half-width (a fraction; infinite where a
+    /// comparison has fewer than 3 runs).
+    pub widest: f64,
+    /// Seeds with which every comparison would reach the target at its
+    /// measured spread (at least 3).
+    pub seeds_needed: usize,
+}
+
+impl Precision {
+    /// "the widest primary 95% CI is ±x points", or why there is none.
+    pub fn widest_text(&self) -> String {
+        if self.widest.is_finite() {
+            format!(
+                "the widest primary 95% CI is ±{:.2} points",
+                100.0 * self.widest
+            )
+        } else {
+            "a primary comparison has fewer than 3 runs on a side (too few for an interval)".into()
+        }
+    }
+
+    /// Over the headline-metric comparisons of `comparisons`.
+    pub fn of(comparisons: &[Comparison], target: f64) -> Self {
+        let mut widest = 0f64;
+        let mut needed = stats::MIN_RUNS_FOR_INTERVAL;
+        for c in comparisons.iter().filter(|c| c.metric == Metric::HEADLINE) {
+            let n = c.test.n;
+            if n < stats::MIN_RUNS_FOR_INTERVAL {
+                widest = f64::INFINITY;
+                continue;
+            }
+            let half = (c.test.ci_high - c.test.ci_low) / 2.0;
+            widest = widest.max(half);
+            let sd = c.test.se * (n as f64).sqrt();
+            needed = needed.max(stats::seeds_for_half_width(sd, target, SEEDS_CAP));
+        }
+        Self {
+            widest,
+            seeds_needed: needed,
+        }
+    }
+}
+
 /// Percentage points, signed, for verdict text.
 pub fn pts(x: f64) -> String {
     format!("{:+.2}", 100.0 * x)

@@ -61,6 +61,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         }
         let shown = command_line(spec.name, preset, &user);
         eprintln!("== exercise {}: {shown}", spec.number);
+        let t0 = std::time::Instant::now();
         let exp = settings::resolve(
             spec,
             vec![
@@ -78,6 +79,11 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
             .context("the sweep did not complete")?;
         answers.push((*spec, answer));
         sections.push(section(spec, &base, &out, &shown)?);
+        eprintln!(
+            "== exercise {} done in {:.1} min (wall)",
+            spec.number,
+            t0.elapsed().as_secs_f64() / 60.0
+        );
     }
     let mut text = header(opts, &answers);
     text += "Contents:\n\n";

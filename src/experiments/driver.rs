@@ -8,11 +8,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{registry, Common, Confirmation, Experiment, Finished};
-use crate::analysis::{self, Comparison, Group, Metric, SummaryRow};
+use crate::analysis::{self, Comparison, Group, Metric, Precision, SummaryRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
-use crate::stats;
 use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
 
 /// Where a sweep writes and which part of it this process runs.
@@ -203,14 +202,7 @@ fn next_round(exp: &dyn Experiment, out: &Path, digest: &str) -> Result<Option<u
     let (_, _, comparisons) = analyse(&runs, &exp.pairs(), exp.common().margin / 100.0);
     let precision = Precision::of(&comparisons, target / 100.0);
     let name = exp.spec().name;
-    let widest = if precision.widest.is_finite() {
-        format!(
-            "the widest primary 95% CI is ±{:.2} points",
-            100.0 * precision.widest
-        )
-    } else {
-        "a primary comparison has fewer than 3 runs on a side (too few for an interval)".into()
-    };
+    let widest = precision.widest_text();
     if precision.widest <= target / 100.0 {
         eprintln!(
             "{name}: with {} seeds every primary 95% CI is within ±{:.2} points (target ±{target}); done",
@@ -233,43 +225,6 @@ fn next_round(exp: &dyn Experiment, out: &Path, digest: &str) -> Result<Option<u
     );
     Ok(Some(next))
 }
-
-/// How precise an experiment's primary comparisons are.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Precision {
-    /// The widest 95% CI half-width (a fraction; infinite where a
-    /// comparison has fewer than 3 runs).
-    pub widest: f64,
-    /// Seeds with which every comparison would reach the target at its
-    /// measured spread (at least 3).
-    pub seeds_needed: usize,
-}
-
-impl Precision {
-    /// Over the headline-metric comparisons of `comparisons`.
-    pub fn of(comparisons: &[Comparison], target: f64) -> Self {
-        let mut widest = 0f64;
-        let mut needed = stats::MIN_RUNS_FOR_INTERVAL;
-        for c in comparisons.iter().filter(|c| c.metric == Metric::HEADLINE) {
-            let n = c.test.n;
-            if n < stats::MIN_RUNS_FOR_INTERVAL {
-                widest = f64::INFINITY;
-                continue;
-            }
-            let half = (c.test.ci_high - c.test.ci_low) / 2.0;
-            widest = widest.max(half);
-            let sd = c.test.se * (n as f64).sqrt();
-            needed = needed.max(stats::seeds_for_half_width(sd, target, SEEDS_CAP));
-        }
-        Self {
-            widest,
-            seeds_needed: needed,
-        }
-    }
-}
-
-/// Most seeds a round asks for.
-const SEEDS_CAP: usize = 200;
 
 /// First seed of a confirmation on fresh seeds: far from the seeds 0.. of
 /// the sweep it confirms.

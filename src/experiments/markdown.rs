@@ -32,15 +32,8 @@ fn precision(r: &Finished) -> String {
     let Some(target) = r.common.target_ci else {
         return String::new();
     };
-    let p = super::driver::Precision::of(&r.comparisons, target / 100.0);
-    let widest = if p.widest.is_finite() {
-        format!(
-            "the widest primary 95% CI is ±{:.2} points",
-            100.0 * p.widest
-        )
-    } else {
-        "a primary comparison has fewer than 3 runs on a side".into()
-    };
+    let p = crate::analysis::Precision::of(&r.comparisons, target / 100.0);
+    let widest = p.widest_text();
     let reached = if p.widest <= target / 100.0 {
         "the target is reached".to_string()
     } else if !p.widest.is_finite() {

@@ -303,7 +303,7 @@ impl Experiment for TestTime {
 impl TestTime {
     fn verdict(&self, r: &Finished, summary: &[McSummary]) -> String {
         let mut v = format!(
-            "# {}\n\n{}; models trained with rates {:?}, evaluated on the test set. Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
+            "# {}\n\n{}; models trained with rates {:?}; each run's final model evaluated on the test set (the comparisons below are all on that model, so no epoch is selected for them). Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
             SPEC.heading(),
             seeds_note(&self.common),
             self.settings.rates
@@ -377,8 +377,12 @@ fn answer(summary: &[McSummary], margin: f64) -> String {
     }
     if let Some(last) = mc.last() {
         a += &format!(
-            "; at K = {} it calibrates better (ECE {:.3} vs {:.3}) for {} times the compute.",
-            last.k, last.ece_mean, det.ece_mean, last.passes
+            "; at K = {} it is {} calibrated (mean ECE {:.3} against {:.3} with dropout off) for {} times the compute.",
+            last.k,
+            if last.ece_mean < det.ece_mean { "better" } else { "worse" },
+            last.ece_mean,
+            det.ece_mean,
+            last.passes
         );
     }
     a
@@ -518,8 +522,13 @@ fn why_off(mc: &[&McSummary], det: &McSummary, margin_points: f64) -> String {
         v += "No K is better than the deterministic pass after correction, so the ensemble average buys no accuracy. ";
     }
     if let Some(last) = mc.last() {
+        let buys = if last.ece_mean < det.ece_mean && last.nll_mean < det.nll_mean {
+            "What it buys is calibration"
+        } else {
+            "It does not buy calibration here either"
+        };
         v += &format!(
-            "What it buys is calibration: at K = {} the ECE is {:.4} against {:.4} and the NLL {:.4} against {:.4}, for {} times the compute of one pass.\n",
+            "{buys}: at K = {} the mean ECE is {:.4} against {:.4} and the NLL {:.4} against {:.4} (lower is better), for {} times the compute of one pass.\n",
             last.k, last.ece_mean, det.ece_mean, last.nll_mean, det.nll_mean, last.passes
         );
     }
