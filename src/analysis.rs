@@ -214,9 +214,14 @@ impl Group<'_> {
     pub fn values(&self, metric: Metric) -> Vec<f64> {
         self.finished().iter().map(|(_, m)| metric.of(m)).collect()
     }
-    /// Mean test accuracy per epoch over the finished runs, with its 95% CI.
+    /// `f` per epoch, its mean over the runs that neither diverged nor
+    /// collapsed (as the accuracy statistics), with its 95% CI.
     pub fn curve(&self, f: impl Fn(&EpochRow) -> f64) -> Vec<(usize, Estimate)> {
-        let runs: Vec<_> = self.runs.iter().filter(|r| !r.diverged).collect();
+        let runs: Vec<_> = self
+            .runs
+            .iter()
+            .filter(|r| !r.diverged && r.rows.last().is_some_and(|e| e.test_acc > COLLAPSED_ACC))
+            .collect();
         let epochs = runs.iter().map(|r| r.rows.len()).min().unwrap_or(0);
         (0..epochs)
             .map(|e| {

@@ -264,13 +264,19 @@ pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64, scale: f64) -> Vec<Se
 
 /// "label (mean of 3 runs; 2 diverged, x)".
 fn legend(g: &Group) -> String {
-    let diverged = g.diverged();
-    let finished = g.runs.len() - diverged;
-    if diverged == 0 {
-        format!("{} (mean of {finished} runs)", g.label)
-    } else {
-        format!("{} (mean of {finished}; {diverged} diverged, x)", g.label)
+    let (diverged, collapsed) = (g.diverged(), g.collapsed());
+    let finished = g.runs.len() - diverged - collapsed;
+    let mut s = format!("{} (mean of {finished}", g.label);
+    if diverged > 0 {
+        s += &format!("; {diverged} diverged, x");
     }
+    if collapsed > 0 {
+        s += &format!("; {collapsed} collapsed, thin only");
+    }
+    if diverged + collapsed == 0 {
+        s += " runs";
+    }
+    s + ")"
 }
 
 /// Whether values spanning `lo..hi` (positive) read better on a log axis:
