@@ -106,7 +106,7 @@ pub fn effects(
 ) -> Result<()> {
     let colors = config_colors(r);
     let margin = r.common.margin;
-    let rows = comparisons
+    let rows: Vec<DotRow> = comparisons
         .iter()
         .map(|c| {
             let enough = c.test.n >= crate::stats::MIN_RUNS_FOR_INTERVAL;
@@ -133,7 +133,37 @@ pub fn effects(
             }
         })
         .collect();
-    plot::save(path, &forest(title, rows, margin))
+    plot::save(path, &forest(title, off_scale(rows, margin), margin))
+}
+
+/// Keeps one far-off comparison (a configuration that collapses, say) from
+/// squeezing every other interval to a dot: the axis spans three times the
+/// typical row's extent (the 75th percentile of max(|low|, |high|), at
+/// least three margins); a row beyond it is drawn at the edge, its value
+/// written in its note ("off scale").
+fn off_scale(mut rows: Vec<DotRow>, margin: f64) -> Vec<DotRow> {
+    let mut extents: Vec<f64> = rows
+        .iter()
+        .map(|r| r.value.abs().max(r.lo.abs()).max(r.hi.abs()))
+        .filter(|x| x.is_finite())
+        .collect();
+    if extents.len() < 4 {
+        return rows;
+    }
+    extents.sort_by(f64::total_cmp);
+    let typical = extents[(extents.len() - 1) * 3 / 4];
+    let limit = (3.0 * typical).max(3.0 * margin);
+    for r in &mut rows {
+        if r.value.abs() > limit {
+            let edge = limit.copysign(r.value);
+            let (text, color) = r.note.take().unwrap_or((String::new(), Rgb(0, 0, 0)));
+            r.note = Some((format!("{text} ({:+.1}, off scale)", r.value), color));
+            r.value = edge;
+            r.lo = r.lo.clamp(-limit, limit);
+            r.hi = r.hi.clamp(-limit, limit);
+        }
+    }
+    rows
 }
 
 /// A forest plot of paired differences in test accuracy (points), with the
@@ -385,4 +415,45 @@ pub fn accuracy_panels(
             cols,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(value: f64) -> DotRow {
+        DotRow {
+            label: format!("{value}"),
+            value,
+            lo: value - 1.0,
+            hi: value + 1.0,
+            color: NONE,
+            note: Some(("undecided".into(), NONE)),
+        }
+    }
+
+    /// One far-off row is drawn at the edge with its value in its note; the
+    /// others, and a plot without outliers, are left alone.
+    #[test]
+    fn a_far_off_comparison_is_drawn_at_the_edge() {
+        let rows = off_scale(
+            vec![row(0.2), row(-0.5), row(1.0), row(-1.5), row(-47.4)],
+            0.5,
+        );
+        // Typical extent 2.5 (75th percentile of 1.2, 1.5, 2, 2.5, 48.4): the limit is 7.5.
+        assert_eq!(rows[4].value, -7.5);
+        assert_eq!((rows[4].lo, rows[4].hi), (-7.5, -7.5));
+        assert_eq!(
+            rows[4].note.as_ref().unwrap().0,
+            "undecided (-47.4, off scale)"
+        );
+        for (r, v) in rows.iter().zip([0.2, -0.5, 1.0, -1.5]) {
+            assert_eq!(r.value, v);
+            assert_eq!(r.note.as_ref().unwrap().0, "undecided");
+        }
+        let calm = off_scale(vec![row(0.2), row(-0.5), row(1.0), row(-3.0)], 0.5);
+        assert!(calm
+            .iter()
+            .all(|r| !r.note.as_ref().unwrap().0.contains("off scale")));
+    }
 }
