@@ -456,8 +456,17 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
             .iter()
             .filter(|r| r.is_some())
             .count();
+        if have == record.runs.len() {
+            bail!(
+                "merged {copied} runs into {}: the sweep is complete, but `{}` confirms its choice on fresh seeds, which no shard trained; run `drop-exp {} --out {}` with the shards' settings to train the confirmation and write the outputs",
+                dest.display(),
+                record.experiment,
+                record.experiment,
+                dest.display()
+            );
+        }
         bail!(
-            "merged {copied} runs into {}, but only {have} of the sweep's {} runs are there; run the missing shards and merge again (an exercise that confirms its choice on fresh seeds trains those when rerun on the merged folder)",
+            "merged {copied} runs into {}, but only {have} of the sweep's {} runs are there; run the missing shards and merge again",
             dest.display(),
             record.runs.len()
         );
