@@ -27,6 +27,7 @@ pub mod stats;
 pub mod step;
 pub mod sweep;
 pub mod train;
+pub mod verdict;
 
 /// The version and commit this binary was built from.
 pub fn provenance() -> (&'static str, &'static str) {

@@ -33,13 +33,14 @@ use super::markdown::{seeds_note, short, summary_table, tally, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{Common, Experiment, Finished};
-use crate::analysis::{describe, p_text, Comparison, Metric, RunMetrics, ALPHA};
+use crate::analysis::{Metric, RunMetrics};
 use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::regularizers::Reg;
 use crate::regularizers::RegKind;
 use crate::stats::{self, Estimate};
+use crate::verdict::{describe, p_text, Comparison, ALPHA};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "compare-wd",

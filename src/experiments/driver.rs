@@ -8,11 +8,12 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{registry, Common, Confirmation, Experiment, Finished};
-use crate::analysis::{self, Comparison, Group, Metric, Precision, SummaryRow};
+use crate::analysis::{self, Group, Metric, SummaryRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
 use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
+use crate::verdict::{self, Comparison, Precision};
 
 /// Where a sweep writes and which part of it this process runs.
 #[derive(Debug, Clone, Default)]
@@ -296,11 +297,11 @@ fn compare_pairs(groups: &[Group], pairs: &[(String, String)], margin: f64) -> V
         );
         if let (Some(ga), Some(gb)) = (ga, gb) {
             for m in Metric::ALL {
-                comparisons.push(analysis::compare(ga, gb, m));
+                comparisons.push(verdict::compare(ga, gb, m));
             }
         }
     }
-    analysis::decide(&mut comparisons, margin);
+    verdict::decide(&mut comparisons, margin);
     comparisons
 }
 

@@ -37,10 +37,11 @@ use super::markdown::{seeds_note, summary_table, tally, verdict_list, write_verd
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, Common, Experiment, Finished};
-use crate::analysis::{Comparison, Metric};
+use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::regularizers::RegKind;
+use crate::verdict::Comparison;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "dropconnect",

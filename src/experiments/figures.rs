@@ -14,12 +14,13 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::Finished;
-use crate::analysis::{Comparison, Group, Verdict};
+use crate::analysis::Group;
 use crate::config::TrainConfig;
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
 use crate::regularizers::RegKind;
 use crate::stats::Estimate;
 use crate::train::EpochRow;
+use crate::verdict::{Comparison, Verdict};
 
 /// No regularisation.
 pub const NONE: Rgb = Rgb(110, 110, 110);

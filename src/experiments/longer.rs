@@ -33,11 +33,12 @@ use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::ExerciseSpec;
 use super::{Common, Experiment, Finished};
-use crate::analysis::{describe, Group, Metric};
+use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::output::plot::{self, Panel, Panels};
 use crate::stats;
 use crate::train::EpochRow;
+use crate::verdict::describe;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "longer",
@@ -310,7 +311,7 @@ impl Longer {
                 } else {
                     let (a, b) = (g0.spiked() as u64, (g0.runs.len() - g0.spiked()) as u64);
                     let (c, d) = (g.spiked() as u64, (g.runs.len() - g.spiked()) as u64);
-                    crate::analysis::p_text(stats::fisher_exact(a, b, c, d))
+                    crate::verdict::p_text(stats::fisher_exact(a, b, c, d))
                 };
                 v += &format!(
                     "| {lr} | {} | {} | {} | {fisher} |\n",

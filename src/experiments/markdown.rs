@@ -4,11 +4,10 @@
 use anyhow::Result;
 
 use super::{Common, Finished};
-use crate::analysis::{
-    describe, p_text, Comparison, Metric, SummaryRow, Verdict, ALPHA, COLLAPSED_ACC,
-};
+use crate::analysis::{Metric, SummaryRow, COLLAPSED_ACC};
 use crate::output::write_atomic;
 use crate::stats;
+use crate::verdict::{describe, p_text, Comparison, Verdict, ALPHA};
 
 /// Writes a verdict file: the exercise's text, then how stable the runs
 /// were (diverged and collapsed runs, counted with an interval, and tested
@@ -32,7 +31,7 @@ fn precision(r: &Finished) -> String {
     let Some(target) = r.common.target_ci else {
         return String::new();
     };
-    let p = crate::analysis::Precision::of(&r.comparisons, target / 100.0);
+    let p = crate::verdict::Precision::of(&r.comparisons, target / 100.0);
     let widest = p.widest_text();
     let reached = if p.widest <= target / 100.0 {
         "the target is reached".to_string()
@@ -59,7 +58,7 @@ pub fn short(c: &Comparison) -> String {
     if c.test.n < stats::MIN_RUNS_FOR_INTERVAL {
         return format!(
             "{} points from {} runs: too few to decide",
-            crate::analysis::pts(c.test.diff),
+            crate::verdict::pts(c.test.diff),
             c.test.n
         );
     }
@@ -70,9 +69,9 @@ pub fn short(c: &Comparison) -> String {
     };
     format!(
         "{} points (95% CI {} to {}): **{verdict}**",
-        crate::analysis::pts(c.test.diff),
-        crate::analysis::pts(c.test.ci_low),
-        crate::analysis::pts(c.test.ci_high)
+        crate::verdict::pts(c.test.diff),
+        crate::verdict::pts(c.test.ci_low),
+        crate::verdict::pts(c.test.ci_high)
     )
 }
 

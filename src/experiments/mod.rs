@@ -29,10 +29,11 @@ pub use registry::EXERCISES;
 pub use settings::{CheckSettings, Common};
 pub use spec::ExerciseSpec;
 
-use crate::analysis::{Comparison, Group, Metric, SummaryRow};
+use crate::analysis::{Group, Metric, SummaryRow};
 use crate::config::TrainConfig;
 use crate::regularizers::Reg;
 use crate::sweep::{self, RunSpec, Worker};
+use crate::verdict::Comparison;
 
 /// What an experiment concludes from: its finished runs, grouped.
 pub struct Finished<'a> {

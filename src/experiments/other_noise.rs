@@ -44,9 +44,10 @@ use super::markdown::{seeds_note, short, summary_table, tally, verdict_list, wri
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, Common, Confirmation, Experiment, Finished};
-use crate::analysis::{describe, pts, Comparison, Metric, SummaryRow, Verdict};
+use crate::analysis::{Metric, SummaryRow};
 use crate::config::TrainConfig;
 use crate::regularizers::RegKind;
+use crate::verdict::{describe, pts, Comparison, Verdict};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "noise",

@@ -25,9 +25,10 @@ use super::markdown::{seeds_note, short, summary_table, tally, verdict_list, wri
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue, QUICK};
 use super::{rate_configs, rates_label, Common, Experiment, Finished};
-use crate::analysis::{describe, Comparison, Metric};
+use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::output::plot::{self, Heatmap};
+use crate::verdict::{describe, Comparison};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "swap-rates",

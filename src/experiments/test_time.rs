@@ -28,7 +28,6 @@ use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, rates_label, Common, Experiment, Finished};
-use crate::analysis::{p_text, pts, Verdict, ALPHA};
 use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::mc_dropout::{evaluate_mc, McRow, Mode};
@@ -39,6 +38,7 @@ use crate::rng::{Rng, Stream};
 use crate::stats::{self, Estimate, TTest};
 use crate::sweep::{RunResult, RunSpec, Worker};
 use crate::train::TrainHook;
+use crate::verdict::{p_text, pts, Verdict, ALPHA};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "test-time",

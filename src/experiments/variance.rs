@@ -39,7 +39,6 @@ use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{rates_label, Common, Experiment, Finished};
-use crate::analysis::{p_text, ALPHA};
 use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Series};
@@ -48,6 +47,7 @@ use crate::probes::{ProbeRow, Recorder, Stage};
 use crate::stats::{self, Estimate, TTest};
 use crate::sweep::{RunResult, RunSpec, Worker};
 use crate::train::TrainHook;
+use crate::verdict::{p_text, ALPHA};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "variance",
