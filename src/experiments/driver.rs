@@ -71,10 +71,19 @@ pub fn run(
     let digest = data.identity.digest();
     let mut rounds: Vec<Box<dyn Experiment>> = Vec::new();
     let mut failures = Vec::new();
+    // What earlier rounds of this invocation ran: a later round trains only
+    // its new runs (so `--force` redoes each run once, not once per round).
+    let mut done: Vec<RunSpec> = Vec::new();
     loop {
         let cur = rounds.last().map_or(exp, |b| b.as_ref());
         let specs = cur.specs();
-        failures.extend(sweep_round(cur, &specs, plan, compute, &data, &out)?);
+        let new: Vec<RunSpec> = specs
+            .iter()
+            .filter(|s| !done.contains(s))
+            .cloned()
+            .collect();
+        failures.extend(sweep_round(cur, &specs, &new, plan, compute, &data, &out)?);
+        done = specs;
         if plan.shard.is_some() || !failures.is_empty() {
             break;
         }
@@ -88,8 +97,10 @@ pub fn run(
     if plan.shard.is_none() && failures.is_empty() {
         let confirm = confirmation_specs(cur, &specs, &out, &digest)?;
         if !confirm.is_empty() {
-            specs.extend(confirm);
-            failures.extend(sweep_round(cur, &specs, plan, compute, &data, &out)?);
+            specs.extend(confirm.iter().cloned());
+            failures.extend(sweep_round(
+                cur, &specs, &confirm, plan, compute, &data, &out,
+            )?);
         }
     }
     let answer = write_outputs(cur, &specs, &out, &digest, true)?;
@@ -104,11 +115,12 @@ pub fn run(
     Ok(answer)
 }
 
-/// Records `specs` in `sweep.json` and trains those not stored yet; returns
-/// the runs that failed.
+/// Records `specs` in `sweep.json` and trains those of `train` not stored
+/// yet (or all of them with `--force`); returns the runs that failed.
 fn sweep_round(
     exp: &dyn Experiment,
     specs: &[RunSpec],
+    train: &[RunSpec],
     plan: &SweepPlan,
     compute: &Compute,
     data: &data::Dataset,
@@ -150,7 +162,7 @@ fn sweep_round(
     };
     let digest = data.identity.digest();
     let refresh = || -> Result<()> { write_outputs(exp, specs, out, &digest, false).map(|_| ()) };
-    let outcome = sweep::execute(specs, data, &opts, exp.worker(), &refresh)?;
+    let outcome = sweep::execute(train, data, &opts, exp.worker(), &refresh)?;
     eprintln!(
         "{name}: trained {} run(s); {} were stored already (by an earlier or a concurrent invocation)",
         outcome.trained, outcome.reused

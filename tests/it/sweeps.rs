@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use tempfile::TempDir;
 
@@ -640,6 +641,32 @@ fn target_ci_adds_seeds_in_rounds() {
     let (run, _, seeds) = sweep("loose", "1000");
     run.stderr(contains("done"));
     assert_eq!(seeds, 3);
+    // With --force each run is redone once, not once per round: 4
+    // configurations x 3 seeds, then the 4 x 2 of the round to 5 seeds.
+    bin()
+        .args([
+            "swap-rates",
+            "--synthetic",
+            "--validation",
+            "200",
+            "--seeds",
+            "3",
+        ])
+        .args(["--epochs", "2", "--batch-size", "64", "--grid", "0,0.5"])
+        .args([
+            "--target-ci",
+            "0.001",
+            "--max-seeds",
+            "5",
+            "--force",
+            "--out",
+        ])
+        .arg(tmp.path().join("tight"))
+        .assert()
+        .success()
+        .stderr(contains("trained 12 run(s)"))
+        .stderr(contains("trained 8 run(s)"))
+        .stderr(contains("trained 20").not());
 }
 
 /// A run stored by another experiment of the same results folder, with
