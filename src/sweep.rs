@@ -175,18 +175,18 @@ pub fn decode_extra<T: serde::de::DeserializeOwned>(run: &StoredRun, out: &Path)
 /// is the one this sweep would train. Returns whether one was copied.
 fn adopt(out: &Path, from: &[PathBuf], key: &str) -> Result<bool> {
     for dir in from {
-        let src = run_path(dir, key);
-        let Ok(Some(run)) = load_run(&src) else {
+        let Ok(bytes) = std::fs::read(run_path(dir, key)) else {
             continue;
         };
-        // Only plain runs: measurements of another experiment's worker
-        // (`extra`) are not this one's.
-        if !run.extra.is_null() {
-            continue;
+        // Only readable plain runs: measurements of another experiment's
+        // worker (`extra`) are not this one's.
+        match serde_json::from_slice::<StoredRun>(&bytes) {
+            Ok(run) if run.extra.is_null() => {
+                crate::output::write_atomic(&run_path(out, key), &bytes)?;
+                return Ok(true);
+            }
+            _ => continue,
         }
-        let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-        crate::output::write_atomic(&run_path(out, key), &bytes)?;
-        return Ok(true);
     }
     Ok(false)
 }
