@@ -610,7 +610,7 @@ fn report_quick_on_synthetic_data() {
 #[test]
 fn target_ci_adds_seeds_in_rounds() {
     let tmp = TempDir::new().unwrap();
-    let sweep = |name: &str, target: &str| {
+    let sweep = |name: &str, target: &str, extra: &[&str]| {
         let out = tmp.path().join(name);
         // Two epochs: the synthetic task is not yet learned, so accuracies
         // differ between seeds (at three they are all 100%).
@@ -624,47 +624,29 @@ fn target_ci_adds_seeds_in_rounds() {
                 "3",
             ])
             .args(["--epochs", "2", "--batch-size", "64", "--grid", "0,0.5"])
-            .args(["--target-ci", target, "--max-seeds", "5", "--out"])
+            .args(["--target-ci", target, "--max-seeds", "5"])
+            .args(extra)
+            .arg("--out")
             .arg(&out)
             .assert()
             .success();
         let json: serde_json::Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
         (run, out, json["common"]["seeds"].as_u64().unwrap())
     };
-    let (run, out, seeds) = sweep("tight", "0.001");
+    let (run, out, seeds) = sweep("tight", "0.001", &[]);
     run.stderr(contains("next round: 5 seeds"))
         .stderr(contains("stopping at max_seeds = 5"));
     assert_eq!(seeds, 5);
     // 4 configurations x 5 seeds x 2 epochs.
     assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 5 * 2);
     assert!(read(&out.join("verdict.md")).contains("5 seeds (added in rounds"));
-    let (run, _, seeds) = sweep("loose", "1000");
+    let (run, _, seeds) = sweep("loose", "1000", &[]);
     run.stderr(contains("done"));
     assert_eq!(seeds, 3);
     // With --force each run is redone once, not once per round: 4
     // configurations x 3 seeds, then the 4 x 2 of the round to 5 seeds.
-    bin()
-        .args([
-            "swap-rates",
-            "--synthetic",
-            "--validation",
-            "200",
-            "--seeds",
-            "3",
-        ])
-        .args(["--epochs", "2", "--batch-size", "64", "--grid", "0,0.5"])
-        .args([
-            "--target-ci",
-            "0.001",
-            "--max-seeds",
-            "5",
-            "--force",
-            "--out",
-        ])
-        .arg(tmp.path().join("tight"))
-        .assert()
-        .success()
-        .stderr(contains("trained 12 run(s)"))
+    let (run, _, _) = sweep("tight", "0.001", &["--force"]);
+    run.stderr(contains("trained 12 run(s)"))
         .stderr(contains("trained 8 run(s)"))
         .stderr(contains("trained 20").not());
 }
