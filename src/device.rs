@@ -36,6 +36,8 @@ pub struct ComputeRequest {
     pub threads: Option<usize>,
     /// Runs trained at once (sweeps).
     pub jobs: Option<usize>,
+    /// The most runs of one seed trained together by each job (sweeps).
+    pub batch_runs: Option<usize>,
 }
 
 /// The resolved compute settings of one command.
@@ -47,7 +49,17 @@ pub struct Compute {
     pub threads_per_run: usize,
     /// Runs trained at once.
     pub jobs: usize,
+    /// The most runs of one seed a job trains together as a cohort
+    /// ([`crate::cohort`], CPU only; 1 trains each run alone).
+    pub batch_runs: usize,
 }
+
+/// Cohort size on the CPU when none is asked for: one, each run alone
+/// (through the same buffer-reusing trainer). Measured on this project's
+/// 2-core machine (README, "Speed"), cohorts trained a 15-run sweep no
+/// faster than runs one by one (0.99x), while a kill -9 loses every run of
+/// the cohorts in progress; `--batch-runs R` turns them on.
+pub const DEFAULT_BATCH_RUNS_CPU: usize = 1;
 
 impl Compute {
     /// For one run (`drop-exp run`): `threads` for that run, by default two
@@ -68,6 +80,7 @@ impl Compute {
             dev: open(req.device)?,
             threads_per_run: total,
             jobs: 1,
+            batch_runs: 1,
         })
     }
 
@@ -85,10 +98,17 @@ impl Compute {
             .jobs
             .unwrap_or(if dev.is_cuda() { 1 } else { total })
             .max(1);
+        // The cohort trainer is CPU-only; on CUDA each run trains alone.
+        let batch_runs = if dev.is_cuda() {
+            1
+        } else {
+            req.batch_runs.unwrap_or(DEFAULT_BATCH_RUNS_CPU).max(1)
+        };
         Ok(Self {
             dev,
             threads_per_run: (total / jobs).max(1),
             jobs,
+            batch_runs,
         })
     }
 
@@ -121,6 +141,7 @@ impl Compute {
             dev: Device::Cpu,
             threads_per_run: 1,
             jobs: 1,
+            batch_runs: 1,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod calibration;
 pub mod check;
 pub mod cli;
+pub mod cohort;
 pub mod config;
 pub mod data;
 pub mod device;

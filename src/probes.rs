@@ -154,12 +154,18 @@ impl<'a> Recorder<'a> {
 }
 
 impl TrainHook for Recorder<'_> {
-    fn after_step(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
+    fn after_step(&mut self, step: usize, epoch: usize, model: Option<&Mlp>) -> Result<()> {
         self.inner.after_step(step, epoch, model)?;
         if step.is_multiple_of(self.every) || step == 1 {
+            let Some(model) = model else {
+                anyhow::bail!("probes need the model after every step: train step by step");
+            };
             self.record(step, epoch, model)?;
         }
         Ok(())
+    }
+    fn reads_model(&self) -> bool {
+        true
     }
     fn after_epoch(&mut self, rows: &[EpochRow]) -> Result<()> {
         self.inner.after_epoch(rows)

@@ -30,7 +30,7 @@ impl EpochBar {
 }
 
 impl TrainHook for EpochBar {
-    fn after_step(&mut self, _step: usize, _epoch: usize, _model: &Mlp) -> Result<()> {
+    fn after_step(&mut self, _step: usize, _epoch: usize, _model: Option<&Mlp>) -> Result<()> {
         self.0.tick();
         Ok(())
     }

@@ -70,7 +70,7 @@ struct RunHook {
 }
 
 impl TrainHook for RunHook {
-    fn after_step(&mut self, step: usize, epoch: usize, model: &Mlp) -> Result<()> {
+    fn after_step(&mut self, step: usize, epoch: usize, model: Option<&Mlp>) -> Result<()> {
         self.bar.after_step(step, epoch, model)
     }
     fn after_epoch(&mut self, rows: &[EpochRow]) -> Result<()> {

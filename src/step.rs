@@ -81,6 +81,53 @@ struct Partial {
     grads: Vec<(Tensor, Tensor)>,
 }
 
+/// The noise of one training step for one layer.
+#[derive(Debug)]
+pub struct LayerNoise {
+    /// The mask multiplying the layer's weight matrix, if any: the layer's
+    /// own regulariser's times the previous hidden layer's outgoing mask.
+    pub w_mask: Option<Tensor>,
+    /// Noise on the layer's activations (hidden layers only), for all `n`
+    /// rows of the batch.
+    pub noise: Option<ActivationNoise>,
+}
+
+/// Draws a step's noise for a batch of `n`, layer by layer, in the order
+/// every trainer draws it (own weight mask, the previous layer's outgoing
+/// mask, activation noise), so that a seed fixes it whichever trainer runs.
+pub fn draw_noise(
+    model: &Mlp,
+    n: usize,
+    dev: &Device,
+    ctx: &mut NoiseCtx,
+) -> Result<Vec<LayerNoise>> {
+    let mut out = Vec::with_capacity(model.layers.len());
+    for i in 0..model.layers.len() {
+        let shape: candle_core::Shape = (WIDTHS[i], WIDTHS[i + 1]).into();
+        let slot = model.slot(i);
+        let own = match slot {
+            Some(slot) => slot.weight_mask(&shape, dev, ctx)?,
+            None => None,
+        };
+        // The previous hidden layer's regulariser may mask this matrix, the
+        // one that consumes its output.
+        let from_prev = match i.checked_sub(1).and_then(|j| model.slot(j)) {
+            Some(prev) => prev.outgoing_weight_mask(&shape, dev, ctx)?,
+            None => None,
+        };
+        let w_mask = match (own, from_prev) {
+            (Some(a), Some(b)) => Some(a.mul(&b)?),
+            (a, b) => a.or(b),
+        };
+        let noise = match slot {
+            Some(slot) => slot.activation_noise(&(n, WIDTHS[i + 1]).into(), dev, ctx)?,
+            None => None,
+        };
+        out.push(LayerNoise { w_mask, noise });
+    }
+    Ok(out)
+}
+
 /// Forward pass in training mode and the gradients of the mean cross-entropy
 /// of `xs` ([n, 784]) against `targets` (one-hot rows, [n, 10]).
 pub fn loss_and_grads(
@@ -91,28 +138,10 @@ pub fn loss_and_grads(
     plan: StepPlan,
 ) -> Result<StepGrads> {
     let n = xs.dim(0)?;
+    let drawn = draw_noise(model, n, xs.device(), ctx)?;
     let mut layers = Vec::with_capacity(model.layers.len());
-    for (i, layer) in model.layers.iter().enumerate() {
+    for ((i, layer), LayerNoise { w_mask, noise }) in model.layers.iter().enumerate().zip(drawn) {
         let w = layer.w.as_tensor().detach();
-        let slot = model.slot(i);
-        let own = match slot {
-            Some(slot) => slot.weight_mask(w.shape(), w.device(), ctx)?,
-            None => None,
-        };
-        // The previous hidden layer's regulariser may mask this matrix, the
-        // one that consumes its output.
-        let from_prev = match i.checked_sub(1).and_then(|j| model.slot(j)) {
-            Some(prev) => prev.outgoing_weight_mask(w.shape(), w.device(), ctx)?,
-            None => None,
-        };
-        let w_mask = match (own, from_prev) {
-            (Some(a), Some(b)) => Some(a.mul(&b)?),
-            (a, b) => a.or(b),
-        };
-        let noise = match slot {
-            Some(slot) => slot.activation_noise(&(n, WIDTHS[i + 1]).into(), w.device(), ctx)?,
-            None => None,
-        };
         layers.push(StepLayer {
             w: match &w_mask {
                 Some(m) => w.mul(m)?,
@@ -121,7 +150,7 @@ pub fn loss_and_grads(
             w_mask,
             b: layer.b.as_tensor().detach(),
             noise,
-            hidden: slot.is_some(),
+            hidden: model.slot(i).is_some(),
         });
     }
     let half = if plan.halves { n.div_ceil(2) } else { n };

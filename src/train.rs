@@ -72,9 +72,18 @@ pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Err
 
 /// Hooks into the loop, for progress bars, probes and writers.
 pub trait TrainHook {
-    /// Called after each optimisation step (`step` counts from 1 over the run).
-    fn after_step(&mut self, _step: usize, _epoch: usize, _model: &Mlp) -> Result<()> {
+    /// Called after each optimisation step (`step` counts from 1 over the
+    /// run), with the model as that step left it where the trainer keeps
+    /// one between steps: the step-by-step trainer does, the CPU cohort
+    /// trainer ([`crate::cohort`]) passes `None`. A hook that needs it says
+    /// so with [`TrainHook::reads_model`].
+    fn after_step(&mut self, _step: usize, _epoch: usize, _model: Option<&Mlp>) -> Result<()> {
         Ok(())
+    }
+    /// Whether [`TrainHook::after_step`] needs the model after every step;
+    /// such runs are trained step by step, never in a cohort.
+    fn reads_model(&self) -> bool {
+        false
     }
     /// Called after each epoch's evaluation, with every epoch so far.
     fn after_epoch(&mut self, _rows: &[EpochRow]) -> Result<()> {
@@ -108,8 +117,28 @@ pub fn init_model(cfg: &TrainConfig, seed: u64, dev: &Device) -> Result<Mlp> {
 }
 
 /// Trains a fresh model for `cfg` on `data` with `seed`, each step using
-/// `threads` CPU threads.
+/// `threads` CPU threads: on the CPU by the cohort trainer (a cohort of
+/// one, the same numbers, faster), otherwise, and for hooks that read the
+/// model after every step, by [`train_stepwise`].
 pub fn train(
+    cfg: &TrainConfig,
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+    hook: &mut dyn TrainHook,
+) -> Result<RunOutcome> {
+    if crate::cohort::available(data) && !hook.reads_model() {
+        let mut members = [crate::cohort::Member { cfg, hook }];
+        let out = crate::cohort::train_cohort(&mut members, seed, data, threads)?;
+        return Ok(out.into_iter().next().expect("one outcome per member"));
+    }
+    train_stepwise(cfg, seed, data, threads, hook)
+}
+
+/// [`train`] with candle tensors, one step at a time, keeping the model
+/// current after every step: on every device, and the reference the cohort
+/// trainer is tested against.
+pub fn train_stepwise(
     cfg: &TrainConfig,
     seed: u64,
     data: &Dataset,
@@ -193,7 +222,7 @@ impl Trainer<'_> {
             loss_sum = (loss_sum + (out.loss * len as f64)?)?;
             correct = (correct + count_correct(&out.logits, &ys)?)?;
             self.step += 1;
-            hook.after_step(self.step, epoch, &self.model)?;
+            hook.after_step(self.step, epoch, Some(&self.model))?;
             if hook.stop_requested() {
                 return Ok(None);
             }
@@ -201,28 +230,14 @@ impl Trainer<'_> {
         let train_seconds = t0.elapsed().as_secs_f64();
         let train_loss = loss_sum.to_scalar::<f32>()? as f64 / n as f64;
         let train_acc = correct.to_scalar::<f32>()? as f64 / n as f64;
-        let (test_loss, test_acc) = evaluate(&self.model, &data.test_x, &data.test_y)?;
-        let (val_loss, val_acc) = match &data.val {
-            Some((x, y)) => {
-                let (l, a) = evaluate(&self.model, x, y)?;
-                (Some(l), Some(a))
-            }
-            None => (None, None),
-        };
-        let (tx, ty) = data.train_eval()?;
-        let (_, train_eval_acc) = evaluate(&self.model, &tx, &ty)?;
-        Ok(Some(EpochRow {
+        Ok(Some(evaluate_epoch(
+            &self.model,
+            data,
             epoch,
             train_loss,
             train_acc,
-            test_loss,
-            test_acc,
-            val_loss,
-            val_acc,
-            train_eval_acc,
             train_seconds,
-            seconds: t0.elapsed().as_secs_f64(),
-        }))
+        )?))
     }
 
     /// w <- w - lr * (g + wd * w), b <- b - lr * g
@@ -242,8 +257,45 @@ impl Trainer<'_> {
     }
 }
 
+/// An epoch's row: the training pass's measurements, then evaluation-mode
+/// loss and accuracy of `model` on the test set, the validation split (if
+/// any) and the fixed training subset of the gap. The epoch's `seconds`
+/// are `train_seconds` plus the evaluation's.
+pub(crate) fn evaluate_epoch(
+    model: &Mlp,
+    data: &Dataset,
+    epoch: usize,
+    train_loss: f64,
+    train_acc: f64,
+    train_seconds: f64,
+) -> Result<EpochRow> {
+    let t0 = Instant::now();
+    let (test_loss, test_acc) = evaluate(model, &data.test_x, &data.test_y)?;
+    let (val_loss, val_acc) = match &data.val {
+        Some((x, y)) => {
+            let (l, a) = evaluate(model, x, y)?;
+            (Some(l), Some(a))
+        }
+        None => (None, None),
+    };
+    let (tx, ty) = data.train_eval()?;
+    let (_, train_eval_acc) = evaluate(model, &tx, &ty)?;
+    Ok(EpochRow {
+        epoch,
+        train_loss,
+        train_acc,
+        test_loss,
+        test_acc,
+        val_loss,
+        val_acc,
+        train_eval_acc,
+        train_seconds,
+        seconds: train_seconds + t0.elapsed().as_secs_f64(),
+    })
+}
+
 /// Number of rows of `logits` whose arg-max equals the label, as an f32 scalar.
-fn count_correct(logits: &Tensor, ys: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn count_correct(logits: &Tensor, ys: &Tensor) -> candle_core::Result<Tensor> {
     logits
         .argmax(D::Minus1)?
         .eq(ys)?

@@ -153,6 +153,12 @@ struct SweepArgs {
     /// run]. Results do not depend on it.
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// The most runs of one seed each job trains together as a cohort, sharing
+    /// each batch and the first layer's products (CPU only) [default: 1, each
+    /// run alone]. Results do not depend on it.
+    #[arg(long, value_name = "R", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    batch_runs: Option<u16>,
     /// Run only the K-th of N slices of the run list (for job arrays); combine with `merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
@@ -174,6 +180,10 @@ struct ReportArgs {
     /// Runs trained at once [default: one per thread].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// The most runs of one seed each job trains together (CPU only) [default: 1].
+    #[arg(long, value_name = "R", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    batch_runs: Option<u16>,
     /// Training images held out for validation in every exercise; 0 turns the
     /// split off [default: from experiments/defaults.toml, 10000].
     #[arg(long, value_name = "N", allow_negative_numbers = true,
@@ -228,11 +238,12 @@ struct ComputeArgs {
 }
 
 impl ComputeArgs {
-    fn request(&self, jobs: Option<u16>) -> ComputeRequest {
+    fn request(&self, jobs: Option<u16>, batch_runs: Option<u16>) -> ComputeRequest {
         ComputeRequest {
             device: self.device,
             threads: self.threads.map(usize::from),
             jobs: jobs.map(usize::from),
+            batch_runs: batch_runs.map(usize::from),
         }
     }
     /// Where the data is; subsets are left to the caller.
@@ -377,11 +388,11 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
     let cli = Cli::from_arg_matches(matches).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(match cli.tool {
         Tool::Run(a) => Invocation::Run {
-            compute: a.compute.request(None),
+            compute: a.compute.request(None, None),
             opts: run_options(a)?,
         },
         Tool::Report(a) => Invocation::Report {
-            compute: a.compute.request(a.jobs),
+            compute: a.compute.request(a.jobs, a.batch_runs),
             opts: ReportOptions {
                 quick: a.quick,
                 out: a.out,
@@ -451,7 +462,7 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
             shard: args.shard,
             force: args.force,
         },
-        compute: args.compute.request(args.jobs),
+        compute: args.compute.request(args.jobs, args.batch_runs),
         data: args.compute.data_source(),
     })
 }

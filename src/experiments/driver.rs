@@ -38,8 +38,15 @@ pub struct SweepRecord {
     pub device: String,
     pub threads_per_job: usize,
     pub jobs: usize,
+    /// The most runs of one seed trained together (see [`crate::cohort`]).
+    #[serde(default = "one")]
+    pub batch_runs: usize,
     #[serde(default)]
     pub shard: Option<String>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Runs an experiment end to end: sweep, then outputs. `data` gives where
@@ -144,6 +151,7 @@ fn sweep_round(
         device: compute.describe().into(),
         threads_per_job: compute.threads_per_run,
         jobs: compute.jobs,
+        batch_runs: compute.batch_runs,
         shard: plan.shard.map(|s| format!("{}/{}", s.index, s.count)),
     };
     write_json(&out.join("sweep.json"), &record)?;
@@ -159,6 +167,7 @@ fn sweep_round(
         } else {
             Vec::new()
         },
+        batch_runs: compute.batch_runs,
     };
     let digest = data.identity.digest();
     let refresh = || -> Result<()> { write_outputs(exp, specs, out, &digest, false).map(|_| ()) };

@@ -32,7 +32,7 @@ pub use spec::ExerciseSpec;
 use crate::analysis::{Group, Metric, SummaryRow};
 use crate::config::TrainConfig;
 use crate::regularizers::Reg;
-use crate::sweep::{self, RunSpec, Worker};
+use crate::sweep::{RunSpec, Worker};
 use crate::verdict::Comparison;
 
 /// What an experiment concludes from: its finished runs, grouped.
@@ -119,9 +119,11 @@ pub trait Experiment: Sync {
     fn adopts_plain_runs(&self) -> bool {
         true
     }
-    /// What each run executes (plain training unless overridden).
-    fn worker(&self) -> &Worker<'_> {
-        &sweep::train_worker
+    /// What each run executes: `None` for plain training (which the sweep
+    /// may batch into cohorts, see [`crate::cohort`]), or the experiment's
+    /// own worker, run one run at a time.
+    fn worker(&self) -> Option<&Worker<'_>> {
+        None
     }
 
     /// Configurations x seeds.

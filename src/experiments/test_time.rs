@@ -280,8 +280,8 @@ impl Experiment for TestTime {
     fn adopts_plain_runs(&self) -> bool {
         false
     }
-    fn worker(&self) -> &Worker<'_> {
-        self.worker.as_ref()
+    fn worker(&self) -> Option<&Worker<'_>> {
+        Some(self.worker.as_ref())
     }
 
     fn conclude(&self, r: &Finished) -> Result<String> {

@@ -331,6 +331,21 @@ fn results_do_not_depend_on_jobs() {
     same_outputs(&a, &b);
 }
 
+/// Runs of one seed trained together as cohorts (on one or two jobs) store
+/// the same results as runs trained one by one.
+#[test]
+fn results_do_not_depend_on_batch_runs() {
+    let tmp = TempDir::new().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    swap(&p("alone"), &["--batch-runs", "1"]).success();
+    swap(&p("cohorts"), &["--batch-runs", "4", "--jobs", "1"]).success();
+    swap(&p("pairs"), &["--batch-runs", "2", "--jobs", "2"]).success();
+    same_outputs(&p("alone"), &p("cohorts"));
+    same_outputs(&p("alone"), &p("pairs"));
+    let sweep = read(&p("cohorts").join("sweep.json"));
+    assert!(sweep.contains("\"batch_runs\": 4"), "{sweep}");
+}
+
 #[test]
 fn config_file_overrides_and_rejects_unknown_keys() {
     let tmp = TempDir::new().unwrap();

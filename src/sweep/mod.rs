@@ -23,6 +23,9 @@ use crate::output::{now_rfc3339, write_json};
 use crate::progress::SweepBars;
 use crate::train::{EpochRow, TrainHook};
 
+mod plan;
+pub use plan::cohorts;
+
 /// One unit of work: a labelled configuration and a seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -137,6 +140,10 @@ pub struct SweepOptions {
     /// instead of trained again (for a sweep in `results/<name>`, the other
     /// exercises' `results/<other>`).
     pub adopt_from: Vec<PathBuf>,
+    /// The most runs of one seed trained together as a cohort (plain
+    /// training on the CPU only, see [`crate::cohort`]); 1 trains each run
+    /// alone.
+    pub batch_runs: usize,
 }
 
 /// The stored file of a run.
@@ -254,16 +261,18 @@ pub struct SweepOutcome {
     pub failures: Vec<Failure>,
 }
 
-/// Runs every spec this shard owns that is not stored yet, `jobs` at a time.
-/// `on_done` is called (under a lock) after each run is stored, so callers can
-/// refresh their outputs. Runs that another drop-exp process is training in
-/// the same folder are waited for, not trained twice. Failures are collected
-/// and returned, not raised.
+/// Runs every spec this shard owns that is not stored yet, `jobs` at a time:
+/// with `worker`, one run at a time each; without one (plain training), on
+/// the CPU, runs of one seed together in cohorts of up to `batch_runs`
+/// ([`cohorts`]). `on_done` is called (under a lock) after each run is
+/// stored, so callers can refresh their outputs. Runs that another drop-exp
+/// process is training in the same folder are waited for, not trained
+/// twice. Failures are collected and returned, not raised.
 pub fn execute(
     specs: &[RunSpec],
     data: &Dataset,
     opts: &SweepOptions,
-    worker: &Worker,
+    worker: Option<&Worker>,
     on_done: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<SweepOutcome> {
     let digest = data.identity.digest();
@@ -301,7 +310,7 @@ pub fn execute(
     let sweep = Sweep {
         data,
         opts,
-        worker,
+        worker: worker.unwrap_or(&train_worker),
         on_done,
         digest: &digest,
         bars: &bars,
@@ -310,15 +319,29 @@ pub fn execute(
         trained: AtomicUsize::new(0),
     };
     // First pass: every run nobody else holds. Second: wait for the runs
-    // another process held, and train those it did not finish.
+    // another process held, and train those it did not finish (one by one).
     let held: Mutex<Vec<&RunSpec>> = Mutex::new(Vec::new());
-    sweep.in_parallel(&todo, |spec| {
-        match Claim::take(&opts.out, &spec.key(&digest), false)? {
-            Some(claim) => sweep.run_claimed(spec, claim, opts.force),
-            None => {
-                held.lock().unwrap().push(spec);
-                Ok(())
+    let batch = if worker.is_none() && crate::cohort::available(data) {
+        opts.batch_runs.max(1)
+    } else {
+        1
+    };
+    let items = cohorts(&todo, batch, opts.jobs);
+    sweep.in_parallel(&items, |item| {
+        let mut claimed = Vec::with_capacity(item.len());
+        for &spec in item {
+            match Claim::take(&opts.out, &spec.key(&digest), false)? {
+                Some(claim) => claimed.push((spec, claim)),
+                None => held.lock().unwrap().push(spec),
             }
+        }
+        match claimed.len() {
+            0 => Ok(()),
+            1 => {
+                let (spec, claim) = claimed.pop().expect("one claim");
+                sweep.run_claimed(spec, claim, opts.force)
+            }
+            _ => sweep.run_cohort(claimed, opts.force),
         }
     });
     let held = held.into_inner().unwrap();
@@ -329,7 +352,9 @@ pub fn execute(
             opts.out.display()
         ));
     }
-    sweep.in_parallel(&held, |spec| {
+    let held: Vec<Vec<&RunSpec>> = held.into_iter().map(|s| vec![s]).collect();
+    sweep.in_parallel(&held, |item| {
+        let spec = item[0];
         let claim = Claim::take(&opts.out, &spec.key(&digest), true)?
             .expect("a blocking lock is always taken");
         sweep.run_claimed(spec, claim, false)
@@ -358,16 +383,23 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
-    /// Calls `f` on each spec, `jobs` at a time; an error is recorded as
-    /// that run's failure.
-    fn in_parallel<'s>(&self, specs: &[&'s RunSpec], f: impl Fn(&'s RunSpec) -> Result<()> + Sync) {
+    /// Calls `f` on each item (runs trained together), `jobs` at a time;
+    /// an error is recorded as the failure of each of the item's runs.
+    fn in_parallel<'s>(
+        &self,
+        items: &[Vec<&'s RunSpec>],
+        f: impl Fn(&[&'s RunSpec]) -> Result<()> + Sync,
+    ) {
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for _ in 0..self.opts.jobs.clamp(1, specs.len().max(1)) {
+            for _ in 0..self.opts.jobs.clamp(1, items.len().max(1)) {
                 scope.spawn(|| {
-                    while let Some(spec) = specs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                        if let Err(e) = f(spec) {
-                            self.fail(spec, e);
+                    while let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        if let Err(e) = f(item) {
+                            let e = format!("{e:#}");
+                            for spec in item {
+                                self.fail(spec, anyhow::anyhow!("{e}"));
+                            }
                         }
                     }
                 });
@@ -399,6 +431,64 @@ impl Sweep<'_> {
         );
         let result = (self.worker)(spec, self.data, self.opts.threads, &mut bar);
         self.bars.run_done(bar);
+        self.store(spec, claim, result)
+    }
+
+    /// Trains runs of one seed together as a cohort (their claims held),
+    /// skipping (without `force`) those stored meanwhile, then stores each.
+    fn run_cohort(&self, claimed: Vec<(&RunSpec, Claim)>, force: bool) -> Result<()> {
+        let path = |s: &RunSpec| run_path(&self.opts.out, &s.key(self.digest));
+        let claimed: Vec<_> = claimed
+            .into_iter()
+            .filter(|(s, _)| force || !path(s).is_file())
+            .collect();
+        let mut bars: Vec<_> = claimed
+            .iter()
+            .map(|(s, _)| {
+                self.bars.run_bar(
+                    s.config.epochs,
+                    format!("{} seed {} (cohort of {})", s.label, s.seed, claimed.len()),
+                )
+            })
+            .collect();
+        let Some(&(first, _)) = claimed.first() else {
+            return Ok(());
+        };
+        let mut members: Vec<crate::cohort::Member> = claimed
+            .iter()
+            .zip(bars.iter_mut())
+            .map(|((s, _), bar)| crate::cohort::Member {
+                cfg: &s.config,
+                hook: bar,
+            })
+            .collect();
+        let outcomes =
+            crate::cohort::train_cohort(&mut members, first.seed, self.data, self.opts.threads);
+        drop(members);
+        for bar in bars {
+            self.bars.run_done(bar);
+        }
+        let outcomes = outcomes?;
+        let mut errors = Vec::new();
+        for ((spec, claim), out) in claimed.into_iter().zip(outcomes) {
+            let result = Ok(RunResult {
+                diverged: out.diverged,
+                rows: out.rows,
+                extra: serde_json::Value::Null,
+            });
+            if let Err(e) = self.store(spec, claim, result) {
+                errors.push(format!("{} seed {}: {e:#}", spec.label, spec.seed));
+            }
+        }
+        if !errors.is_empty() {
+            bail!("could not store: {}", errors.join("; "));
+        }
+        Ok(())
+    }
+
+    /// Stores a finished run (releasing its claim) and refreshes the outputs.
+    fn store(&self, spec: &RunSpec, claim: Claim, result: Result<RunResult>) -> Result<()> {
+        let path = run_path(&self.opts.out, &spec.key(self.digest));
         let stored = result.and_then(|r| {
             let run = StoredRun {
                 spec: spec.clone(),

@@ -1,0 +1,583 @@
+//! Many runs trained in one pass on the CPU: a cohort.
+//!
+//! Runs that share a seed and a batch size see the same batches in the same
+//! order (the seed alone fixes the order and the initial weights, see
+//! [`crate::train`]); they differ only in configuration: regulariser, rates,
+//! learning rate, weight decay, epochs. A cohort trains R such runs side by
+//! side. Each batch is gathered once, and the first layer's products, most of
+//! the arithmetic, are one product for all runs: the runs' first weight
+//! matrices sit side by side as one [784, R x 256] matrix, so the batch is
+//! packed once and the products are wide. The other layers are per run, on
+//! buffers allocated once per cohort, with bias, ReLU and noise applied in
+//! one pass and the SGD update in another. Each run keeps its own noise
+//! stream, regulariser, learning rate and weight decay; a run that diverges
+//! or finishes its epochs leaves the cohort at the end of that epoch, and the
+//! others go on.
+//!
+//! The arithmetic is that of [`crate::train::train_stepwise`] (candle's CPU
+//! products call the same `gemm` routine with the same shapes; the
+//! element-wise operations are candle's, in the same order; the small
+//! output-layer loss is computed with candle itself), so a run in a cohort
+//! gives bit for bit the numbers it gives trained alone, which
+//! `tests::cohort_equals_runs_trained_alone` checks for every regulariser
+//! kind, weight decay and several learning rates. Hooks get no model after
+//! each step (the weights live in these buffers until the epoch ends);
+//! [`crate::train::train`] sends runs whose hooks need one step by step.
+
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Result};
+use candle_core::{Device, Storage, Tensor};
+
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crate::model::{Mlp, WIDTHS};
+use crate::regularizers::{ActivationNoise, NoiseCtx};
+use crate::rng::{Rng, Stream};
+mod pass;
+#[cfg(test)]
+mod tests;
+
+use crate::train::{evaluate_epoch, init_model, EpochRow, RunOutcome, TrainHook};
+use pass::{Half, Step};
+
+const IN: usize = WIDTHS[0];
+const H1: usize = WIDTHS[1];
+const H2: usize = WIDTHS[2];
+const C: usize = WIDTHS[3];
+
+/// One run of a cohort: its configuration and the hook that follows it.
+pub struct Member<'a> {
+    pub cfg: &'a TrainConfig,
+    pub hook: &'a mut dyn TrainHook,
+}
+
+/// Whether `data` lives where the cohort trainer works (the CPU).
+pub fn available(data: &Dataset) -> bool {
+    data.train_x.device().is_cpu()
+}
+
+/// Trains every member with `seed` on `data`, as one cohort; each step's two
+/// half-batches run on two threads when `threads` >= 2. All members must
+/// share the batch size. Returns one outcome per member, in order.
+pub fn train_cohort(
+    members: &mut [Member],
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+) -> Result<Vec<RunOutcome>> {
+    ensure!(!members.is_empty(), "a cohort needs at least one run");
+    ensure!(available(data), "the cohort trainer runs on the CPU only");
+    let bs = members[0].cfg.batch_size;
+    for m in members.iter() {
+        m.cfg.validate()?;
+        ensure!(
+            m.cfg.batch_size == bs,
+            "runs of one cohort share a batch size ({} and {})",
+            bs,
+            m.cfg.batch_size
+        );
+    }
+    let (storage, layout) = data.train_x.storage_and_layout();
+    let x_all: &[f32] = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(cpu), Some((a, b))) => &cpu.as_slice::<f32>()?[a..b],
+        _ => bail!("the cohort trainer needs the training images as one contiguous CPU array"),
+    };
+    let labels: Vec<u32> = data.train_y.to_vec1()?;
+    let n = data.train_len();
+    ensure!(
+        x_all.len() == n * IN && labels.len() == n,
+        "training data of unexpected shape"
+    );
+
+    let mut runs = members
+        .iter_mut()
+        .map(|m| Run::new(m, seed, n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut first = First::new(&runs)?;
+    let half = bs.div_ceil(2);
+    let mut halves = [Half::default(), Half::default()];
+    let mut shuffle = Rng::new(seed, Stream::Shuffle);
+    let mut xb = vec![0f32; bs * IN];
+    let mut yb = vec![0u32; bs];
+    let mut onehot = vec![0f32; bs * C];
+    let ones = vec![1f32; half];
+    let max_epochs = runs.iter().map(|r| r.cfg.epochs).max().unwrap_or(0);
+    for epoch in 1..=max_epochs {
+        // Runs that stopped leave; the first layer's matrix is rebuilt
+        // without them.
+        let live: Vec<usize> = (0..runs.len())
+            .filter(|&i| runs[i].end.is_none() && epoch <= runs[i].cfg.epochs)
+            .collect();
+        if live.is_empty() {
+            break;
+        }
+        first.keep(&mut runs, &live);
+        for h in &mut halves {
+            h.resize(half, live.len());
+        }
+        let t0 = Instant::now();
+        let order = shuffle.permutation(n);
+        for &i in &live {
+            runs[i].loss_sum = 0.0;
+            runs[i].correct = 0.0;
+        }
+        for start in (0..n).step_by(bs) {
+            let len = bs.min(n - start);
+            for (r, &k) in order[start..start + len].iter().enumerate() {
+                let k = k as usize;
+                xb[r * IN..(r + 1) * IN].copy_from_slice(&x_all[k * IN..(k + 1) * IN]);
+                yb[r] = labels[k];
+                let row = &mut onehot[r * C..(r + 1) * C];
+                row.fill(0.0);
+                row[labels[k] as usize] = 1.0;
+            }
+            let mut stepping = 0;
+            for &i in &live {
+                let run = &mut runs[i];
+                run.p.live = run.end.is_none();
+                if run.p.live {
+                    run.draw(len)?;
+                    stepping += 1;
+                }
+            }
+            if stepping == 0 {
+                break;
+            }
+            first.apply_masks(&runs, &live);
+            let params: Vec<&Params> = live.iter().map(|&i| &runs[i].p).collect();
+            let step = Step {
+                x: &xb,
+                labels: &yb,
+                onehot: &onehot,
+                w1: first.used(),
+                runs: &params,
+                ones: &ones,
+                n: len,
+            };
+            let h = len.div_ceil(2);
+            let parts = if h == len { 1 } else { 2 };
+            {
+                let (a, b) = halves.split_at_mut(1);
+                let (a, b) = (&mut a[0], &mut b[0]);
+                if parts == 1 {
+                    a.pass(&step, 0, len)?;
+                } else if threads >= 2 {
+                    std::thread::scope(|s| -> Result<()> {
+                        let second = s.spawn(|| b.pass(&step, h, len - h));
+                        let r = a.pass(&step, 0, h);
+                        second.join().expect("a training thread panicked")?;
+                        r
+                    })?;
+                } else {
+                    a.pass(&step, 0, h)?;
+                    b.pass(&step, h, len - h)?;
+                }
+            }
+            for (col, &i) in live.iter().enumerate() {
+                let run = &mut runs[i];
+                if !run.p.live {
+                    continue;
+                }
+                let parts = &halves[..parts];
+                run.update(col, parts, &mut first, len)?;
+                run.step += 1;
+                run.hook.after_step(run.step, epoch, None)?;
+                if run.hook.stop_requested() {
+                    run.end = Some(End::Interrupted);
+                }
+            }
+        }
+        let pass = t0.elapsed().as_secs_f64();
+        let share = pass / live.len() as f64;
+        for (col, &i) in live.iter().enumerate() {
+            let run = &mut runs[i];
+            if run.end.is_some() {
+                continue; // interrupted: the epoch is not finished
+            }
+            first.copy_out(col, &mut run.w1);
+            run.sync_model()?;
+            let row = evaluate_epoch(
+                &run.model,
+                data,
+                epoch,
+                run.loss_sum as f64 / n as f64,
+                run.correct as f64 / n as f64,
+                share,
+            )?;
+            let diverged = !(row.train_loss.is_finite() && row.test_loss.is_finite());
+            run.rows.push(row);
+            run.hook.after_epoch(&run.rows)?;
+            if diverged {
+                run.end = Some(End::Diverged);
+            }
+        }
+    }
+    // Interrupted runs' weights are where they stopped; finished ones were
+    // copied out at their last epoch.
+    for (col, &i) in first.members.clone().iter().enumerate() {
+        if runs[i].end == Some(End::Interrupted) {
+            first.copy_out(col, &mut runs[i].w1);
+        }
+    }
+    runs.into_iter()
+        .map(|mut r| {
+            r.sync_model()?;
+            Ok(RunOutcome {
+                rows: r.rows,
+                diverged: r.end == Some(End::Diverged),
+                interrupted: r.end == Some(End::Interrupted),
+                model: r.model,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    Diverged,
+    Interrupted,
+}
+
+/// A step's noise on one hidden layer's activations, on the host.
+#[derive(Debug, Default)]
+enum Act {
+    #[default]
+    None,
+    Scale(Vec<f32>),
+    Shift(Vec<f32>),
+}
+
+/// What the half-batch passes read of one run.
+#[derive(Debug, Default)]
+struct Params {
+    /// Takes part in this step.
+    live: bool,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    w3: Vec<f32>,
+    b3: Vec<f32>,
+    /// This step's weight masks (layers 1 to 3), if any.
+    mask: [Option<Vec<f32>>; 3],
+    /// The masked weights of layers 2 and 3 when masked.
+    w2u: Vec<f32>,
+    w3u: Vec<f32>,
+    act: [Act; 2],
+}
+
+impl Params {
+    fn w2_used(&self) -> &[f32] {
+        if self.mask[1].is_some() {
+            &self.w2u
+        } else {
+            &self.w2
+        }
+    }
+    fn w3_used(&self) -> &[f32] {
+        if self.mask[2].is_some() {
+            &self.w3u
+        } else {
+            &self.w3
+        }
+    }
+}
+
+struct Run<'m> {
+    cfg: &'m TrainConfig,
+    hook: &'m mut dyn TrainHook,
+    /// The regularisers, and the weights at the end of each epoch (for
+    /// evaluation and the outcome).
+    model: Mlp,
+    noise: Rng,
+    p: Params,
+    /// The first layer's weights while the run is outside the cohort's
+    /// matrix (before it joins and after it leaves).
+    w1: Vec<f32>,
+    loss_sum: f32,
+    correct: f32,
+    step: usize,
+    total_steps: f64,
+    rows: Vec<EpochRow>,
+    end: Option<End>,
+}
+
+impl<'m> Run<'m> {
+    fn new(m: &'m mut Member, seed: u64, n: usize) -> Result<Self> {
+        let model = init_model(m.cfg, seed, &Device::Cpu)?;
+        let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+        let l = &model.layers;
+        let p = Params {
+            b1: flat(l[0].b.as_tensor())?,
+            w2: flat(l[1].w.as_tensor())?,
+            b2: flat(l[1].b.as_tensor())?,
+            w3: flat(l[2].w.as_tensor())?,
+            b3: flat(l[2].b.as_tensor())?,
+            ..Default::default()
+        };
+        Ok(Self {
+            cfg: m.cfg,
+            total_steps: (n.div_ceil(m.cfg.batch_size) * m.cfg.epochs) as f64,
+            w1: flat(l[0].w.as_tensor())?,
+            hook: &mut *m.hook,
+            model,
+            noise: Rng::new(seed, Stream::Noise),
+            p,
+            loss_sum: 0.0,
+            correct: 0.0,
+            step: 0,
+            rows: Vec::new(),
+            end: None,
+        })
+    }
+
+    /// Draws this step's noise for a batch of `len`, as the step-by-step
+    /// trainer does, and masks the weights of layers 2 and 3.
+    fn draw(&mut self, len: usize) -> Result<()> {
+        let mut ctx = NoiseCtx {
+            rng: &mut self.noise,
+            progress: self.step as f64 / self.total_steps,
+        };
+        let drawn = crate::step::draw_noise(&self.model, len, &Device::Cpu, &mut ctx)?;
+        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+        for (i, layer) in drawn.into_iter().enumerate() {
+            self.p.mask[i] = layer.w_mask.as_ref().map(host).transpose()?;
+            if i < 2 {
+                self.p.act[i] = match &layer.noise {
+                    None => Act::None,
+                    Some(ActivationNoise::Scale(m)) => Act::Scale(host(m)?),
+                    Some(ActivationNoise::Shift(a)) => Act::Shift(host(a)?),
+                };
+            }
+        }
+        let p = &mut self.p;
+        if let Some(m) = &p.mask[1] {
+            p.w2u.resize(p.w2.len(), 0.0);
+            mul_into(&mut p.w2u, &p.w2, m);
+        }
+        if let Some(m) = &p.mask[2] {
+            p.w3u.resize(p.w3.len(), 0.0);
+            mul_into(&mut p.w3u, &p.w3, m);
+        }
+        Ok(())
+    }
+
+    /// Sums the halves' gradients, masks them and takes the SGD step
+    /// w <- w * (1 - lr wd) - lr g (weights), b <- b - lr g (biases), as
+    /// the step-by-step trainer does; accumulates the step's loss and hits.
+    fn update(&mut self, col: usize, parts: &[Half], first: &mut First, len: usize) -> Result<()> {
+        let (lr, wd) = (self.cfg.lr, self.cfg.weight_decay);
+        let sgd = Sgd {
+            lr: lr as f32,
+            decay: (wd != 0.0).then_some((1.0 - lr * wd) as f32),
+        };
+        let bias = Sgd {
+            lr: lr as f32,
+            decay: None, // biases never decay
+        };
+        let (a, b) = (&parts[0].runs[col], parts.get(1).map(|h| &h.runs[col]));
+        let p = &mut self.p;
+        // Layers 3 and 2: the run's own matrices.
+        sgd.apply(
+            &mut p.w3,
+            &a.gw3,
+            b.map(|b| &b.gw3[..]),
+            p.mask[2].as_deref(),
+        );
+        bias.apply(&mut p.b3, &a.gb3, b.map(|b| &b.gb3[..]), None);
+        sgd.apply(
+            &mut p.w2,
+            &a.gw2,
+            b.map(|b| &b.gw2[..]),
+            p.mask[1].as_deref(),
+        );
+        bias.apply(&mut p.b2, &a.gb2, b.map(|b| &b.gb2[..]), None);
+        // Layer 1: columns col*H1.. of the cohort's matrix, row by row.
+        let rw = first.width();
+        let (ga, gb) = (&parts[0].gw1, parts.get(1).map(|h| &h.gw1));
+        for i in 0..IN {
+            let at = i * rw + col * H1;
+            let cols = at..at + H1;
+            let mask = p.mask[0].as_deref().map(|m| &m[i * H1..(i + 1) * H1]);
+            sgd.apply(
+                &mut first.w[cols.clone()],
+                &ga[cols.clone()],
+                gb.map(|g| &g[cols]),
+                mask,
+            );
+        }
+        bias.apply(&mut p.b1, &a.gb1, b.map(|b| &b.gb1[..]), None);
+        let parts = [Some(a), b];
+        let parts = parts.iter().flatten();
+        // loss = first + second; loss_sum += loss * len (candle's affine).
+        let loss = parts
+            .clone()
+            .map(|h| h.loss)
+            .reduce(|a, b| a + b)
+            .unwrap_or(0.0);
+        self.loss_sum += loss * len as f32 + 0.0;
+        self.correct += parts.map(|h| h.correct).sum::<f32>();
+        Ok(())
+    }
+
+    /// Writes the run's buffers into its model's variables.
+    fn sync_model(&mut self) -> Result<()> {
+        let dev = Device::Cpu;
+        let l = &self.model.layers;
+        let set = |v: &candle_core::Var, data: &[f32], shape: (usize, usize)| -> Result<()> {
+            let t = Tensor::from_slice(data, shape, &dev)?;
+            Ok(v.set(&t.reshape(v.as_tensor().shape())?)?)
+        };
+        set(&l[0].w, &self.w1, (IN, H1))?;
+        set(&l[0].b, &self.p.b1, (1, H1))?;
+        set(&l[1].w, &self.p.w2, (H1, H2))?;
+        set(&l[1].b, &self.p.b2, (1, H2))?;
+        set(&l[2].w, &self.p.w3, (H2, C))?;
+        set(&l[2].b, &self.p.b3, (1, C))?;
+        Ok(())
+    }
+}
+
+/// The SGD step on one tensor, element by element as candle computes
+/// `w.affine(1 - lr wd, 0) - (g * lr)` after `g = (g_a + g_b) * mask`.
+struct Sgd {
+    lr: f32,
+    /// 1 - lr wd, when the tensor decays.
+    decay: Option<f32>,
+}
+
+impl Sgd {
+    /// Updates `w` with the gradient `a` (+ `b`, the second half's) times
+    /// `mask`; in chunks, so each loop is a plain vectorisable pass.
+    fn apply(&self, w: &mut [f32], a: &[f32], b: Option<&[f32]>, mask: Option<&[f32]>) {
+        const CHUNK: usize = 256;
+        let mut g = [0f32; CHUNK];
+        for start in (0..w.len()).step_by(CHUNK) {
+            let len = CHUNK.min(w.len() - start);
+            let span = start..start + len;
+            let g = &mut g[..len];
+            g.copy_from_slice(&a[span.clone()]);
+            if let Some(b) = b {
+                for (x, y) in g.iter_mut().zip(&b[span.clone()]) {
+                    *x += *y;
+                }
+            }
+            if let Some(m) = mask {
+                for (x, y) in g.iter_mut().zip(&m[span.clone()]) {
+                    *x *= *y;
+                }
+            }
+            let lr = self.lr;
+            let w = &mut w[span];
+            match self.decay {
+                Some(d) => {
+                    for (w, g) in w.iter_mut().zip(g.iter()) {
+                        *w = (*w * d + 0.0) - (*g * lr + 0.0);
+                    }
+                }
+                None => {
+                    for (w, g) in w.iter_mut().zip(g.iter()) {
+                        *w -= *g * lr + 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first layer's weights of every run in the cohort, side by side:
+/// row i holds the R runs' rows i, each H1 wide.
+#[derive(Default)]
+struct First {
+    /// Runs (indices into the cohort) whose columns these are, in order.
+    members: Vec<usize>,
+    w: Vec<f32>,
+    /// The weights as this step uses them, when some run masks them.
+    masked: Option<Vec<f32>>,
+}
+
+impl First {
+    fn new(runs: &[Run]) -> Result<Self> {
+        let mut f = First::default();
+        let all: Vec<usize> = (0..runs.len()).collect();
+        f.build(runs, &all);
+        Ok(f)
+    }
+
+    fn width(&self) -> usize {
+        self.members.len() * H1
+    }
+
+    fn build(&mut self, runs: &[Run], members: &[usize]) {
+        let rw = members.len() * H1;
+        self.w = vec![0f32; IN * rw];
+        for (col, &r) in members.iter().enumerate() {
+            for i in 0..IN {
+                self.w[i * rw + col * H1..i * rw + (col + 1) * H1]
+                    .copy_from_slice(&runs[r].w1[i * H1..(i + 1) * H1]);
+            }
+        }
+        self.members = members.to_vec();
+        self.masked = None;
+    }
+
+    /// Keeps the columns of `live` runs only (copying the weights of the
+    /// others out to them first).
+    fn keep(&mut self, runs: &mut [Run], live: &[usize]) {
+        if self.members == live {
+            return;
+        }
+        for (col, &r) in self.members.clone().iter().enumerate() {
+            self.copy_out(col, &mut runs[r].w1);
+        }
+        self.build(runs, live);
+    }
+
+    fn copy_out(&self, col: usize, w1: &mut Vec<f32>) {
+        let rw = self.width();
+        w1.resize(IN * H1, 0.0);
+        for i in 0..IN {
+            w1[i * H1..(i + 1) * H1]
+                .copy_from_slice(&self.w[i * rw + col * H1..i * rw + (col + 1) * H1]);
+        }
+    }
+
+    /// Builds this step's used weights when some run masks its first
+    /// layer: w * mask in its columns, w elsewhere.
+    fn apply_masks(&mut self, runs: &[Run], live: &[usize]) {
+        if !live
+            .iter()
+            .any(|&r| runs[r].p.live && runs[r].p.mask[0].is_some())
+        {
+            self.masked = None;
+            return;
+        }
+        let rw = self.width();
+        let used = self.masked.get_or_insert_with(Vec::new);
+        used.resize(self.w.len(), 0.0);
+        used.copy_from_slice(&self.w);
+        for (col, &r) in live.iter().enumerate() {
+            if let (true, Some(m)) = (runs[r].p.live, &runs[r].p.mask[0]) {
+                for i in 0..IN {
+                    let at = i * rw + col * H1;
+                    mul_into(
+                        &mut used[at..at + H1],
+                        &self.w[at..at + H1],
+                        &m[i * H1..(i + 1) * H1],
+                    );
+                }
+            }
+        }
+    }
+
+    fn used(&self) -> &[f32] {
+        self.masked.as_deref().unwrap_or(&self.w)
+    }
+}
+
+/// out = a * b, element-wise.
+fn mul_into(out: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = x * y;
+    }
+}
