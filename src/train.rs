@@ -117,28 +117,11 @@ pub fn init_model(cfg: &TrainConfig, seed: u64, dev: &Device) -> Result<Mlp> {
 }
 
 /// Trains a fresh model for `cfg` on `data` with `seed`, each step using
-/// `threads` CPU threads: on the CPU by the cohort trainer (a cohort of
-/// one, the same numbers, faster), otherwise, and for hooks that read the
-/// model after every step, by [`train_stepwise`].
+/// `threads` CPU threads: with candle tensors, one step at a time, keeping
+/// the model current after every step. It runs on every device and is the
+/// reference the CPU trainer ([`crate::cohort`]) is tested against;
+/// [`crate::cohort::train`] picks between the two.
 pub fn train(
-    cfg: &TrainConfig,
-    seed: u64,
-    data: &Dataset,
-    threads: usize,
-    hook: &mut dyn TrainHook,
-) -> Result<RunOutcome> {
-    if crate::cohort::available(data) && !hook.reads_model() {
-        let mut members = [crate::cohort::Member { cfg, hook }];
-        let out = crate::cohort::train_cohort(&mut members, seed, data, threads)?;
-        return Ok(out.into_iter().next().expect("one outcome per member"));
-    }
-    train_stepwise(cfg, seed, data, threads, hook)
-}
-
-/// [`train`] with candle tensors, one step at a time, keeping the model
-/// current after every step: on every device, and the reference the cohort
-/// trainer is tested against.
-pub fn train_stepwise(
     cfg: &TrainConfig,
     seed: u64,
     data: &Dataset,

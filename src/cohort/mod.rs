@@ -14,7 +14,7 @@
 //! or finishes its epochs leaves the cohort at the end of that epoch, and the
 //! others go on.
 //!
-//! The arithmetic is that of [`crate::train::train_stepwise`] (candle's CPU
+//! The arithmetic is that of [`crate::train::train`] (candle's CPU
 //! products call the same `gemm` routine with the same shapes; the
 //! element-wise operations are candle's, in the same order; the small
 //! output-layer loss is computed with candle itself), so a run in a cohort
@@ -22,7 +22,7 @@
 //! `tests::cohort_equals_runs_trained_alone` checks for every regulariser
 //! kind, weight decay and several learning rates. Hooks get no model after
 //! each step (the weights live in these buffers until the epoch ends);
-//! [`crate::train::train`] sends runs whose hooks need one step by step.
+//! [`train`] sends runs whose hooks need one step by step.
 
 use std::time::Instant;
 
@@ -50,6 +50,24 @@ const C: usize = WIDTHS[3];
 pub struct Member<'a> {
     pub cfg: &'a TrainConfig,
     pub hook: &'a mut dyn TrainHook,
+}
+
+/// Trains one run: on the CPU as a cohort of one (the same numbers,
+/// faster), unless its hook reads the model after every step; otherwise,
+/// and on other devices, step by step ([`crate::train::train`]).
+pub fn train(
+    cfg: &TrainConfig,
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+    hook: &mut dyn TrainHook,
+) -> Result<RunOutcome> {
+    if available(data) && !hook.reads_model() {
+        let mut members = [Member { cfg, hook }];
+        let out = train_cohort(&mut members, seed, data, threads)?;
+        return Ok(out.into_iter().next().expect("one outcome per member"));
+    }
+    crate::train::train(cfg, seed, data, threads, hook)
 }
 
 /// Whether `data` lives where the cohort trainer works (the CPU).

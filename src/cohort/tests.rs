@@ -89,7 +89,7 @@ fn cohort_equals_runs_trained_alone() {
         .collect();
     let together = train_cohort(&mut members, seed, &data, 2).unwrap();
     for (cfg, got) in configs.iter().zip(&together) {
-        let alone = crate::train::train_stepwise(cfg, seed, &data, 1, &mut ()).unwrap();
+        let alone = crate::train::train(cfg, seed, &data, 1, &mut ()).unwrap();
         assert_eq!(bits(&got.rows), bits(&alone.rows), "{cfg:?}");
         assert_eq!(got.diverged, alone.diverged, "{cfg:?}");
         assert_eq!(weights(&got.model), weights(&alone.model), "{cfg:?}");

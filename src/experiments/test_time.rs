@@ -86,7 +86,7 @@ impl TestTime {
         let s = settings.clone();
         let worker =
             move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
-                let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
+                let out = crate::cohort::train(&spec.config, spec.seed, data, threads, hook)?;
                 if out.diverged {
                     return Ok(RunResult {
                         diverged: true,

@@ -88,7 +88,7 @@ pub fn train_worker(
     threads: usize,
     hook: &mut dyn TrainHook,
 ) -> Result<RunResult> {
-    let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
+    let out = crate::cohort::train(&spec.config, spec.seed, data, threads, hook)?;
     Ok(RunResult {
         diverged: out.diverged,
         rows: out.rows,
