@@ -34,11 +34,13 @@ use crate::data::Dataset;
 use crate::model::{Mlp, WIDTHS};
 use crate::regularizers::{ActivationNoise, NoiseCtx};
 use crate::rng::{Rng, Stream};
+mod first;
 mod pass;
 #[cfg(test)]
 mod tests;
 
 use crate::train::{evaluate_epoch, init_model, EpochRow, RunOutcome, TrainHook};
+use first::{mul_into, First, Sgd};
 use pass::{Half, Step};
 
 const IN: usize = WIDTHS[0];
@@ -453,149 +455,5 @@ impl<'m> Run<'m> {
         set(&l[2].w, &self.p.w3, (H2, C))?;
         set(&l[2].b, &self.p.b3, (1, C))?;
         Ok(())
-    }
-}
-
-/// The SGD step on one tensor, element by element as candle computes
-/// `w.affine(1 - lr wd, 0) - (g * lr)` after `g = (g_a + g_b) * mask`.
-struct Sgd {
-    lr: f32,
-    /// 1 - lr wd, when the tensor decays.
-    decay: Option<f32>,
-}
-
-impl Sgd {
-    /// Updates `w` with the gradient `a` (+ `b`, the second half's) times
-    /// `mask`; in chunks, so each loop is a plain vectorisable pass.
-    fn apply(&self, w: &mut [f32], a: &[f32], b: Option<&[f32]>, mask: Option<&[f32]>) {
-        const CHUNK: usize = 256;
-        let mut g = [0f32; CHUNK];
-        for start in (0..w.len()).step_by(CHUNK) {
-            let len = CHUNK.min(w.len() - start);
-            let span = start..start + len;
-            let g = &mut g[..len];
-            g.copy_from_slice(&a[span.clone()]);
-            if let Some(b) = b {
-                for (x, y) in g.iter_mut().zip(&b[span.clone()]) {
-                    *x += *y;
-                }
-            }
-            if let Some(m) = mask {
-                for (x, y) in g.iter_mut().zip(&m[span.clone()]) {
-                    *x *= *y;
-                }
-            }
-            let lr = self.lr;
-            let w = &mut w[span];
-            match self.decay {
-                Some(d) => {
-                    for (w, g) in w.iter_mut().zip(g.iter()) {
-                        *w = (*w * d + 0.0) - (*g * lr + 0.0);
-                    }
-                }
-                None => {
-                    for (w, g) in w.iter_mut().zip(g.iter()) {
-                        *w -= *g * lr + 0.0;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The first layer's weights of every run in the cohort, side by side:
-/// row i holds the R runs' rows i, each H1 wide.
-#[derive(Default)]
-struct First {
-    /// Runs (indices into the cohort) whose columns these are, in order.
-    members: Vec<usize>,
-    w: Vec<f32>,
-    /// The weights as this step uses them, when some run masks them.
-    masked: Option<Vec<f32>>,
-}
-
-impl First {
-    fn new(runs: &[Run]) -> Result<Self> {
-        let mut f = First::default();
-        let all: Vec<usize> = (0..runs.len()).collect();
-        f.build(runs, &all);
-        Ok(f)
-    }
-
-    fn width(&self) -> usize {
-        self.members.len() * H1
-    }
-
-    fn build(&mut self, runs: &[Run], members: &[usize]) {
-        let rw = members.len() * H1;
-        self.w = vec![0f32; IN * rw];
-        for (col, &r) in members.iter().enumerate() {
-            for i in 0..IN {
-                self.w[i * rw + col * H1..i * rw + (col + 1) * H1]
-                    .copy_from_slice(&runs[r].w1[i * H1..(i + 1) * H1]);
-            }
-        }
-        self.members = members.to_vec();
-        self.masked = None;
-    }
-
-    /// Keeps the columns of `live` runs only (copying the weights of the
-    /// others out to them first).
-    fn keep(&mut self, runs: &mut [Run], live: &[usize]) {
-        if self.members == live {
-            return;
-        }
-        for (col, &r) in self.members.clone().iter().enumerate() {
-            self.copy_out(col, &mut runs[r].w1);
-        }
-        self.build(runs, live);
-    }
-
-    fn copy_out(&self, col: usize, w1: &mut Vec<f32>) {
-        let rw = self.width();
-        w1.resize(IN * H1, 0.0);
-        for i in 0..IN {
-            w1[i * H1..(i + 1) * H1]
-                .copy_from_slice(&self.w[i * rw + col * H1..i * rw + (col + 1) * H1]);
-        }
-    }
-
-    /// Builds this step's used weights when some run masks its first
-    /// layer: w * mask in its columns, w elsewhere.
-    fn apply_masks(&mut self, runs: &[Run], live: &[usize]) {
-        if !live
-            .iter()
-            .any(|&r| runs[r].p.live && runs[r].p.mask[0].is_some())
-        {
-            self.masked = None;
-            return;
-        }
-        let rw = self.width();
-        let used = self.masked.get_or_insert_with(Vec::new);
-        used.resize(self.w.len(), 0.0);
-        used.copy_from_slice(&self.w);
-        for (col, &r) in live.iter().enumerate() {
-            if let (true, Some(m)) = (runs[r].p.live, &runs[r].p.mask[0]) {
-                for i in 0..IN {
-                    let at = i * rw + col * H1;
-                    mul_into(
-                        &mut used[at..at + H1],
-                        &self.w[at..at + H1],
-                        &m[i * H1..(i + 1) * H1],
-                    );
-                }
-            }
-        }
-    }
-
-    fn used(&self) -> &[f32] {
-        self.masked.as_deref().unwrap_or(&self.w)
-    }
-}
-
-/// out = a * b, element-wise.
-fn mul_into(out: &mut [f32], a: &[f32], b: &[f32]) {
-    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
-        *o = x * y;
     }
 }
