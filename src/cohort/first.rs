@@ -3,10 +3,11 @@
 
 use anyhow::Result;
 
-use super::{Run, H1, IN};
+use super::{Run, C, H1, H2, IN};
 
 /// The SGD step on one tensor, element by element as candle computes
 /// `w.affine(1 - lr wd, 0) - (g * lr)` after `g = (g_a + g_b) * mask`.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Sgd {
     pub(super) lr: f32,
     /// 1 - lr wd, when the tensor decays.
@@ -139,6 +140,46 @@ impl First {
 
     pub(super) fn used(&self) -> &[f32] {
         self.masked.as_deref().unwrap_or(&self.w)
+    }
+}
+
+/// With two threads, the first layer's rows from here on are updated on the
+/// second while the first updates the rows above and every run's other
+/// tensors: about half of a run's parameters on each.
+pub(super) const SPLIT_ROW: usize = {
+    let rest = H1 * H2 + H2 * C + H1 + H2 + C;
+    IN - (IN * H1 + rest) / (2 * H1)
+};
+
+/// A run's step rule and first-layer mask for one step, or None when it
+/// sits the step out.
+pub(super) type Rule<'a> = Option<(Sgd, Option<&'a [f32]>)>;
+
+/// The SGD step on rows `from..` of the cohort's first-layer matrix (`w`
+/// holds those rows, each `rw` wide) for every run: `rules[col]` is the
+/// step rule and first-layer mask of the run in column `col`, or None if
+/// it sits this step out. `grads` are the halves' gradients of the whole
+/// matrix (the second absent when the batch was not split).
+pub(super) fn step_rows(
+    w: &mut [f32],
+    from: usize,
+    rw: usize,
+    rules: &[Rule],
+    grads: (&[f32], Option<&[f32]>),
+) {
+    for (r, row) in w.chunks_exact_mut(rw).enumerate() {
+        let i = from + r;
+        for (col, rule) in rules.iter().enumerate() {
+            let Some((sgd, mask)) = rule else { continue };
+            let span = col * H1..(col + 1) * H1;
+            let at = i * rw + col * H1..i * rw + (col + 1) * H1;
+            sgd.apply(
+                &mut row[span],
+                &grads.0[at.clone()],
+                grads.1.map(|g| &g[at]),
+                mask.map(|m| &m[i * H1..(i + 1) * H1]),
+            );
+        }
     }
 }
 

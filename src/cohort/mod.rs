@@ -40,7 +40,7 @@ mod pass;
 mod tests;
 
 use crate::train::{evaluate_epoch, init_model, EpochRow, RunOutcome, TrainHook};
-use first::{mul_into, First, Sgd};
+use first::{mul_into, step_rows, First, Rule, Sgd, SPLIT_ROW};
 use pass::{Half, Step};
 
 const IN: usize = WIDTHS[0];
@@ -144,23 +144,35 @@ pub fn train_cohort(
         }
         for start in (0..n).step_by(bs) {
             let len = bs.min(n - start);
-            for (r, &k) in order[start..start + len].iter().enumerate() {
-                let k = k as usize;
-                xb[r * IN..(r + 1) * IN].copy_from_slice(&x_all[k * IN..(k + 1) * IN]);
-                yb[r] = labels[k];
-                let row = &mut onehot[r * C..(r + 1) * C];
-                row.fill(0.0);
-                row[labels[k] as usize] = 1.0;
-            }
-            let mut stepping = 0;
-            for &i in &live {
-                let run = &mut runs[i];
-                run.p.live = run.end.is_none();
-                if run.p.live {
-                    run.draw(len)?;
-                    stepping += 1;
+            // The batch is gathered while the runs draw their noise (on a
+            // second thread when there is one).
+            let picked = &order[start..start + len];
+            let mut batch = Batch {
+                x: &mut xb,
+                labels: &mut yb,
+                onehot: &mut onehot,
+            };
+            let mut draw_all = || -> Result<usize> {
+                let mut stepping = 0;
+                for &i in &live {
+                    let run = &mut runs[i];
+                    run.p.live = run.end.is_none();
+                    if run.p.live {
+                        run.draw(len)?;
+                        stepping += 1;
+                    }
                 }
-            }
+                Ok(stepping)
+            };
+            let stepping = if threads >= 2 {
+                rayon::in_place_scope(|s| {
+                    s.spawn(|_| batch.gather(picked, x_all, &labels));
+                    draw_all()
+                })?
+            } else {
+                batch.gather(picked, x_all, &labels);
+                draw_all()?
+            };
             if stepping == 0 {
                 break;
             }
@@ -183,24 +195,59 @@ pub fn train_cohort(
                 if parts == 1 {
                     a.pass(&step, 0, len)?;
                 } else if threads >= 2 {
-                    std::thread::scope(|s| -> Result<()> {
-                        let second = s.spawn(|| b.pass(&step, h, len - h));
-                        let r = a.pass(&step, 0, h);
-                        second.join().expect("a training thread panicked")?;
-                        r
-                    })?;
+                    let mut second = Ok(());
+                    let first = rayon::in_place_scope(|s| {
+                        s.spawn(|_| second = b.pass(&step, h, len - h));
+                        a.pass(&step, 0, h)
+                    });
+                    first?;
+                    second?;
                 } else {
                     a.pass(&step, 0, h)?;
                     b.pass(&step, h, len - h)?;
                 }
             }
-            for (col, &i) in live.iter().enumerate() {
+            // The SGD step: the first layer's rows for every run (the
+            // lower rows on a second thread when there is one), then each
+            // run's own tensors.
+            let masks: Vec<Option<Vec<f32>>> =
+                live.iter().map(|&i| runs[i].p.mask[0].take()).collect();
+            {
+                let rules: Vec<Rule> = live
+                    .iter()
+                    .zip(&masks)
+                    .map(|(&i, m)| runs[i].p.live.then(|| (runs[i].sgd(), m.as_deref())))
+                    .collect();
+                let parts = &halves[..parts];
+                let grads = (&parts[0].gw1[..], parts.get(1).map(|h| &h.gw1[..]));
+                let rw = first.width();
+                let split = if threads >= 2 { SPLIT_ROW } else { IN };
+                let (upper, lower) = first.w.split_at_mut(split * rw);
+                let mut rest = |runs: &mut [Run]| {
+                    step_rows(upper, 0, rw, &rules, grads);
+                    for (col, &i) in live.iter().enumerate() {
+                        if runs[i].p.live {
+                            runs[i].update(col, parts, len);
+                        }
+                    }
+                };
+                if split < IN {
+                    rayon::in_place_scope(|s| {
+                        s.spawn(|_| step_rows(lower, split, rw, &rules, grads));
+                        rest(&mut runs);
+                    });
+                } else {
+                    rest(&mut runs);
+                }
+            }
+            for (&i, m) in live.iter().zip(masks) {
+                runs[i].p.mask[0] = m;
+            }
+            for &i in &live {
                 let run = &mut runs[i];
                 if !run.p.live {
                     continue;
                 }
-                let parts = &halves[..parts];
-                run.update(col, parts, &mut first, len)?;
                 run.step += 1;
                 run.hook.after_step(run.step, epoch, None)?;
                 if run.hook.stop_requested() {
@@ -251,6 +298,28 @@ pub fn train_cohort(
             })
         })
         .collect()
+}
+
+/// A step's batch: the images, labels and one-hot labels of its rows.
+struct Batch<'a> {
+    x: &'a mut [f32],
+    labels: &'a mut [u32],
+    onehot: &'a mut [f32],
+}
+
+impl Batch<'_> {
+    /// Copies the images `picked` of `x_all` (and their labels) into rows
+    /// 0.. of the batch.
+    fn gather(&mut self, picked: &[u32], x_all: &[f32], labels: &[u32]) {
+        for (r, &k) in picked.iter().enumerate() {
+            let k = k as usize;
+            self.x[r * IN..(r + 1) * IN].copy_from_slice(&x_all[k * IN..(k + 1) * IN]);
+            self.labels[r] = labels[k];
+            let row = &mut self.onehot[r * C..(r + 1) * C];
+            row.fill(0.0);
+            row[labels[k] as usize] = 1.0;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -382,17 +451,23 @@ impl<'m> Run<'m> {
         Ok(())
     }
 
-    /// Sums the halves' gradients, masks them and takes the SGD step
-    /// w <- w * (1 - lr wd) - lr g (weights), b <- b - lr g (biases), as
-    /// the step-by-step trainer does; accumulates the step's loss and hits.
-    fn update(&mut self, col: usize, parts: &[Half], first: &mut First, len: usize) -> Result<()> {
+    /// The SGD step on the run's weights:
+    /// w <- w * (1 - lr wd) - lr g, as the step-by-step trainer takes it.
+    fn sgd(&self) -> Sgd {
         let (lr, wd) = (self.cfg.lr, self.cfg.weight_decay);
-        let sgd = Sgd {
+        Sgd {
             lr: lr as f32,
             decay: (wd != 0.0).then_some((1.0 - lr * wd) as f32),
-        };
+        }
+    }
+
+    /// Sums the halves' gradients, masks them and takes the SGD step
+    /// ([`Run::sgd`]; biases b <- b - lr g) on every tensor of the run
+    /// but the first layer's weights; accumulates the step's loss and hits.
+    fn update(&mut self, col: usize, parts: &[Half], len: usize) {
+        let sgd = self.sgd();
         let bias = Sgd {
-            lr: lr as f32,
+            lr: sgd.lr,
             decay: None, // biases never decay
         };
         let (a, b) = (&parts[0].runs[col], parts.get(1).map(|h| &h.runs[col]));
@@ -412,20 +487,7 @@ impl<'m> Run<'m> {
             p.mask[1].as_deref(),
         );
         bias.apply(&mut p.b2, &a.gb2, b.map(|b| &b.gb2[..]), None);
-        // Layer 1: columns col*H1.. of the cohort's matrix, row by row.
-        let rw = first.width();
-        let (ga, gb) = (&parts[0].gw1, parts.get(1).map(|h| &h.gw1));
-        for i in 0..IN {
-            let at = i * rw + col * H1;
-            let cols = at..at + H1;
-            let mask = p.mask[0].as_deref().map(|m| &m[i * H1..(i + 1) * H1]);
-            sgd.apply(
-                &mut first.w[cols.clone()],
-                &ga[cols.clone()],
-                gb.map(|g| &g[cols]),
-                mask,
-            );
-        }
+        // Layer 1's weights live in the cohort's matrix ([`step_rows`]).
         bias.apply(&mut p.b1, &a.gb1, b.map(|b| &b.gb1[..]), None);
         let parts = [Some(a), b];
         let parts = parts.iter().flatten();
@@ -437,7 +499,6 @@ impl<'m> Run<'m> {
             .unwrap_or(0.0);
         self.loss_sum += loss * len as f32 + 0.0;
         self.correct += parts.map(|h| h.correct).sum::<f32>();
-        Ok(())
     }
 
     /// Writes the run's buffers into its model's variables.
