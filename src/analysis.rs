@@ -1,13 +1,17 @@
 //! From stored runs to the rows of `runs.csv` and `summary.csv`: per-run
 //! metrics, configurations grouped over seeds, stability counts. Pure
-//! functions: runs in, rows out. [`crate::verdict`] compares the groups.
+//! functions: runs in, rows out. [`crate::contrast`] compares the groups.
 //!
-//! The headline metric of every verdict is the test accuracy at the epoch
-//! selected on validation accuracy (each run's own best epoch on the
-//! held-out validation images; the test set never picks anything). Without
-//! a validation split no epoch can be selected honestly, and the headline
-//! is the final epoch's. The mean over the last three epochs and the final
-//! epoch are reported beside it.
+//! Two accuracy metrics answer the questions. The *peak* metric is the test
+//! accuracy at the epoch selected on validation accuracy (each run's own
+//! best epoch on the held-out validation images; the test set never picks
+//! anything); without a validation split it is the final epoch's. The
+//! *end-of-training* metric is the mean test accuracy over the last K
+//! epochs (K = `end_epochs`, by default a fifth of the epochs), for the
+//! questions about where training ends up: single epochs at a constant
+//! learning rate without momentum dip by points, the mean of K does not.
+//! Each metric keeps every run for which it is defined: a run that blew up
+//! later keeps its selected epoch, a run that collapsed its (low) end.
 
 use serde::Serialize;
 
@@ -16,14 +20,22 @@ use crate::stats::{self, Estimate};
 use crate::sweep::StoredRun;
 use crate::train::EpochRow;
 
-/// Epochs averaged by the `last3` metric.
+/// Epochs averaged by the `last3` metric (kept in `summary.csv` for the CI
+/// regression check).
 pub const LAST_K: usize = 3;
+
+/// The default K of the end-of-training metric: a fifth of the epochs (10
+/// of 50), at least 1.
+pub fn default_end_epochs(epochs: usize) -> usize {
+    (epochs / 5).max(1)
+}
 
 /// A finished run whose final test accuracy is at most this (chance is 0.1
 /// for ten classes) has collapsed: typically a blow-up left its ReLUs dead
 /// and its loss stuck at ln 10. Like diverged runs, collapsed runs are an
-/// outcome of their own: counted, given a rate with an interval, and left
-/// out of the accuracy statistics (which say so).
+/// outcome of their own: counted and given a rate with an interval; a
+/// metric defined for them (the selected epoch before the blow-up, the
+/// end-of-training accuracy) keeps them.
 pub const COLLAPSED_ACC: f64 = 0.15;
 
 /// An epoch whose mean training loss is more than this factor above the
@@ -42,6 +54,8 @@ pub struct RunMetrics {
     pub val_acc: f64,
     /// Mean test accuracy of the last (up to) three epochs.
     pub last3: f64,
+    /// Mean test accuracy of the last (up to) K epochs.
+    pub end: f64,
     pub final_acc: f64,
     pub train_loss: f64,
     /// Evaluation-mode accuracy on the fixed training subset minus test
@@ -52,28 +66,35 @@ pub struct RunMetrics {
 }
 
 impl RunMetrics {
-    pub fn of(rows: &[EpochRow]) -> Self {
-        let last = rows.last().expect("a run has at least one epoch");
-        let tail = &rows[rows.len().saturating_sub(LAST_K)..];
-        // The earliest epoch with the highest validation accuracy.
-        let chosen = rows.iter().filter_map(|r| r.val_acc.map(|v| (v, r))).fold(
-            None::<(f64, &EpochRow)>,
-            |best, (v, r)| match best {
-                Some((b, _)) if b >= v => best,
-                _ => Some((v, r)),
-            },
-        );
+    /// The metrics of a run's epochs, K for the end-of-training mean (None
+    /// without any epoch).
+    pub fn of(rows: &[EpochRow], end_k: usize) -> Option<Self> {
+        let last = rows.last()?;
+        let mean_tail = |k: usize| {
+            let tail = &rows[rows.len().saturating_sub(k.max(1))..];
+            tail.iter().map(|r| r.test_acc).sum::<f64>() / tail.len() as f64
+        };
+        // The earliest epoch with the highest validation accuracy (a
+        // non-finite one, as at divergence, never wins).
+        let validated = rows
+            .iter()
+            .filter_map(|r| r.val_acc.filter(|v| v.is_finite()).map(|v| (v, r)));
+        let chosen = validated.fold(None::<(f64, &EpochRow)>, |best, (v, r)| match best {
+            Some((b, _)) if b >= v => best,
+            _ => Some((v, r)),
+        });
         let (val_acc, sel) = chosen.unwrap_or((f64::NAN, last));
-        Self {
+        Some(Self {
             selected: sel.test_acc,
             selected_epoch: sel.epoch,
             val_acc,
-            last3: tail.iter().map(|r| r.test_acc).sum::<f64>() / tail.len() as f64,
+            last3: mean_tail(LAST_K),
+            end: mean_tail(end_k),
             final_acc: last.test_acc,
             train_loss: last.train_loss,
             gap: sel.train_eval_acc - sel.test_acc,
             spikes: spikes(rows),
-        }
+        })
     }
 }
 
@@ -88,23 +109,25 @@ pub fn spikes(rows: &[EpochRow]) -> usize {
         .count()
 }
 
-/// The metrics compared between configurations.
+/// The accuracy metrics configurations are compared on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// Test accuracy at the epoch selected on validation: the headline.
+    /// Test accuracy at the epoch selected on validation: the peak metric.
     Selected,
+    /// Mean test accuracy of the last K epochs: the end-of-training metric.
+    End,
     Last3,
     Final,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [Metric::Selected, Metric::Last3, Metric::Final];
-    /// The metric every verdict is decided on.
-    pub const HEADLINE: Metric = Metric::Selected;
+    /// The metrics exploratory comparisons are given on.
+    pub const EXPLORATORY: [Metric; 2] = [Metric::Selected, Metric::End];
     pub fn of(self, m: &RunMetrics) -> f64 {
         match self {
             Metric::Selected => m.selected,
+            Metric::End => m.end,
             Metric::Last3 => m.last3,
             Metric::Final => m.final_acc,
         }
@@ -112,9 +135,30 @@ impl Metric {
     pub fn name(self) -> &'static str {
         match self {
             Metric::Selected => "selected",
+            Metric::End => "end",
             Metric::Last3 => "last3",
             Metric::Final => "final",
         }
+    }
+    /// The metric in words, for tables and sentences.
+    pub fn describe(self, end_k: usize) -> String {
+        match self {
+            Metric::Selected => "test accuracy at the validation-selected epoch".into(),
+            Metric::End => format!("mean test accuracy of the last {end_k} epochs"),
+            Metric::Last3 => "mean test accuracy of the last 3 epochs".into(),
+            Metric::Final => "test accuracy at the final epoch".into(),
+        }
+    }
+    /// The run's value, where it is defined: the selected epoch exists for
+    /// any run with a validated epoch (one that blew up later included),
+    /// the others for runs that trained every epoch (collapsed ones
+    /// included, diverged ones not). Without a validation split the
+    /// selected epoch is the final one.
+    pub fn of_run(self, run: &StoredRun, end_k: usize) -> Option<f64> {
+        let m = RunMetrics::of(&run.rows, end_k)?;
+        let complete = !run.diverged && run.rows.len() >= run.spec.config.epochs;
+        let defined = complete || (self == Metric::Selected && m.val_acc.is_finite());
+        defined.then(|| self.of(&m))
     }
 }
 
@@ -172,6 +216,8 @@ pub struct Group<'a> {
     pub label: String,
     pub config: TrainConfig,
     pub runs: Vec<&'a StoredRun>,
+    /// K of the end-of-training metric.
+    pub end_k: usize,
 }
 
 impl Group<'_> {
@@ -187,8 +233,8 @@ impl Group<'_> {
     fn completed(&self) -> Vec<(u64, RunMetrics)> {
         self.runs
             .iter()
-            .filter(|r| !r.diverged && !r.rows.is_empty())
-            .map(|r| (r.spec.seed, RunMetrics::of(&r.rows)))
+            .filter(|r| !r.diverged)
+            .filter_map(|r| Some((r.spec.seed, RunMetrics::of(&r.rows, self.end_k)?)))
             .collect()
     }
     pub fn diverged(&self) -> usize {
@@ -212,8 +258,16 @@ impl Group<'_> {
     pub fn failed(&self) -> usize {
         self.diverged() + self.collapsed()
     }
+    /// `metric` of every run for which it is defined (see [`Metric::of_run`]).
     pub fn values(&self, metric: Metric) -> Vec<f64> {
-        self.finished().iter().map(|(_, m)| metric.of(m)).collect()
+        self.by_seed(metric).into_iter().map(|(_, v)| v).collect()
+    }
+    /// (seed, value) of every run for which `metric` is defined.
+    pub fn by_seed(&self, metric: Metric) -> Vec<(u64, f64)> {
+        self.runs
+            .iter()
+            .filter_map(|r| Some((r.spec.seed, metric.of_run(r, self.end_k)?)))
+            .collect()
     }
     /// `f` per epoch, its mean over the runs that neither diverged nor
     /// collapsed (as the accuracy statistics), with its 95% CI.
@@ -233,8 +287,9 @@ impl Group<'_> {
     }
 }
 
-/// Groups runs by label, keeping first-appearance order.
-pub fn groups<'a>(runs: &[&'a StoredRun]) -> Vec<Group<'a>> {
+/// Groups runs by label, keeping first-appearance order; `end_k` is K of
+/// the end-of-training metric.
+pub fn groups<'a>(runs: &[&'a StoredRun], end_k: usize) -> Vec<Group<'a>> {
     let mut out: Vec<Group<'a>> = Vec::new();
     for r in runs {
         match out.iter_mut().find(|g| g.label == r.spec.label) {
@@ -243,6 +298,7 @@ pub fn groups<'a>(runs: &[&'a StoredRun]) -> Vec<Group<'a>> {
                 label: r.spec.label.clone(),
                 config: r.spec.config.clone(),
                 runs: vec![r],
+                end_k,
             }),
         }
     }
@@ -274,13 +330,26 @@ pub struct SummaryRow {
     pub n_spiked: usize,
     pub spiked_ci_low: f64,
     pub spiked_ci_high: f64,
-    /// Test accuracy at the epoch selected on validation (the headline).
+    /// Runs with a selected epoch (those that blew up later included): the
+    /// `selected_*` statistics are over these.
+    pub n_selected: usize,
+    /// Test accuracy at the epoch selected on validation (the peak metric).
     pub selected_mean: f64,
     pub selected_sd: f64,
     pub selected_ci_low: f64,
     pub selected_ci_high: f64,
     pub selected_epoch_mean: f64,
     pub val_acc_mean: f64,
+    /// Runs that trained every epoch (collapsed ones included): the `end_*`,
+    /// `last3_*` and `final_*` statistics are over these.
+    pub n_end: usize,
+    /// K of the end-of-training metric.
+    pub end_epochs: usize,
+    /// Mean test accuracy of the last K epochs (the end-of-training metric).
+    pub end_mean: f64,
+    pub end_sd: f64,
+    pub end_ci_low: f64,
+    pub end_ci_high: f64,
     pub last3_mean: f64,
     pub last3_sd: f64,
     pub last3_ci_low: f64,
@@ -313,7 +382,13 @@ pub fn summary(g: &Group) -> SummaryRow {
     let col = |get: fn(&RunMetrics) -> f64| {
         Estimate::of(&f.iter().map(|(_, m)| get(m)).collect::<Vec<_>>())
     };
-    let (sel, l3, fin) = (col(|m| m.selected), col(|m| m.last3), col(|m| m.final_acc));
+    let of = |m: Metric| Estimate::of(&g.values(m));
+    let (sel, end, l3, fin) = (
+        of(Metric::Selected),
+        of(Metric::End),
+        of(Metric::Last3),
+        of(Metric::Final),
+    );
     let (tl, gap) = (col(|m| m.train_loss), col(|m| m.gap));
     SummaryRow {
         config: ConfigCols::new(&g.label, &g.config),
@@ -326,12 +401,26 @@ pub fn summary(g: &Group) -> SummaryRow {
         n_spiked: spiked,
         spiked_ci_low: spiked_ci.0,
         spiked_ci_high: spiked_ci.1,
+        n_selected: sel.n,
         selected_mean: sel.mean,
         selected_sd: sel.sd,
         selected_ci_low: sel.ci_low,
         selected_ci_high: sel.ci_high,
-        selected_epoch_mean: col(|m| m.selected_epoch as f64).mean,
+        selected_epoch_mean: stats::mean(
+            &g.runs
+                .iter()
+                .filter(|r| Metric::Selected.of_run(r, g.end_k).is_some())
+                .filter_map(|r| RunMetrics::of(&r.rows, g.end_k))
+                .map(|m| m.selected_epoch as f64)
+                .collect::<Vec<_>>(),
+        ),
         val_acc_mean: col(|m| m.val_acc).mean,
+        n_end: end.n,
+        end_epochs: g.end_k,
+        end_mean: end.mean,
+        end_sd: end.sd,
+        end_ci_low: end.ci_low,
+        end_ci_high: end.ci_high,
         last3_mean: l3.mean,
         last3_sd: l3.sd,
         last3_ci_low: l3.ci_low,
@@ -376,12 +465,13 @@ mod tests {
             row(3, 0.8, 0.85, Some(0.85)), // best validation accuracy
             row(4, 0.7, 0.86, Some(0.85)), // a tie: the earlier one stays
         ];
-        let m = RunMetrics::of(&rows);
+        let m = RunMetrics::of(&rows, 2).unwrap();
         assert_eq!(m.selected_epoch, 3);
         assert_eq!(m.selected, 0.85);
         assert_eq!(m.val_acc, 0.85);
         assert!((m.gap - 0.05).abs() < 1e-12);
         assert!((m.last3 - (0.90 + 0.85 + 0.86) / 3.0).abs() < 1e-12);
+        assert!((m.end - (0.85 + 0.86) / 2.0).abs() < 1e-12);
         assert_eq!(m.final_acc, 0.86);
     }
 
@@ -393,7 +483,7 @@ mod tests {
             row(2, 0.9, 0.90, None),
             row(3, 0.8, 0.8, None),
         ];
-        let m = RunMetrics::of(&rows);
+        let m = RunMetrics::of(&rows, 2).unwrap();
         assert_eq!((m.selected_epoch, m.selected), (3, 0.8));
         assert!(m.val_acc.is_nan());
     }

@@ -12,6 +12,7 @@ pub mod check;
 pub mod cli;
 pub mod cohort;
 pub mod config;
+pub mod contrast;
 pub mod data;
 pub mod device;
 pub mod experiments;
@@ -28,7 +29,6 @@ pub mod stats;
 pub mod step;
 pub mod sweep;
 pub mod train;
-pub mod verdict;
 
 /// The version and commit this binary was built from.
 pub fn provenance() -> (&'static str, &'static str) {

@@ -3,11 +3,15 @@
 //! t-test (runs of one seed share init and batch order, so differences pair
 //! by seed) and Welch's test where they do not pair; Holm's correction for
 //! many comparisons, two one-sided tests (TOST) for equivalence within a
-//! margin, the seeds a comparison would need to be decided, and, for counts
-//! of failed runs, Clopper-Pearson intervals and Fisher's exact test. The
-//! distributions are statrs'; every function is tested against scipy.
+//! margin, one-sided tests, the power of the t-test and of TOST (for seed
+//! plans), and, for counts of runs that blew up, Clopper-Pearson intervals,
+//! Newcombe's interval of a difference of rates and Fisher's exact test.
+//! The distributions are statrs'; every function is tested against scipy
+//! or statsmodels.
 
-use statrs::distribution::{Beta, ContinuousCDF, Discrete, Hypergeometric, StudentsT};
+use statrs::distribution::{
+    Beta, ChiSquared, ContinuousCDF, Discrete, Hypergeometric, Normal, StudentsT,
+};
 
 /// Mean of `xs` (NaN when empty).
 pub fn mean(xs: &[f64]) -> f64 {
@@ -201,31 +205,137 @@ pub fn tost(diff: f64, se: f64, df: f64, margin: f64) -> f64 {
     }
 }
 
-/// The smallest number of seeds (at most `cap`) with which a paired
-/// comparison whose per-seed differences have sd `sd` would be decided, if
-/// the difference stayed `diff`: found different at level `alpha` (two-sided),
-/// or equivalent within +/- `margin` at level `alpha` (TOST). `None` when
-/// neither happens by `cap` seeds (a difference at the edge of the margin).
-pub fn seeds_to_decide(diff: f64, sd: f64, margin: f64, alpha: f64, cap: usize) -> Option<usize> {
-    if !(diff.is_finite() && sd.is_finite()) {
-        return None;
+/// One-sided p-value of a t statistic: P(T >= t), for the claim that the
+/// estimated quantity is above zero.
+pub fn greater_p(t: f64, df: f64) -> f64 {
+    match student(df) {
+        Some(_) if t == f64::INFINITY => 0.0,
+        Some(_) if t == f64::NEG_INFINITY => 1.0,
+        Some(d) if t.is_finite() => d.sf(t),
+        _ => f64::NAN,
     }
-    (2..=cap).find(|&n| {
-        let df = (n - 1) as f64;
-        let se = sd / (n as f64).sqrt();
-        let different = t_quantile(1.0 - alpha / 2.0, df) * se < diff.abs();
-        let equivalent = diff.abs() + t_quantile(1.0 - alpha, df) * se < margin;
-        different || equivalent
+}
+
+/// Non-superiority by one one-sided t-test: the p-value of "diff >= +margin"
+/// for a difference estimated as `diff` with standard error `se` on `df`
+/// degrees of freedom. Below alpha, the difference is shown to fall short of
+/// `margin`.
+pub fn below_margin_p(diff: f64, se: f64, df: f64, margin: f64) -> f64 {
+    match student(df) {
+        Some(d) if se > 0.0 && se.is_finite() && diff.is_finite() => d.cdf((diff - margin) / se),
+        Some(_) if se == 0.0 && diff.is_finite() => {
+            if diff < margin {
+                0.0
+            } else {
+                1.0
+            }
+        }
+        _ => f64::NAN,
+    }
+}
+
+/// Points of the chi-square distribution with `df` degrees of freedom at
+/// the midpoints of `m` equal-probability slices: an expectation over the
+/// distribution becomes a mean over these points.
+fn chi2_nodes(df: f64, m: usize) -> Vec<f64> {
+    let d = ChiSquared::new(df).expect("df > 0");
+    (0..m)
+        .map(|i| d.inverse_cdf((i as f64 + 0.5) / m as f64))
+        .collect()
+}
+
+fn std_normal() -> Normal {
+    Normal::new(0.0, 1.0).expect("a standard normal")
+}
+
+/// Power of a t-test on `n` paired differences whose true mean is `effect`
+/// and true standard deviation `sd`, at level `alpha`: two-sided, or
+/// one-sided for the claim "effect > 0" when `one_sided`. Computed from the
+/// noncentral t distribution (the sample sd's chi-square averaged out
+/// numerically), accurate to about 1e-3.
+pub fn t_power(n: usize, effect: f64, sd: f64, alpha: f64, one_sided: bool) -> f64 {
+    if n < 2 || !(sd > 0.0 && effect.is_finite()) {
+        return f64::NAN;
+    }
+    let df = (n - 1) as f64;
+    let crit = t_quantile(
+        if one_sided {
+            1.0 - alpha
+        } else {
+            1.0 - alpha / 2.0
+        },
+        df,
+    );
+    let ncp = effect.abs() * (n as f64).sqrt() / sd;
+    let z = std_normal();
+    let nodes = chi2_nodes(df, 400);
+    let mean =
+        |f: &dyn Fn(f64) -> f64| nodes.iter().map(|&v| f(v)).sum::<f64>() / nodes.len() as f64;
+    mean(&|v| {
+        let c = crit * (v / df).sqrt();
+        let upper = z.sf(c - ncp);
+        if one_sided {
+            upper
+        } else {
+            upper + z.cdf(-c - ncp)
+        }
     })
 }
 
-/// The fewest runs n (at least [`MIN_RUNS_FOR_INTERVAL`], at most `cap`)
-/// for which a 95% t-interval of a mean with standard deviation `sd` has
-/// half-width at most `half`.
-pub fn seeds_for_half_width(sd: f64, half: f64, cap: usize) -> usize {
-    (MIN_RUNS_FOR_INTERVAL..=cap)
-        .find(|&n| t_quantile(0.975, (n - 1) as f64) * sd / (n as f64).sqrt() <= half)
-        .unwrap_or(cap)
+/// Power of two one-sided tests (TOST) at level `alpha` to show equivalence
+/// within +/- `margin` from `n` paired differences of true mean 0 and true
+/// standard deviation `sd`.
+pub fn tost_power(n: usize, margin: f64, sd: f64, alpha: f64) -> f64 {
+    if n < 2 || !(sd > 0.0 && margin > 0.0) {
+        return f64::NAN;
+    }
+    let df = (n - 1) as f64;
+    let crit = t_quantile(1.0 - alpha, df);
+    let root_n = (n as f64).sqrt();
+    let z = std_normal();
+    let nodes = chi2_nodes(df, 400);
+    nodes
+        .iter()
+        .map(|&v| {
+            // Equivalent when |mean| + crit * s / sqrt(n) < margin.
+            let room = margin - crit * sd * (v / df).sqrt() / root_n;
+            if room <= 0.0 {
+                0.0
+            } else {
+                2.0 * z.cdf(room * root_n / sd) - 1.0
+            }
+        })
+        .sum::<f64>()
+        / nodes.len() as f64
+}
+
+/// The fewest seeds n (at least [`MIN_RUNS_FOR_INTERVAL`], at most `cap`)
+/// whose `power(n)` reaches `target`; None when even `cap` does not.
+pub fn seeds_for_power(power: impl Fn(usize) -> f64, target: f64, cap: usize) -> Option<usize> {
+    (MIN_RUNS_FOR_INTERVAL..=cap).find(|&n| power(n) >= target)
+}
+
+/// Newcombe's hybrid score interval (method 10) for the difference of two
+/// rates k2/n2 - k1/n1, at confidence `conf`, from Wilson's intervals of
+/// each rate.
+pub fn newcombe(k1: usize, n1: usize, k2: usize, n2: usize, conf: f64) -> (f64, f64) {
+    if n1 == 0 || n2 == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let z = std_normal().inverse_cdf(1.0 - (1.0 - conf) / 2.0);
+    let wilson = |k: usize, n: usize| {
+        let (p, n) = (k as f64 / n as f64, n as f64);
+        let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+        let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+        (p, centre - half, centre + half)
+    };
+    let (p1, l1, u1) = wilson(k1, n1);
+    let (p2, l2, u2) = wilson(k2, n2);
+    let d = p2 - p1;
+    (
+        d - ((p2 - l2).powi(2) + (u1 - p1).powi(2)).sqrt(),
+        d + ((u2 - p2).powi(2) + (p1 - l1).powi(2)).sqrt(),
+    )
 }
 
 /// Clopper-Pearson (exact) two-sided `conf` interval for a binomial rate
@@ -315,19 +425,6 @@ mod tests {
         close(tost(-0.0055, 0.001, 9.0, 0.005), 0.685464350, 1e-7);
     }
 
-    #[test]
-    fn seeds_to_decide_by_hand() {
-        // A clear difference (d = 2 sd) is decided by a handful of seeds;
-        // a zero difference is shown equivalent once the CI fits the margin.
-        let n = seeds_to_decide(0.02, 0.01, 0.005, 0.05, 1000).unwrap();
-        assert!((3..=5).contains(&n), "{n}");
-        let e = seeds_to_decide(0.0, 0.01, 0.005, 0.05, 1000).unwrap();
-        // 2.13 * 0.01 / sqrt(n) < 0.005 -> n around 12-15.
-        assert!((11..=16).contains(&e), "{e}");
-        // A small difference under a wide spread needs more than 50 seeds either way.
-        assert_eq!(seeds_to_decide(0.001, 0.05, 0.005, 0.05, 50), None);
-    }
-
     /// scipy.stats.beta.ppf, as in statsmodels' proportion_confint(method="beta").
     #[test]
     fn clopper_pearson_matches_scipy() {
@@ -389,13 +486,56 @@ mod tests {
         close(r.p, 0.114990, 1e-5);
     }
 
-    /// The seeds for a target half-width: t(0.975, n-1) sd / sqrt(n) <= h.
-    /// With sd = 1 and h = 1, n = 7 (t = 2.447, 0.925) is the first (n = 6:
-    /// 2.571 / 2.449 = 1.05); never fewer than 3, at most the cap.
+    /// Power of the paired t-test against scipy's noncentral t
+    /// (statsmodels' TTestPower gives the same values).
     #[test]
-    fn seeds_for_a_target_half_width() {
-        assert_eq!(seeds_for_half_width(1.0, 1.0, 200), 7);
-        assert_eq!(seeds_for_half_width(0.0, 1.0, 200), 3);
-        assert_eq!(seeds_for_half_width(10.0, 0.01, 50), 50);
+    fn t_power_matches_noncentral_t() {
+        close(t_power(5, 1.0, 1.0, 0.05, false), 0.4013899, 2e-3);
+        close(t_power(10, 0.5, 1.0, 0.05, false), 0.2931756, 2e-3);
+        close(t_power(8, 0.8, 1.0, 0.025, true), 0.4963455, 2e-3);
+        close(t_power(20, 0.3, 1.0, 0.0125, false), 0.1033898, 2e-3);
+        // Scale-free: effect and sd in other units.
+        close(t_power(10, 0.005, 0.01, 0.05, false), 0.2931756, 2e-3);
+    }
+
+    /// TOST power at a true difference of 0, against numerical
+    /// integration in scipy (and a simulation: 0.796 and 0.394).
+    #[test]
+    fn tost_power_matches_integration() {
+        close(tost_power(10, 1.0, 1.0, 0.05), 0.7952073, 2e-3);
+        close(tost_power(20, 0.5, 1.0, 0.05), 0.3934631, 2e-3);
+        close(tost_power(6, 1.5, 1.0, 0.0125), 0.4781811, 2e-3);
+    }
+
+    /// The plan is the first n reaching the target, none past the cap.
+    #[test]
+    fn seeds_for_power_finds_the_first_n() {
+        let n = seeds_for_power(|n| t_power(n, 0.5, 1.0, 0.05, false), 0.8, 500).unwrap();
+        assert!(t_power(n, 0.5, 1.0, 0.05, false) >= 0.8);
+        assert!(t_power(n - 1, 0.5, 1.0, 0.05, false) < 0.8);
+        assert_eq!(n, 34); // pwr.t.test(d = 0.5, power = 0.8, type = "paired"): 33.4
+        assert_eq!(seeds_for_power(|_| 0.1, 0.8, 50), None);
+    }
+
+    /// Newcombe's hybrid score interval, against statsmodels
+    /// (confint_proportions_2indep, method "newcomb") and Newcombe (1998).
+    #[test]
+    fn newcombe_matches_statsmodels() {
+        let (lo, hi) = newcombe(48, 80, 56, 70, 0.95);
+        close(lo, 0.0524315, 1e-6);
+        close(hi, 0.3338727, 1e-6);
+        let (lo, hi) = newcombe(0, 5, 5, 5, 0.95);
+        close(lo, 0.3855490, 1e-6);
+        close(hi, 1.0, 1e-9);
+    }
+
+    /// One-sided p-values: of "above 0", and of "at least the margin".
+    #[test]
+    fn one_sided_p_values() {
+        close(greater_p(2.0, 10.0), 0.07338803 / 2.0, 1e-7);
+        close(greater_p(-2.0, 10.0), 1.0 - 0.07338803 / 2.0, 1e-7);
+        // diff 0.1, se 0.1, margin 0.5: t = -4 on 4 df.
+        close(below_margin_p(0.1, 0.1, 4.0, 0.5), t_cdf(-4.0, 4.0), 1e-12);
+        assert_eq!(below_margin_p(0.1, 0.0, 4.0, 0.5), 0.0);
     }
 }

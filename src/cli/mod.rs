@@ -134,11 +134,18 @@ struct SweepArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(0..TRAIN_SIZE as i64))]
     validation: Option<u32>,
-    /// Add seeds in rounds (resuming from the stored runs) until every primary
-    /// comparison's 95% CI is at most +/- POINTS, or --max-seeds is reached.
-    #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
-    target_ci: Option<f64>,
-    /// The most seeds --target-ci may take [default: --seeds, i.e. no extra round].
+    /// Epochs averaged by the end-of-training metric (mean test accuracy of the
+    /// last K epochs) [default: a fifth of --epochs].
+    #[arg(long, value_name = "K", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    end_epochs: Option<u32>,
+    /// After the first --seeds seeds, train once the seeds that give each
+    /// undecided primary contrast 80% power at its smallest effect of interest
+    /// (for its configurations only, at most --max-seeds). A plan made once
+    /// from the first seeds' spread, never repeated until a verdict appears.
+    #[arg(long)]
+    plan_seeds: bool,
+    /// The most seeds --plan-seeds may take [default: --seeds, i.e. no extra seeds].
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_seeds: Option<u32>,
@@ -440,7 +447,11 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
     set("lr", args.lr.map(toml::Value::Float));
     set("margin", args.margin.map(toml::Value::Float));
     set("validation", int(args.validation));
-    set("target_ci", args.target_ci.map(toml::Value::Float));
+    set("end_epochs", int(args.end_epochs));
+    set(
+        "plan_seeds",
+        args.plan_seeds.then_some(toml::Value::Boolean(true)),
+    );
     set("max_seeds", int(args.max_seeds));
     set("batch_size", int(args.batch_size));
     set("train_subset", int(args.compute.train_subset));

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{registry, Common, Confirmation, Experiment, Finished};
 use crate::analysis::{self, Group, Metric, SummaryRow};
+use crate::contrast::{self, Contrast, ContrastRow, Verdict};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
 use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
-use crate::verdict::{self, Comparison, Precision};
 
 /// Where a sweep writes and which part of it this process runs.
 #[derive(Debug, Clone, Default)]
@@ -51,11 +51,11 @@ fn one() -> usize {
 
 /// Runs an experiment end to end: sweep, then outputs. `data` gives where
 /// the data is; the subsets come from the experiment's settings. With
-/// `target_ci`, seeds are added in rounds (each resuming from the stored
-/// runs) until every primary comparison is that precise or `max_seeds` is
-/// reached; an experiment that confirms a choice on fresh seeds trains
-/// those last. Returns the answer in a sentence once every run is there
-/// (not for a shard's part).
+/// `plan_seeds`, once the first seeds are stored the configurations of the
+/// primary contrasts still undecided get the seeds their 80% power plan
+/// asks for (at most `max_seeds`), once; an experiment that confirms a
+/// choice on fresh seeds trains those last. Returns the answer in a
+/// sentence once every run is there (not for a shard's part).
 pub fn run(
     exp: &dyn Experiment,
     plan: &SweepPlan,
@@ -76,41 +76,28 @@ pub fn run(
     };
     let data = data::load(&data_opts, &compute.dev)?;
     let digest = data.identity.digest();
-    let mut rounds: Vec<Box<dyn Experiment>> = Vec::new();
-    let mut failures = Vec::new();
-    // What earlier rounds of this invocation ran: a later round trains only
-    // its new runs (so `--force` redoes each run once, not once per round).
-    let mut done: Vec<RunSpec> = Vec::new();
-    loop {
-        let cur = rounds.last().map_or(exp, |b| b.as_ref());
-        let specs = cur.specs();
-        let new: Vec<RunSpec> = specs
-            .iter()
-            .filter(|s| !done.contains(s))
-            .cloned()
-            .collect();
-        failures.extend(sweep_round(cur, &specs, &new, plan, compute, &data, &out)?);
-        done = specs;
-        if plan.shard.is_some() || !failures.is_empty() {
-            break;
-        }
-        match next_round(cur, &out, &digest)? {
-            Some(seeds) => rounds.push(with_seeds(cur, seeds)?),
-            None => break,
-        }
-    }
-    let cur = rounds.last().map_or(exp, |b| b.as_ref());
-    let mut specs = cur.specs();
-    if plan.shard.is_none() && failures.is_empty() {
-        let confirm = confirmation_specs(cur, &specs, &out, &digest)?;
-        if !confirm.is_empty() {
-            specs.extend(confirm.iter().cloned());
+    let mut specs = exp.specs();
+    let mut failures = sweep_round(exp, &specs, &specs, plan, compute, &data, &out)?;
+    let whole = plan.shard.is_none() && failures.is_empty();
+    if whole && common.plan_seeds {
+        let planned = planned_specs(exp, &specs, &out, &digest)?;
+        if !planned.is_empty() {
+            specs.extend(planned.iter().cloned());
             failures.extend(sweep_round(
-                cur, &specs, &confirm, plan, compute, &data, &out,
+                exp, &specs, &planned, plan, compute, &data, &out,
             )?);
         }
     }
-    let answer = write_outputs(cur, &specs, &out, &digest, true)?;
+    if whole && failures.is_empty() {
+        let confirm = confirmation_specs(exp, &specs, &out, &digest)?;
+        if !confirm.is_empty() {
+            specs.extend(confirm.iter().cloned());
+            failures.extend(sweep_round(
+                exp, &specs, &confirm, plan, compute, &data, &out,
+            )?);
+        }
+    }
+    let answer = write_outputs(exp, &specs, &out, &digest, true)?;
     report_end(
         name,
         &out,
@@ -193,64 +180,85 @@ fn sibling_folders(name: &str, out: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The experiment with `seeds` seeds instead of its own.
-fn with_seeds(exp: &dyn Experiment, seeds: u32) -> Result<Box<dyn Experiment>> {
-    let common = Common {
-        seeds,
-        ..exp.common().clone()
-    };
-    let settings = match toml::Value::try_from(exp.settings()) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => bail!("the settings of `{}` are not a table", exp.spec().name),
-    };
-    (exp.spec().build)(common, settings)
-}
-
-/// With `target_ci`: the seeds of the next round, or `None` when every
-/// primary comparison's 95% CI is within +/- target (or `max_seeds` is
-/// reached). It looks at precision only, never at significance.
-fn next_round(exp: &dyn Experiment, out: &Path, digest: &str) -> Result<Option<u32>> {
+/// The seed plan, made once from the first `seeds` seeds: for each primary
+/// contrast still undecided, not a rate and with no failed run, the seeds
+/// that give it 80% power at its smallest effect of interest (at most
+/// `max_seeds`), for its own configurations only. It reads the first seeds'
+/// spread and verdicts, never those of planned seeds, so it is the same plan
+/// whenever it is made.
+fn planned_specs(
+    exp: &dyn Experiment,
+    first: &[RunSpec],
+    out: &Path,
+    digest: &str,
+) -> Result<Vec<RunSpec>> {
     let c = exp.common();
-    let Some(target) = c.target_ci else {
-        return Ok(None);
-    };
     let max = c.max_seeds.unwrap_or(c.seeds);
-    let specs = exp.specs();
-    let stored = sweep::collect(&specs, out, digest)?;
-    if !stored.iter().all(Option::is_some) {
-        return Ok(None);
+    let stored = sweep::collect(first, out, digest)?;
+    if max <= c.seeds || !stored.iter().all(Option::is_some) {
+        return Ok(Vec::new());
     }
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
-    let (_, _, comparisons) = analyse(&runs, &exp.pairs(), exp.common().margin / 100.0);
-    let precision = Precision::of(&comparisons, target / 100.0);
-    let name = exp.spec().name;
-    let widest = precision.widest_text();
-    if precision.widest <= target / 100.0 {
+    let (_, _, rows) = analyse(exp, &runs, &[])?;
+    let want = seed_plan(&rows, max);
+    for row in rows.iter().filter(|r| want_row(r)) {
         eprintln!(
-            "{name}: with {} seeds every primary 95% CI is within ±{:.2} points (target ±{target}); done",
-            c.seeds,
-            100.0 * precision.widest
+            "{}: primary contrast `{}` is undecided with {} seeds; plan: {} seeds (80% power at its smallest effect of interest{})",
+            exp.spec().name,
+            row.id,
+            row.n,
+            row.planned_seeds().map_or(max, |n| (n as u32).min(max)),
+            match row.planned_seeds() {
+                Some(p) if p as u32 <= max => String::new(),
+                _ => format!(", capped by max_seeds = {max}"),
+            }
         );
-        return Ok(None);
     }
-    if c.seeds >= max {
-        eprintln!(
-            "{name}: {widest} with {} seeds, short of the target ±{target}; stopping at max_seeds = {max}",
-            c.seeds
-        );
-        return Ok(None);
+    let mut specs = Vec::new();
+    for (label, config) in exp.configs() {
+        let Some(&(_, n)) = want.iter().find(|(l, _)| *l == label) else {
+            continue;
+        };
+        for seed in c.seeds as u64..n as u64 {
+            specs.push(RunSpec {
+                label: label.clone(),
+                config: config.clone(),
+                seed,
+            });
+        }
     }
-    let next = (precision.seeds_needed as u32).clamp(c.seeds + 1, max);
-    eprintln!(
-        "{name}: {widest} with {} seeds (target ±{target}); next round: {next} seeds",
-        c.seeds
-    );
-    Ok(Some(next))
+    Ok(specs)
 }
 
-/// First seed of a confirmation on fresh seeds: far from the seeds 0.. of
-/// the sweep it confirms.
-pub const FRESH_SEED_BASE: u64 = 1000;
+/// Whether a primary contrast gets planned seeds: undecided, not a rate
+/// (its runs' failures are the outcome), no run of its configurations failed.
+fn want_row(row: &ContrastRow) -> bool {
+    row.role == contrast::Role::Primary
+        && row.verdict == Some(Verdict::Undecided)
+        && !row.is_rate
+        && row.failed == 0
+}
+
+/// The seeds each configuration needs: for each contrast that
+/// [`want_row`], its plan (at most `max`, and `max` where 80% power is out
+/// of reach), for each configuration it reads; the most any contrast asks.
+fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(String, u32)> {
+    let mut want: Vec<(String, u32)> = Vec::new();
+    for row in rows.iter().filter(|r| want_row(r)) {
+        let n = row.planned_seeds().map_or(max, |n| (n as u32).min(max));
+        for label in &row.labels {
+            match want.iter_mut().find(|(l, _)| l == label) {
+                Some((_, m)) => *m = (*m).max(n),
+                None => want.push((label.clone(), n)),
+            }
+        }
+    }
+    want
+}
+
+/// First seed of a confirmation on fresh seeds: above every seed a sweep can
+/// have (`seeds` and `max_seeds` are 32-bit, so sweeps use seeds below 2^32).
+pub const FRESH_SEED_BASE: u64 = 1 << 32;
 
 /// The runs of an experiment's confirmation on fresh seeds (empty if it has
 /// none, or the main sweep is not complete).
@@ -265,13 +273,12 @@ fn confirmation_specs(
         return Ok(Vec::new());
     }
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
-    let margin = exp.common().margin / 100.0;
-    let (groups, summary, comparisons) = analyse(&runs, &exp.pairs(), margin);
+    let (groups, summary, contrasts) = analyse(exp, &runs, &[])?;
     let finished = Finished {
         out,
         groups,
         summary,
-        comparisons,
+        contrasts,
         common: exp.common(),
     };
     let Some(conf) = exp.confirm(&finished) else {
@@ -295,35 +302,47 @@ fn fresh_specs(common: &Common, conf: &Confirmation) -> Vec<RunSpec> {
     out
 }
 
-/// Groups, summary rows and decided comparisons of `runs` over `pairs`.
+/// Groups, summary rows and answered contrasts of `runs`: the exercise's
+/// primary contrasts with `confirming` (a confirmation's, which join them),
+/// then its exploratory pairs on the peak and end-of-training metrics (those
+/// a primary contrast already answers left out).
 fn analyse<'a>(
+    exp: &dyn Experiment,
     runs: &[&'a StoredRun],
-    pairs: &[(String, String)],
-    margin: f64,
-) -> (Vec<Group<'a>>, Vec<SummaryRow>, Vec<Comparison>) {
-    let groups = analysis::groups(runs);
+    confirming: &[Contrast],
+) -> Result<(Vec<Group<'a>>, Vec<SummaryRow>, Vec<ContrastRow>)> {
+    let end_k = exp.common().end_k();
+    let groups = analysis::groups(runs, end_k);
     let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
-    let comparisons = compare_pairs(&groups, pairs, margin);
-    (groups, summary, comparisons)
-}
-
-/// Every metric of each pair (a, b) present in `groups`, decided as one
-/// family per metric.
-fn compare_pairs(groups: &[Group], pairs: &[(String, String)], margin: f64) -> Vec<Comparison> {
-    let mut comparisons = Vec::new();
-    for (a, b) in pairs {
-        let (ga, gb) = (
-            groups.iter().find(|g| &g.label == a),
-            groups.iter().find(|g| &g.label == b),
-        );
-        if let (Some(ga), Some(gb)) = (ga, gb) {
-            for m in Metric::ALL {
-                comparisons.push(verdict::compare(ga, gb, m));
+    let mut contrasts = exp.contrasts();
+    contrasts.extend(confirming.iter().cloned());
+    let answered = |a: &str, b: &str, m: Metric| {
+        contrasts.iter().any(|c| {
+            c.measure == contrast::Measure::Accuracy(m)
+                && c.terms == [(a.to_string(), 1.0), (b.to_string(), -1.0)]
+        })
+    };
+    let mut exploratory = Vec::new();
+    for (a, b) in exp.pairs() {
+        let present = |l: &str| groups.iter().any(|g| g.label == l);
+        if !(present(&a) && present(&b)) {
+            continue;
+        }
+        for m in Metric::EXPLORATORY {
+            if !answered(&b, &a, m) {
+                exploratory.push(Contrast::exploratory(&b, &a, m));
             }
         }
     }
-    verdict::decide(&mut comparisons, margin);
-    comparisons
+    contrasts.extend(exploratory);
+    let probe = |run: &StoredRun, p: &contrast::ProbeMeasure| exp.probe_value(run, p);
+    let ctx = contrast::Context {
+        end_k,
+        probe: &probe,
+    };
+    let rows = contrast::evaluate(&contrasts, &groups, &ctx)
+        .with_context(|| format!("exercise `{}`", exp.spec().name))?;
+    Ok((groups, summary, rows))
 }
 
 /// The end of a sweep: an error listing the failed runs, or what was written.
@@ -380,42 +399,45 @@ pub fn write_outputs(
     let complete = stored.iter().all(Option::is_some);
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
     write_csv(&out.join("runs.csv"), &analysis::run_rows(&runs))?;
-    let groups = analysis::groups(&runs);
+    let groups = analysis::groups(&runs, exp.common().end_k());
     let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
     write_csv(&out.join("summary.csv"), &summary)?;
     if !(complete && finish) {
         return Ok(None);
     }
-    let margin = exp.common().margin / 100.0;
     let main: Vec<&StoredRun> = runs
         .iter()
         .copied()
         .filter(|r| r.spec.seed < FRESH_SEED_BASE)
         .collect();
-    let (main_groups, main_summary, mut comparisons) = analyse(&main, &exp.pairs(), margin);
+    let (main_groups, main_summary, main_contrasts) = analyse(exp, &main, &[])?;
     let main_finished = Finished {
         out,
         groups: main_groups,
         summary: main_summary,
-        comparisons: comparisons.clone(),
+        contrasts: main_contrasts,
         common: exp.common(),
     };
     let confirm = exp.confirm(&main_finished);
-    if let Some(conf) = &confirm {
-        let want = fresh_specs(exp.common(), conf);
-        if !want.iter().all(|w| specs.contains(w)) {
-            // The confirmation has not been trained (a merged sweep): the
-            // next invocation on this folder trains it.
-            return Ok(None);
+    let confirming = match &confirm {
+        Some(conf) => {
+            let want = fresh_specs(exp.common(), conf);
+            if !want.iter().all(|w| specs.contains(w)) {
+                // The confirmation has not been trained (a merged sweep): the
+                // next invocation on this folder trains it.
+                return Ok(None);
+            }
+            conf.contrasts.clone()
         }
-        comparisons.extend(compare_pairs(&groups, &conf.pairs, margin));
-    }
-    write_csv(&out.join("comparisons.csv"), &comparisons)?;
+        None => Vec::new(),
+    };
+    let (groups, summary, contrasts) = analyse(exp, &runs, &confirming)?;
+    write_csv(&out.join("comparisons.csv"), &contrasts)?;
     let finished = Finished {
         out,
         groups,
         summary,
-        comparisons,
+        contrasts,
         common: exp.common(),
     };
     exp.conclude(&finished).map(Some)
@@ -499,4 +521,73 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
         dest.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, labels: &[&str], verdict: Verdict, plan: Option<usize>) -> ContrastRow {
+        ContrastRow {
+            role: contrast::Role::Primary,
+            id: id.into(),
+            question: String::new(),
+            contrast: String::new(),
+            metric: String::new(),
+            sides: contrast::Sides::Two,
+            sesoi: Some(0.005),
+            n: 5,
+            failed: 0,
+            missing: 0,
+            estimate: 0.0,
+            ci_low: Some(-0.01),
+            ci_high: Some(0.01),
+            sd: Some(0.01),
+            test: "paired t",
+            p: Some(0.5),
+            p_holm: Some(0.5),
+            p_equiv: Some(0.5),
+            verdict: Some(verdict),
+            seeds_80_detect: plan,
+            seeds_80_equiv: plan,
+            scale: 100.0,
+            unit: "points",
+            higher_is_better: Some(true),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            is_rate: false,
+        }
+    }
+
+    /// Only the configurations of undecided, non-failing, non-rate primary
+    /// contrasts get seeds; a configuration shared by two takes the larger
+    /// plan; plans are capped at `max`, and one out of reach takes `max`.
+    #[test]
+    fn decided_contrasts_get_no_new_seeds() {
+        let mut failing = row("failing", &["f", "a"], Verdict::Undecided, Some(9));
+        failing.failed = 1;
+        let mut rate = row("rate", &["r", "a"], Verdict::Undecided, None);
+        rate.is_rate = true;
+        let mut exploratory = row("x", &["x", "a"], Verdict::Undecided, Some(9));
+        exploratory.role = contrast::Role::Exploratory;
+        let rows = [
+            row("decided", &["d1", "d2"], Verdict::Higher, None),
+            row("equivalent", &["e1", "e2"], Verdict::Equivalent, None),
+            row("small", &["a", "b"], Verdict::Undecided, Some(7)),
+            row("big", &["b", "c"], Verdict::Undecided, Some(40)),
+            row("unreachable", &["u"], Verdict::Undecided, None),
+            failing,
+            rate,
+            exploratory,
+        ];
+        let plan = seed_plan(&rows, 12);
+        assert_eq!(
+            plan,
+            vec![
+                ("a".to_string(), 7),
+                ("b".to_string(), 12),
+                ("c".to_string(), 12),
+                ("u".to_string(), 12),
+            ]
+        );
+    }
 }

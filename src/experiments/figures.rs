@@ -16,11 +16,11 @@ use anyhow::Result;
 use super::Finished;
 use crate::analysis::Group;
 use crate::config::TrainConfig;
+use crate::contrast::{verdict_text, ContrastRow, Verdict};
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
 use crate::regularizers::RegKind;
 use crate::stats::Estimate;
 use crate::train::EpochRow;
-use crate::verdict::{Comparison, Verdict};
 
 /// No regularisation.
 pub const NONE: Rgb = Rgb(110, 110, 110);
@@ -87,54 +87,62 @@ fn color_of(colors: &[(String, Rgb)], label: &str) -> Rgb {
 }
 
 /// How a verdict is written on a figure.
-pub fn verdict_color(v: Verdict) -> Rgb {
+pub fn verdict_color(v: Option<Verdict>) -> Rgb {
     match v {
-        Verdict::Better => Rgb(0, 120, 0),
-        Verdict::Worse => Rgb(190, 30, 30),
-        Verdict::Equivalent => Rgb(31, 90, 160),
-        Verdict::Undecided => Rgb(90, 90, 90),
+        Some(Verdict::Higher | Verdict::Lower) => Rgb(0, 110, 0),
+        Some(Verdict::Equivalent | Verdict::ShortOfInterest) => Rgb(31, 90, 160),
+        Some(Verdict::Undecided) | None => Rgb(90, 90, 90),
     }
 }
 
-/// The forest plot of `comparisons` (b minus a, in points), with the
-/// equivalence margin shaded and each verdict at the end of its row.
+/// The forest plot of contrasts measured in one unit (each "A − B" with its
+/// 95% interval, n and failed runs on its label, its verdict at the end),
+/// with ± the first one's smallest effect of interest shaded. `axis` names
+/// the metric; rows from fewer than 3 runs get no interval and say so.
 pub fn effects(
     r: &Finished,
     path: &Path,
     title: &str,
-    comparisons: &[&Comparison],
-    name: impl Fn(&Comparison) -> String,
+    axis: &str,
+    rows: &[&ContrastRow],
 ) -> Result<()> {
     let colors = config_colors(r);
-    let margin = r.common.margin;
-    let rows: Vec<DotRow> = comparisons
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let scale = first.scale;
+    let band = first.sesoi.unwrap_or(r.common.margin / 100.0) * scale;
+    let dots: Vec<DotRow> = rows
         .iter()
         .map(|c| {
-            let enough = c.test.n >= crate::stats::MIN_RUNS_FOR_INTERVAL;
-            let note = match (enough, c.verdict, c.seeds_to_decide) {
-                (false, _, _) => "too few runs".to_string(),
-                (true, Verdict::Undecided, Some(n)) => format!("undecided (~{n} seeds)"),
-                (true, v, _) => v.to_string(),
+            let label = if c.question.is_empty() {
+                c.contrast.clone()
+            } else {
+                format!("{}: {}", c.question, c.contrast)
+            };
+            let note = if c.has_interval() {
+                verdict_text(c)
+            } else {
+                format!("{}, no interval", verdict_text(c))
             };
             DotRow {
-                label: name(c),
-                value: 100.0 * c.test.diff,
-                lo: if enough {
-                    100.0 * c.test.ci_low
-                } else {
-                    f64::NAN
-                },
-                hi: if enough {
-                    100.0 * c.test.ci_high
-                } else {
-                    f64::NAN
-                },
-                color: color_of(&colors, &c.b),
+                label: format!("{label} (n={}, failed {})", c.n, c.failed),
+                value: scale * c.estimate,
+                lo: c.ci_low.map_or(f64::NAN, |x| scale * x),
+                hi: c.ci_high.map_or(f64::NAN, |x| scale * x),
+                color: color_of(&colors, c.labels.first().map_or("", |l| l.as_str())),
                 note: Some((note, verdict_color(c.verdict))),
             }
         })
         .collect();
-    plot::save(path, &forest(title, off_scale(rows, margin), margin))
+    let mut fig = forest(title, off_scale(dots, band), band);
+    fig.x_label = format!("{axis}, A − B, 95% CI over seeds");
+    fig.band = Some((
+        format!("smallest effect of interest ±{band:.2} {}", first.unit),
+        -band,
+        band,
+    ));
+    plot::save(path, &fig)
 }
 
 /// Keeps one far-off comparison (a configuration that collapses, say) from
@@ -196,7 +204,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
         .summary
         .iter()
         .map(|s| DotRow {
-            label: format!("{} (n={})", s.config.label, s.n),
+            label: format!("{} (n={})", s.config.label, s.n_selected),
             value: 100.0 * s.selected_mean,
             lo: 100.0 * s.selected_ci_low,
             hi: 100.0 * s.selected_ci_high,

@@ -29,48 +29,75 @@ pub use registry::EXERCISES;
 pub use settings::{CheckSettings, Common};
 pub use spec::ExerciseSpec;
 
-use crate::analysis::{Group, Metric, SummaryRow};
-use crate::config::TrainConfig;
-use crate::regularizers::Reg;
-use crate::sweep::{RunSpec, Worker};
-use crate::verdict::Comparison;
+use anyhow::Context;
 
-/// What an experiment concludes from: its finished runs, grouped.
+use crate::analysis::{Group, SummaryRow};
+use crate::config::TrainConfig;
+use crate::contrast::{Contrast, ContrastRow, ProbeMeasure, Role};
+use crate::regularizers::Reg;
+use crate::sweep::{RunSpec, StoredRun, Worker};
+
+/// What an experiment concludes from: its finished runs, grouped, and its
+/// contrasts answered.
 pub struct Finished<'a> {
     pub out: &'a Path,
     pub groups: Vec<Group<'a>>,
     pub summary: Vec<SummaryRow>,
-    pub comparisons: Vec<Comparison>,
+    /// The primary contrasts (decided) and the exploratory ones.
+    pub contrasts: Vec<ContrastRow>,
     pub common: &'a Common,
 }
 
 impl Finished<'_> {
-    pub fn group(&self, label: &str) -> &Group<'_> {
+    /// The runs of the configuration `label`; an error naming it when the
+    /// sweep has none.
+    pub fn group(&self, label: &str) -> Result<&Group<'_>> {
         self.groups
             .iter()
             .find(|g| g.label == label)
-            .unwrap_or_else(|| panic!("no configuration labelled {label}"))
+            .with_context(|| {
+                format!(
+                    "no configuration labelled `{label}` in {} (configurations: {})",
+                    self.out.display(),
+                    self.groups
+                        .iter()
+                        .map(|g| g.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
     }
-    /// The comparisons on the headline metric: each exercise's primary ones.
-    pub fn primary(&self) -> Vec<&Comparison> {
-        self.comparisons
+    /// The primary contrasts, in declared order.
+    pub fn primary(&self) -> Vec<&ContrastRow> {
+        self.contrasts
             .iter()
-            .filter(|c| c.metric == Metric::HEADLINE)
+            .filter(|c| c.role == Role::Primary)
             .collect()
     }
-    pub fn comparison(&self, a: &str, b: &str, metric: Metric) -> Option<&Comparison> {
-        self.comparisons
+    /// The exploratory contrasts.
+    pub fn exploratory(&self) -> Vec<&ContrastRow> {
+        self.contrasts
             .iter()
-            .find(|c| c.a == a && c.b == b && c.metric == metric)
+            .filter(|c| c.role == Role::Exploratory)
+            .collect()
+    }
+    /// The contrast `id`.
+    pub fn contrast(&self, id: &str) -> Option<&ContrastRow> {
+        self.contrasts.iter().find(|c| c.id == id)
+    }
+    /// K of the end-of-training metric.
+    pub fn end_k(&self) -> usize {
+        self.common.end_k()
     }
 }
 
 /// Configurations rerun on fresh seeds to confirm a choice (see
 /// [`Experiment::confirm`]); their labels must differ from the sweep's.
+/// Its contrasts join the exercise's primary ones.
 #[derive(Debug, Clone)]
 pub struct Confirmation {
     pub configs: Vec<(String, TrainConfig)>,
-    pub pairs: Vec<(String, String)>,
+    pub contrasts: Vec<Contrast>,
 }
 
 /// The three accessors every experiment writes the same way (its spec, its
@@ -100,15 +127,23 @@ pub trait Experiment: Sync {
     fn settings(&self) -> serde_json::Value;
     /// Labelled configurations, in display order.
     fn configs(&self) -> Vec<(String, TrainConfig)>;
-    /// The pairs (a, b) to compare, b - a.
+    /// Its questions, declared before any run: the primary contrasts,
+    /// Holm-adjusted together and each given a verdict.
+    fn contrasts(&self) -> Vec<Contrast>;
+    /// Pairs (a, b) compared as exploratory contrasts b − a (estimate and
+    /// interval only) on the peak and end-of-training metrics.
     fn pairs(&self) -> Vec<(String, String)>;
+    /// The value of a run on one of its own measures ([`crate::contrast::Measure::Probe`]).
+    fn probe_value(&self, _run: &StoredRun, _measure: &ProbeMeasure) -> Option<f64> {
+        None
+    }
     /// Writes the verdict and plots from the finished runs; returns the
     /// answer in one sentence (the first line of the verdict, and REPORT.md's
     /// table of answers).
     fn conclude(&self, r: &Finished) -> Result<String>;
     /// A choice to confirm on fresh seeds, made from the finished main
     /// sweep (on validation, never on test): configurations to rerun with
-    /// seeds the sweep did not use, and the pairs to compare among them.
+    /// seeds the sweep did not use, and the primary contrasts among them.
     /// None by default.
     fn confirm(&self, _r: &Finished) -> Option<Confirmation> {
         None

@@ -37,11 +37,16 @@ pub struct Common {
     /// selected on them.
     #[serde(default)]
     pub validation: u32,
-    /// Add seeds in rounds until every primary comparison's 95% CI is at
-    /// most this many points either side (or `max_seeds` is reached).
+    /// K of the end-of-training metric (mean test accuracy of the last K
+    /// epochs) [default: a fifth of the epochs].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_ci: Option<f64>,
-    /// The most seeds `target_ci` may take.
+    pub end_epochs: Option<u32>,
+    /// After the first `seeds` seeds, train once more the seeds that give
+    /// each undecided primary contrast 80% power at its smallest effect of
+    /// interest (at most `max_seeds`), for its configurations only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plan_seeds: bool,
+    /// The most seeds `plan_seeds` may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seeds: Option<u32>,
     /// The configuration every run starts from (the book's, with overrides).
@@ -52,18 +57,27 @@ impl Common {
     /// The settings-file keys that belong to `Common` itself (the base
     /// configuration's keys sit at the top level of a settings file too).
     /// A unit test checks this list against the struct.
-    pub const KEYS: [&'static str; 7] = [
+    pub const KEYS: [&'static str; 8] = [
         "seeds",
         "train_subset",
         "test_subset",
         "margin",
         "validation",
-        "target_ci",
+        "end_epochs",
+        "plan_seeds",
         "max_seeds",
     ];
 
     pub fn seeds(&self) -> impl Iterator<Item = u64> {
         0..self.seeds as u64
+    }
+
+    /// K of the end-of-training metric.
+    pub fn end_k(&self) -> usize {
+        self.end_epochs.map_or_else(
+            || crate::analysis::default_end_epochs(self.base.epochs),
+            |k| k as usize,
+        )
     }
 
     fn validate(&self) -> Result<()> {
@@ -88,9 +102,12 @@ impl Common {
                 self.validation
             );
         }
-        if let Some(h) = self.target_ci {
-            if !(h.is_finite() && h > 0.0) {
-                bail!("`target_ci` = {h} must be a number of points greater than 0");
+        if let Some(k) = self.end_epochs {
+            if k == 0 || k as usize > self.base.epochs {
+                bail!(
+                    "`end_epochs` = {k} must be between 1 and `epochs` = {}",
+                    self.base.epochs
+                );
             }
         }
         if let Some(m) = self.max_seeds {
@@ -275,7 +292,8 @@ mod tests {
             test_subset: Some(1),
             margin: 0.5,
             validation: 1,
-            target_ci: Some(0.5),
+            end_epochs: Some(2),
+            plan_seeds: true,
             max_seeds: Some(9),
             base: TrainConfig::default(),
         };

@@ -24,21 +24,21 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::figures;
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, QUICK};
 use super::{dropout_config, rates_label, Common, Experiment, Finished};
 use crate::config::TrainConfig;
+use crate::contrast::{Contrast, Measure, ProbeMeasure, Role, Sides};
 use crate::data::Dataset;
 use crate::mc_dropout::{evaluate_mc, McRow, Mode};
-use crate::output::plot::{self, DotRow, Panel, Panels, Series};
+use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::regularizers::RegKind;
 use crate::rng::{Rng, Stream};
-use crate::stats::{self, Estimate, TTest};
-use crate::sweep::{RunResult, RunSpec, Worker};
+use crate::stats::Estimate;
+use crate::sweep::{RunResult, RunSpec, StoredRun, Worker};
 use crate::train::TrainHook;
-use crate::verdict::{p_text, pts, Verdict, ALPHA};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "test-time",
@@ -48,7 +48,8 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     about: "Exercise 4: why dropout is off at test time: dropout left on, and MC dropout.",
     examples: "drop-exp test-time\n  drop-exp test-time --seeds 3 --epochs 5",
     defaults: include_str!("../../experiments/test-time.toml"),
-    report: "",
+    // Seeds planned for 80% power, at most 10.
+    report: "plan_seeds = true\nmax_seeds = 10\n",
     quick: QUICK,
     flags: &[],
     build: |common, table| Ok(Box::new(TestTime::new(common, parse(table)?))),
@@ -128,7 +129,9 @@ impl TestTime {
     }
 }
 
-/// One row of `mc_summary.csv`.
+/// One row of `mc_summary.csv`: one evaluation mode and K over seeds, and
+/// its paired difference to deterministic evaluation (exploratory; the
+/// primary contrasts are in `comparisons.csv`).
 #[derive(Debug, Clone, Serialize)]
 pub struct McSummary {
     pub mode: Mode,
@@ -142,85 +145,34 @@ pub struct McSummary {
     pub nll_ci_low: f64,
     pub nll_ci_high: f64,
     pub ece_mean: f64,
-    /// Paired (by seed) difference to deterministic evaluation, with its 95% CI.
+    pub ece_ci_low: f64,
+    pub ece_ci_high: f64,
+    /// Paired (by seed) differences to deterministic evaluation, each with
+    /// its 95% CI.
     pub accuracy_diff: f64,
     pub accuracy_diff_ci_low: f64,
     pub accuracy_diff_ci_high: f64,
-    pub accuracy_diff_p: f64,
-    /// `accuracy_diff_p` adjusted by Holm over the values of K.
-    pub accuracy_p_holm: f64,
-    /// TOST p-value of equivalence within the margin, Holm-adjusted likewise.
-    pub accuracy_p_equiv: f64,
-    /// Against deterministic evaluation (empty on its own row).
-    #[serde(serialize_with = "verdict_or_empty")]
-    pub verdict: Option<Verdict>,
     pub nll_diff: f64,
-    pub nll_diff_p: f64,
+    pub nll_diff_ci_low: f64,
+    pub nll_diff_ci_high: f64,
+    pub ece_diff: f64,
+    pub ece_diff_ci_low: f64,
+    pub ece_diff_ci_high: f64,
 }
 
-fn verdict_or_empty<S: serde::Serializer>(v: &Option<Verdict>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.serialize_str(&v.to_string()),
-        None => s.serialize_str(""),
-    }
-}
+/// A quantity of `mc.csv`: its name and how to read it.
+type Quantity = (&'static str, fn(&McRow) -> f64);
 
-/// Per mode and K, over seeds, with MC dropout's accuracy compared with
-/// deterministic evaluation: paired by seed, Holm-adjusted over the values
-/// of K, equivalence at `margin` (a fraction).
-fn summarise(rows: &[McRow], margin: f64) -> Vec<McSummary> {
-    let mut out = describe_levels(rows);
-    let tests: Vec<Option<TTest>> = out
-        .iter()
-        .map(|s| (s.mode == Mode::Mc).then(|| paired_accuracy(rows, s.k)))
-        .collect();
-    let usable = |t: &Option<TTest>| t.filter(|t| t.n >= stats::MIN_RUNS_FOR_INTERVAL);
-    let p: Vec<f64> = tests
-        .iter()
-        .map(|t| usable(t).map_or(f64::NAN, |t| t.p))
-        .collect();
-    let p_eq: Vec<f64> = tests
-        .iter()
-        .map(|t| usable(t).map_or(f64::NAN, |t| stats::tost(t.diff, t.se, t.df, margin)))
-        .collect();
-    let (p_holm, p_eq_holm) = (stats::holm(&p), stats::holm(&p_eq));
-    for (i, s) in out.iter_mut().enumerate() {
-        let Some(t) = tests[i] else { continue };
-        s.accuracy_diff_ci_low = t.ci_low;
-        s.accuracy_diff_ci_high = t.ci_high;
-        s.accuracy_p_holm = p_holm[i];
-        s.accuracy_p_equiv = p_eq_holm[i];
-        s.verdict = Some(if s.accuracy_p_holm < ALPHA {
-            if t.diff > 0.0 {
-                Verdict::Better
-            } else {
-                Verdict::Worse
-            }
-        } else if s.accuracy_p_equiv < ALPHA {
-            Verdict::Equivalent
-        } else {
-            Verdict::Undecided
-        });
-    }
-    out
-}
+/// The quantities read from `mc.csv`.
+const QUANTITIES: [Quantity; 3] = [
+    ("accuracy", |r| r.accuracy),
+    ("nll", |r| r.nll),
+    ("ece", |r| r.ece),
+];
 
-/// MC dropout with K passes minus deterministic evaluation, paired by seed.
-fn paired_accuracy(rows: &[McRow], k: u32) -> TTest {
-    let (a, b): (Vec<f64>, Vec<f64>) = rows
-        .iter()
-        .filter(|r| r.mode == Mode::Mc && r.k == k)
-        .filter_map(|r| {
-            rows.iter()
-                .find(|d| d.mode == Mode::Deterministic && d.seed == r.seed)
-                .map(|d| (d.accuracy, r.accuracy))
-        })
-        .unzip();
-    stats::paired(&a, &b)
-}
-
-/// Means and intervals per mode and K.
-fn describe_levels(rows: &[McRow]) -> Vec<McSummary> {
+/// Means, intervals and paired differences to deterministic evaluation,
+/// per mode and K.
+fn summarise(rows: &[McRow]) -> Vec<McSummary> {
     let det: Vec<&McRow> = rows
         .iter()
         .filter(|r| r.mode == Mode::Deterministic)
@@ -231,16 +183,18 @@ fn describe_levels(rows: &[McRow]) -> Vec<McSummary> {
     keys.into_iter()
         .map(|(mode, k)| {
             let these: Vec<&McRow> = rows.iter().filter(|r| r.mode == mode && r.k == k).collect();
-            let pair = |f: fn(&McRow) -> f64| {
-                let (a, b): (Vec<f64>, Vec<f64>) = these
-                    .iter()
-                    .filter_map(|r| det.iter().find(|d| d.seed == r.seed).map(|d| (f(d), f(r))))
-                    .unzip();
-                stats::paired(&a, &b)
+            let level = |f: fn(&McRow) -> f64| {
+                Estimate::of(&these.iter().map(|r| f(r)).collect::<Vec<_>>())
             };
-            let acc = Estimate::of(&these.iter().map(|r| r.accuracy).collect::<Vec<_>>());
-            let nll = Estimate::of(&these.iter().map(|r| r.nll).collect::<Vec<_>>());
-            let (pa, pn) = (pair(|r| r.accuracy), pair(|r| r.nll));
+            let diff = |f: fn(&McRow) -> f64| {
+                let d: Vec<f64> = these
+                    .iter()
+                    .filter_map(|r| det.iter().find(|d| d.seed == r.seed).map(|d| f(r) - f(d)))
+                    .collect();
+                Estimate::of(&d)
+            };
+            let [acc, nll, ece] = QUANTITIES.map(|(_, f)| level(f));
+            let [da, dn, de] = QUANTITIES.map(|(_, f)| diff(f));
             McSummary {
                 mode,
                 k,
@@ -252,19 +206,67 @@ fn describe_levels(rows: &[McRow]) -> Vec<McSummary> {
                 nll_mean: nll.mean,
                 nll_ci_low: nll.ci_low,
                 nll_ci_high: nll.ci_high,
-                ece_mean: stats::mean(&these.iter().map(|r| r.ece).collect::<Vec<_>>()),
-                accuracy_diff: pa.diff,
-                accuracy_diff_ci_low: f64::NAN,
-                accuracy_diff_ci_high: f64::NAN,
-                accuracy_diff_p: pa.p,
-                accuracy_p_holm: f64::NAN,
-                accuracy_p_equiv: f64::NAN,
-                verdict: None,
-                nll_diff: pn.diff,
-                nll_diff_p: pn.p,
+                ece_mean: ece.mean,
+                ece_ci_low: ece.ci_low,
+                ece_ci_high: ece.ci_high,
+                accuracy_diff: da.mean,
+                accuracy_diff_ci_low: da.ci_low,
+                accuracy_diff_ci_high: da.ci_high,
+                nll_diff: dn.mean,
+                nll_diff_ci_low: dn.ci_low,
+                nll_diff_ci_high: dn.ci_high,
+                ece_diff: de.mean,
+                ece_diff_ci_low: de.ci_low,
+                ece_diff_ci_high: de.ci_high,
             }
         })
         .collect()
+}
+
+/// The smallest effects of interest: half a point of accuracy (the
+/// margin, from the settings), 0.01 nats of NLL (2.5% of the
+/// deterministic model's 0.40) and half a point of calibration error.
+const NLL_SESOI: f64 = 0.01;
+const ECE_SESOI: f64 = 0.005;
+
+impl TestTime {
+    /// The passes K of the "many passes" contrasts: the most swept.
+    fn k_max(&self) -> u32 {
+        self.settings.passes.iter().copied().max().unwrap_or(1)
+    }
+
+    /// A primary contrast: MC dropout with `k` passes minus dropout off, on
+    /// quantity `q` (0 accuracy, 1 NLL, 2 ECE).
+    fn mc_contrast(&self, id: &str, question: &str, k: u32, q: usize) -> Contrast {
+        let [p1, p2] = self.settings.rates;
+        let (name, scale, unit, higher, sesoi) = match q {
+            0 => (
+                "test accuracy",
+                100.0,
+                "points",
+                Some(true),
+                self.common.margin / 100.0,
+            ),
+            1 => ("test NLL", 1.0, "nats", Some(false), NLL_SESOI),
+            _ => ("test ECE (15 bins)", 1.0, "(ECE)", Some(false), ECE_SESOI),
+        };
+        Contrast {
+            id: id.into(),
+            question: question.into(),
+            estimand: format!("MC dropout, K = {k} − dropout off"),
+            terms: vec![(rates_label(p1, p2), 1.0)],
+            measure: Measure::Probe(ProbeMeasure {
+                id: q * 100_000 + k as usize,
+                name: format!("{name} of the final model (paired within each run)"),
+                scale,
+                unit,
+                higher_is_better: higher,
+            }),
+            sides: Sides::Two,
+            sesoi,
+            role: Role::Primary,
+        }
+    }
 }
 
 impl Experiment for TestTime {
@@ -275,6 +277,38 @@ impl Experiment for TestTime {
     }
     fn pairs(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    fn contrasts(&self) -> Vec<Contrast> {
+        let k = self.k_max();
+        vec![
+            self.mc_contrast("one_pass", "what does one noisy pass cost?", 1, 0),
+            self.mc_contrast(
+                "accuracy_k",
+                &format!("does averaging {k} noisy passes change accuracy?"),
+                k,
+                0,
+            ),
+            self.mc_contrast(
+                "nll_k",
+                &format!("does averaging {k} noisy passes change the NLL?"),
+                k,
+                1,
+            ),
+            self.mc_contrast(
+                "ece_k",
+                &format!("does averaging {k} noisy passes change calibration?"),
+                k,
+                2,
+            ),
+        ]
+    }
+    fn probe_value(&self, run: &StoredRun, m: &ProbeMeasure) -> Option<f64> {
+        let (q, k) = (m.id / 100_000, (m.id % 100_000) as u32);
+        let rows: Vec<McRow> = serde_json::from_value(run.extra.clone()).ok()?;
+        let f = QUANTITIES.get(q)?.1;
+        let mc = rows.iter().find(|r| r.mode == Mode::Mc && r.k == k)?;
+        let det = rows.iter().find(|r| r.mode == Mode::Deterministic)?;
+        Some(f(mc) - f(det)).filter(|v| v.is_finite())
     }
     /// Its runs carry measurements plain runs lack.
     fn adopts_plain_runs(&self) -> bool {
@@ -292,55 +326,60 @@ impl Experiment for TestTime {
             }
         }
         write_csv(&r.out.join("mc.csv"), &rows)?;
-        let summary = summarise(&rows, self.common.margin / 100.0);
+        let summary = summarise(&rows);
         write_csv(&r.out.join("mc_summary.csv"), &summary)?;
         self.figures(r, &summary)?;
-        let answer = answer(&summary, self.common.margin);
-        write_verdict(r, answer, &self.verdict(r, &summary))
+        write_verdict(r, self.answer(r), &self.verdict(r, &summary))
     }
 }
 
 impl TestTime {
     fn verdict(&self, r: &Finished, summary: &[McSummary]) -> String {
         let mut v = format!(
-            "# {}\n\n{}; models trained with rates {:?}; each run's final model evaluated on the test set (the comparisons below are all on that model, so no epoch is selected for them). Differences are paired by seed against deterministic evaluation (dropout off).\n\n",
+            "# {}\n\n{}; models trained with rates {:?}; each run's final model evaluated on the test set with dropout off (deterministic) and with dropout on, averaging K noisy passes (MC dropout). Every difference is paired within a run, so no epoch is selected for it.\n\n",
             SPEC.heading(),
             seeds_note(&self.common),
             self.settings.rates
         );
-        let Some(det) = summary.iter().find(|s| s.mode == Mode::Deterministic) else {
-            return v + "No run finished; nothing to report.\n";
+        v += "**Why dropout is off at test time.** With dropout on, every prediction comes from one randomly thinned network. Inverted dropout scales the kept activations by 1/(1 − p) during training, so the plain network, every unit on and nothing rescaled, has the expected activations of the ensemble of thinned networks: one deterministic pass approximates the ensemble's average at the cost of one pass. The primary contrasts measure what one noisy pass costs and what averaging K of them buys back, at K times the compute.\n\n";
+        v += "## Every K (exploratory)\n\nMeans over seeds with 95% CIs; differences are MC dropout minus dropout off, paired within each run.\n\n| mode | K | accuracy | NLL | ECE | accuracy − off (points, 95% CI) | NLL − off (95% CI) | ECE − off (95% CI) |\n|---|---|---|---|---|---|---|---|\n";
+        let ci = |m: f64, lo: f64, hi: f64, scale: f64, d: usize| {
+            if lo.is_nan() {
+                format!("{:+.*} (no interval)", d, scale * m)
+            } else {
+                format!(
+                    "{:+.*} ({:+.*} to {:+.*})",
+                    d,
+                    scale * m,
+                    d,
+                    scale * lo,
+                    d,
+                    scale * hi
+                )
+            }
         };
-        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
-        v += &why_off(&mc, det, self.common.margin);
-        v += "\n| mode | K | passes | accuracy (95% CI over seeds) | NLL | ECE | accuracy minus deterministic (95% CI) | Holm p | verdict |\n|---|---|---|---|---|---|---|---|---|\n";
         for s in summary {
-            let interval = |lo: f64, hi: f64| {
-                if lo.is_nan() {
-                    "too few runs".to_string()
-                } else {
-                    format!("{:.2} to {:.2}", 100.0 * lo, 100.0 * hi)
-                }
-            };
-            let (diff, p, verdict) = match s.verdict {
-                Some(verdict) => (
-                    format!(
-                        "{} ({})",
-                        pts(s.accuracy_diff),
-                        interval(s.accuracy_diff_ci_low, s.accuracy_diff_ci_high)
+            let diffs = if s.mode == Mode::Deterministic {
+                "(reference) | | ".to_string()
+            } else {
+                format!(
+                    "{} | {} | {}",
+                    ci(
+                        s.accuracy_diff,
+                        s.accuracy_diff_ci_low,
+                        s.accuracy_diff_ci_high,
+                        100.0,
+                        2
                     ),
-                    p_text(s.accuracy_p_holm),
-                    verdict.to_string(),
-                ),
-                None => ("(reference)".into(), String::new(), String::new()),
+                    ci(s.nll_diff, s.nll_diff_ci_low, s.nll_diff_ci_high, 1.0, 4),
+                    ci(s.ece_diff, s.ece_diff_ci_low, s.ece_diff_ci_high, 1.0, 4)
+                )
             };
             v += &format!(
-                "| {} | {} | {} | {:.2}% ({}) | {:.4} | {:.4} | {diff} | {p} | {verdict} |\n",
+                "| {} | {} | {:.2}% | {:.4} | {:.4} | {diffs} |\n",
                 s.mode,
                 s.k,
-                s.passes,
                 100.0 * s.accuracy_mean,
-                interval(s.accuracy_ci_low, s.accuracy_ci_high),
                 s.nll_mean,
                 s.ece_mean,
             );
@@ -349,94 +388,48 @@ impl TestTime {
         v += &summary_table(&r.summary);
         v
     }
-}
 
-/// The answer in a sentence: what one noisy pass costs, from which K the
-/// MC average is equivalent, and what it buys.
-fn answer(summary: &[McSummary], margin: f64) -> String {
-    let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
-    let Some(det) = summary.iter().find(|s| s.mode == Mode::Deterministic) else {
-        return "No run finished.".into();
-    };
-    let mut a = String::new();
-    if let Some(one) = mc.iter().find(|s| s.k == 1) {
-        a += &format!(
-            "One noisy pass (dropout left on) changes test accuracy by {} points: **{}**. ",
-            pts(one.accuracy_diff),
-            one.verdict.map_or("not compared".into(), |v| v.to_string())
-        );
+    /// The answer in a sentence, from the primary contrasts only.
+    fn answer(&self, r: &Finished) -> String {
+        let k = self.k_max();
+        format!(
+            "One noisy pass (dropout left on) minus dropout off, test accuracy: {}. Averaging K = {k} noisy passes minus dropout off: accuracy {}; NLL {}; ECE {}; at {k} times the compute of one pass.",
+            short(r.contrast("one_pass")),
+            short(r.contrast("accuracy_k")),
+            short(r.contrast("nll_k")),
+            short(r.contrast("ece_k")),
+        )
     }
-    match mc.iter().find(|s| s.verdict == Some(Verdict::Equivalent)) {
-        Some(s) => {
-            a += &format!(
-                "Averaging K noisy passes is equivalent to dropout off (within ±{margin:.2} points) from K = {}",
-                s.k
-            )
-        }
-        None => a += "Averaging noisy passes is never shown equivalent to dropout off",
-    }
-    if let Some(last) = mc.last() {
-        a += &format!(
-            "; at K = {} it is {} calibrated (mean ECE {:.3} against {:.3} with dropout off) for {} times the compute.",
-            last.k,
-            if last.ece_mean < det.ece_mean { "better" } else { "worse" },
-            last.ece_mean,
-            det.ece_mean,
-            last.passes
-        );
-    }
-    a
-}
 
-impl TestTime {
-    /// `effects.png` (MC dropout minus deterministic accuracy, per K, with
-    /// verdicts) and `mc.png` (NLL and ECE against K).
+    /// `effects.png` (the primary accuracy contrasts) and `mc.png` (the
+    /// paired differences to dropout off, per K, for accuracy, NLL and ECE).
     fn figures(&self, r: &Finished, summary: &[McSummary]) -> Result<()> {
-        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
-        let det = summary.iter().find(|s| s.mode == Mode::Deterministic);
-        let color = figures::kind_color(RegKind::Dropout);
-        let margin = self.common.margin;
-        let rows = mc
-            .iter()
-            .map(|s| DotRow {
-                label: format!("K = {}", s.k),
-                value: 100.0 * s.accuracy_diff,
-                lo: 100.0 * s.accuracy_diff_ci_low,
-                hi: 100.0 * s.accuracy_diff_ci_high,
-                color,
-                note: s.verdict.map(|v| {
-                    let text = if s.accuracy_diff_ci_low.is_nan() {
-                        "too few runs".to_string()
-                    } else {
-                        v.to_string()
-                    };
-                    (text, figures::verdict_color(v))
-                }),
-            })
+        let accuracy: Vec<_> = r
+            .primary()
+            .into_iter()
+            .filter(|c| c.unit == "points")
             .collect();
-        let title = format!(
-            "Exercise {}: dropout left on (MC dropout, K passes) minus dropout off",
-            SPEC.number
-        );
-        plot::save(
+        figures::effects(
+            r,
             &r.out.join("effects.png"),
-            &figures::forest(&title, rows, margin),
+            &format!(
+                "Exercise {}: dropout left on at test time minus dropout off (primary, accuracy)",
+                SPEC.number
+            ),
+            "test accuracy of the final model",
+            &accuracy,
         )?;
-        self.mc_figure(r, &mc, det)
-    }
-
-    /// `mc.png`: NLL and ECE against K, deterministic evaluation as a line.
-    fn mc_figure(&self, r: &Finished, mc: &[&McSummary], det: Option<&McSummary>) -> Result<()> {
+        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
         let color = figures::kind_color(RegKind::Dropout);
         let ticks: Vec<String> = mc.iter().map(|s| s.k.to_string()).collect();
         let panel = |title: &str, y: &str, pick: fn(&McSummary) -> (f64, f64, f64)| Panel {
             title: title.into(),
-            x_label: "K, stochastic passes averaged (MC dropout)".into(),
+            x_label: "K, noisy passes averaged (MC dropout)".into(),
             y_label: y.into(),
             series: vec![Series {
                 bars: true,
                 ..Series::band(
-                    "MC dropout (mean over seeds, 95% CI)",
+                    "MC dropout − dropout off (mean over seeds, 95% CI)",
                     color,
                     mc.iter()
                         .enumerate()
@@ -448,91 +441,37 @@ impl TestTime {
                 )
             }],
             x_ticks: Some(ticks.clone()),
-            hlines: det
-                .map(|d| vec![("dropout off (deterministic)".to_string(), pick(d).0)])
-                .unwrap_or_default(),
-            clip: Some((0.0, f64::INFINITY)),
+            hlines: vec![("no difference".to_string(), 0.0)],
             ..Default::default()
         };
         plot::save(
             &r.out.join("mc.png"),
             &Panels {
                 title: format!(
-                    "Exercise {}: what averaging K noisy passes buys: calibration",
+                    "Exercise {}: MC dropout minus dropout off, paired within each run",
                     SPEC.number
                 ),
                 panels: vec![
-                    panel("test negative log-likelihood", "NLL (nats)", |s| {
-                        (s.nll_mean, s.nll_ci_low, s.nll_ci_high)
+                    panel("test accuracy", "difference (points)", |s| {
+                        (
+                            100.0 * s.accuracy_diff,
+                            100.0 * s.accuracy_diff_ci_low,
+                            100.0 * s.accuracy_diff_ci_high,
+                        )
                     }),
-                    panel("expected calibration error (15 bins)", "ECE", |s| {
-                        (s.ece_mean, f64::NAN, f64::NAN)
+                    panel("test negative log-likelihood", "difference (nats)", |s| {
+                        (s.nll_diff, s.nll_diff_ci_low, s.nll_diff_ci_high)
                     }),
+                    panel(
+                        "expected calibration error (15 bins)",
+                        "difference in ECE",
+                        |s| (s.ece_diff, s.ece_diff_ci_low, s.ece_diff_ci_high),
+                    ),
                 ],
-                cols: 2,
+                cols: 3,
             },
         )
     }
-}
-
-/// Why dropout is off at test time, from the measured numbers: what one
-/// noisy pass costs, what averaging K passes gives back, at what price.
-fn why_off(mc: &[&McSummary], det: &McSummary, margin_points: f64) -> String {
-    let mut v = String::from("**Why dropout is off at test time.** With dropout left on, every prediction comes from one randomly thinned network. ");
-    if let Some(one) = mc.iter().find(|s| s.k == 1) {
-        let ci = if one.accuracy_diff_ci_low.is_nan() {
-            "too few runs for an interval or a test".to_string()
-        } else {
-            format!(
-                "95% CI {} to {}, Holm-adjusted p = {}",
-                pts(one.accuracy_diff_ci_low),
-                pts(one.accuracy_diff_ci_high),
-                p_text(one.accuracy_p_holm)
-            )
-        };
-        v += &format!(
-            "One such noisy pass is **{}** than the deterministic network: {} points of accuracy ({ci}), NLL {:.4} against {:.4}. ",
-            match one.verdict {
-                Some(Verdict::Worse) => "worse".to_string(),
-                Some(Verdict::Better) => "better".to_string(),
-                Some(other) => format!("not shown worse ({other})"),
-                None => "not compared".to_string(),
-            },
-            pts(one.accuracy_diff),
-            one.nll_mean,
-            det.nll_mean
-        );
-    }
-    v += "Inverted dropout scales the kept activations by 1/(1-p) during training, so the plain network, every unit on and nothing rescaled, has the expected activations of the ensemble of thinned networks: one deterministic pass approximates the ensemble's average. ";
-    let first_eq = mc.iter().find(|s| s.verdict == Some(Verdict::Equivalent));
-    let any_better = mc.iter().any(|s| s.verdict == Some(Verdict::Better));
-    match first_eq {
-        Some(s) => v += &format!(
-            "Averaging K noisy passes (MC dropout) approaches it: from K = {} the average is **equivalent** to the deterministic pass within ±{margin_points:.2} points ({} points, {} forward passes). ",
-            s.k,
-            pts(s.accuracy_diff),
-            s.passes
-        ),
-        None => v += &format!(
-            "Averaging up to K = {} noisy passes (MC dropout) is never shown equivalent to the deterministic pass within ±{margin_points:.2} points (see the table for each K). ",
-            mc.last().map_or(0, |s| s.k)
-        ),
-    }
-    if !any_better {
-        v += "No K is better than the deterministic pass after correction, so the ensemble average buys no accuracy. ";
-    }
-    if let Some(last) = mc.last() {
-        let buys = if last.ece_mean < det.ece_mean && last.nll_mean < det.nll_mean {
-            "What it buys is calibration"
-        } else {
-            "It does not buy calibration here either"
-        };
-        v += &format!(
-            "{buys}: at K = {} the mean ECE is {:.4} against {:.4} and the NLL {:.4} against {:.4} (lower is better), for {} times the compute of one pass.\n",
-            last.k, last.ece_mean, det.ece_mean, last.nll_mean, det.nll_mean, last.passes
-        );
-    }
-    v
 }
 
 #[cfg(test)]
@@ -545,46 +484,25 @@ mod tests {
             mode,
             k,
             accuracy,
-            nll: 0.4,
+            nll: 0.4 + 0.01 * k as f64,
             ece: 0.02,
             passes: k,
         }
     }
 
-    /// Five seeds: one noisy pass clearly worse, 10 passes within a
-    /// hundredth of a point of deterministic evaluation in every seed.
+    /// The summary's differences are paired within each seed's run.
     #[test]
-    fn mc_verdicts_and_why_off() {
+    fn differences_are_paired_within_runs() {
         let mut rows = Vec::new();
         for seed in 0..5u64 {
             let det = 0.85 + 0.002 * seed as f64;
             rows.push(row(seed, Mode::Deterministic, 1, det));
-            rows.push(row(
-                seed,
-                Mode::Mc,
-                1,
-                det - 0.01 - 0.0005 * (seed % 2) as f64,
-            ));
-            rows.push(row(seed, Mode::Mc, 10, det + 0.0001 * (seed as f64 - 2.0)));
+            rows.push(row(seed, Mode::Mc, 10, det - 0.01));
         }
-        let summary = summarise(&rows, 0.005);
-        let get = |k| {
-            summary
-                .iter()
-                .find(|s| s.mode == Mode::Mc && s.k == k)
-                .unwrap()
-        };
-        assert_eq!(get(1).verdict, Some(Verdict::Worse));
-        assert_eq!(get(10).verdict, Some(Verdict::Equivalent));
-        let det = summary
-            .iter()
-            .find(|s| s.mode == Mode::Deterministic)
-            .unwrap();
-        assert_eq!(det.verdict, None);
-        let mc: Vec<&McSummary> = summary.iter().filter(|s| s.mode == Mode::Mc).collect();
-        let text = why_off(&mc, det, 0.5);
-        assert!(text.contains("**worse**"), "{text}");
-        assert!(text.contains("from K = 10"), "{text}");
-        assert!(!text.contains("NaN"), "{text}");
+        let summary = summarise(&rows);
+        let mc = summary.iter().find(|s| s.mode == Mode::Mc).unwrap();
+        assert!((mc.accuracy_diff + 0.01).abs() < 1e-12);
+        assert!(mc.accuracy_diff_ci_high - mc.accuracy_diff_ci_low < 1e-9);
+        assert!((mc.nll_diff - 0.09).abs() < 1e-12);
     }
 }

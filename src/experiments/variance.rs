@@ -6,16 +6,19 @@
 //! a dropout layer spread more than its input, and than the activations the
 //! network has at evaluation time?
 //!
-//! Hypotheses, each measured: (1) inverted dropout at rate p turns an
-//! activation h with mean mu and variance s^2 into one with mean mu and
-//! variance (s^2 + p mu^2) / (1 - p), so in training mode the output of a
-//! dropout layer is more spread than its input, most in the second layer
-//! (p = 0.5); (2) training with dropout changes the activations the network
-//! learns: their evaluation-mode variance at the end of training differs
-//! from that of the same network trained without dropout (tested per layer,
-//! paired by seed, Holm-adjusted over the layers; the direction is left open,
-//! since the co-adaptation argument predicts less redundant, and so possibly
-//! less spread, units, while rescaling by 1/(1-p) predicts more).
+//! Primary contrasts (the question): per hidden layer, at the end of the
+//! first epoch, of the middle one and of the last, the evaluation-mode
+//! variance of the activations of the network trained with dropout against
+//! the one trained without, as the log of their ratio (paired by seed,
+//! two-sided: the co-adaptation argument predicts less redundant, and so
+//! possibly less spread, units, while rescaling by 1/(1-p) predicts more),
+//! with a smallest effect of interest of a 10% ratio.
+//!
+//! A check, not the answer: inverted dropout at rate p turns an activation
+//! h with mean mu and variance s^2 into one with mean mu and variance
+//! (s^2 + p mu^2) / (1 - p), so in training mode the output of a dropout
+//! layer is more spread than its input by the factor (s^2 + p mu^2) /
+//! ((1 - p) s^2); the verdict compares the measured factor with it.
 //!
 //! Swept: the (p1, p2) pairs of `experiments/variance.toml` (book's rates and
 //! none), x seeds. About 20 times per epoch the activations of a fixed probe
@@ -27,27 +30,28 @@
 //! stage is `train_pre` (ReLU output in training mode, before dropout),
 //! `train_post` (after dropout, training mode) or `eval` (evaluation mode),
 //! `variance` is over all units and samples and `unit_variance` the mean over
-//! units of each unit's variance over samples; with `--plot`,
-//! `variance.png` (a panel per hidden layer, variance over steps, a line per
-//! model and stage, 95% band over seeds); `verdict.md`.
+//! units of each unit's variance over samples; `effects.png` (the primary
+//! contrasts); with `--plot`, `variance.png` (a panel per hidden layer,
+//! variance over steps, a line per model and stage, 95% band over seeds);
+//! `verdict.md`.
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::figures;
-use super::markdown::{seeds_note, summary_table, write_verdict};
+use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{rates_label, Common, Experiment, Finished};
 use crate::config::TrainConfig;
+use crate::contrast::{Contrast, Measure, ProbeMeasure, Role, Sides};
 use crate::data::Dataset;
-use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Series};
+use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::probes::{ProbeRow, Recorder, Stage};
-use crate::stats::{self, Estimate, TTest};
-use crate::sweep::{RunResult, RunSpec, Worker};
+use crate::stats::{self, Estimate};
+use crate::sweep::{RunResult, RunSpec, StoredRun, Worker};
 use crate::train::TrainHook;
-use crate::verdict::{p_text, ALPHA};
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "variance",
@@ -58,7 +62,8 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     examples: "drop-exp variance --plot\n  \
                drop-exp variance --plot --epochs 3 --seeds 2 --train-subset 10000   # quick look",
     defaults: include_str!("../../experiments/variance.toml"),
-    report: "plot = true\ntarget_ci = 0.5\nmax_seeds = 8\n",
+    // Seeds planned for 80% power at a 10% ratio, at most 12.
+    report: "plot = true\nplan_seeds = true\nmax_seeds = 12\n",
     quick: "plot = true\nseeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n",
     flags: &[Flag {
         long: "plot",
@@ -99,7 +104,21 @@ pub struct Variance {
     worker: Box<Worker<'static>>,
 }
 
+/// The smallest effect of interest of the variance contrasts: a ratio of
+/// 1.1 (ln 1.1), a 5% change in the activations' spread, below what would
+/// change how a layer is initialised or normalised.
+const VARIANCE_SESOI: f64 = 0.09531017980432493;
+
 impl Variance {
+    /// The epochs whose last probe the primary contrasts read: the first,
+    /// the middle and the last.
+    fn checkpoints(&self) -> Vec<usize> {
+        let e = self.common.base.epochs;
+        let mut c = vec![1, e.div_ceil(2), e];
+        c.dedup();
+        c
+    }
+
     pub fn new(common: Common, settings: Settings) -> Self {
         let s = settings.clone();
         let worker =
@@ -171,6 +190,60 @@ impl Experiment for Variance {
     fn pairs(&self) -> Vec<(String, String)> {
         super::first_vs_rest(&self.configs())
     }
+    fn contrasts(&self) -> Vec<Contrast> {
+        let labels: Vec<String> = self
+            .settings
+            .rates
+            .iter()
+            .map(|&[a, b]| rates_label(a, b))
+            .collect();
+        let Some(none) = self
+            .settings
+            .rates
+            .iter()
+            .position(|p| p[0] == 0.0 && p[1] == 0.0)
+        else {
+            return Vec::new();
+        };
+        let Some(with) = (0..labels.len()).find(|&i| i != none) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for layer in 1..=2 {
+            for epoch in self.checkpoints() {
+                out.push(Contrast {
+                    id: format!("layer{layer}_epoch{epoch}"),
+                    question: format!(
+                        "does dropout change layer {layer}'s variance by the end of epoch {epoch}?"
+                    ),
+                    estimand: format!("ln(variance {} / variance {})", labels[with], labels[none]),
+                    terms: vec![(labels[with].clone(), 1.0), (labels[none].clone(), -1.0)],
+                    measure: Measure::Probe(ProbeMeasure {
+                        id: layer * 1000 + epoch,
+                        name: format!(
+                            "ln of layer {layer}'s evaluation-mode activation variance, end of epoch {epoch}"
+                        ),
+                        scale: 1.0,
+                        unit: "(ln ratio)",
+                        higher_is_better: None,
+                    }),
+                    sides: Sides::Two,
+                    sesoi: VARIANCE_SESOI,
+                    role: Role::Primary,
+                });
+            }
+        }
+        out
+    }
+    fn probe_value(&self, run: &StoredRun, m: &ProbeMeasure) -> Option<f64> {
+        let (layer, epoch) = (m.id / 1000, m.id % 1000);
+        let rows: Vec<ProbeRow> = serde_json::from_value(run.extra.clone()).ok()?;
+        rows.iter()
+            .filter(|r| r.layer == layer && r.epoch == epoch && r.stage == Stage::Eval)
+            .max_by_key(|r| r.step)
+            .map(|r| r.variance.ln())
+            .filter(|v| v.is_finite())
+    }
     /// Its runs carry measurements plain runs lack.
     fn adopts_plain_runs(&self) -> bool {
         false
@@ -182,15 +255,48 @@ impl Experiment for Variance {
     fn conclude(&self, r: &Finished) -> Result<String> {
         let rows = Self::rows(r)?;
         write_csv(&r.out.join("variance.csv"), &rows)?;
-        let factors = self.factors_figure(r, &rows)?;
         if self.settings.plot {
             self.variance_figure(r, &rows)?;
         }
-        let answer = format!(
-            "In training mode dropout multiplies a layer's variance by the predicted factor (s² + p mu²) / ((1 - p) s²): {}. {}",
-            factors.join("; "),
-            self.eval_variance_answer(&rows)
-        );
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!(
+                "Exercise {}: evaluation-mode activation variance, with vs without dropout (primary contrasts)",
+                SPEC.number
+            ),
+            "ln of the ratio of evaluation-mode variances",
+            &r.primary(),
+        )?;
+        let parts: Vec<String> = r
+            .primary()
+            .iter()
+            .map(|c| {
+                let ratio = |x: f64| format!("{:.2}", x.exp());
+                let range = match (c.ci_low, c.ci_high) {
+                    (Some(lo), Some(hi)) => {
+                        format!(", ratio 95% CI {} to {}", ratio(lo), ratio(hi))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{}: ratio {}{range}, {}",
+                    c.id.replace('_', " at ")
+                        .replace("layer", "layer ")
+                        .replace("epoch", "epoch "),
+                    ratio(c.estimate),
+                    short(Some(c)).split(": ").last().unwrap_or_default()
+                )
+            })
+            .collect();
+        let answer = if parts.is_empty() {
+            "No configuration without dropout was swept, so nothing is compared.".to_string()
+        } else {
+            format!(
+                "Evaluation-mode activation variance of the network trained with dropout over the one without (ratio of variances, paired by seed): {}.",
+                parts.join("; ")
+            )
+        };
         write_verdict(r, answer, &self.verdict(r, &rows))
     }
 }
@@ -198,30 +304,27 @@ impl Experiment for Variance {
 impl Variance {
     fn verdict(&self, r: &Finished, rows: &[ProbeRow]) -> String {
         let mut v = format!(
-            "# {}\n\n{}; {} probes per epoch on the first {} training images.\n\n",
+            "# {}\n\n{}; {} probes per epoch on the first {} training images. The primary contrasts read the last probe of epochs {:?}.\n\n",
             SPEC.heading(),
             seeds_note(&self.common),
             self.settings.probes_per_epoch,
-            self.settings.probe_size
+            self.settings.probe_size,
+            self.checkpoints()
         );
+        v += &self.factor_check(rows);
+        v += "\n";
+        v += &summary_table(&r.summary);
+        v
+    }
+
+    /// The check (not the answer): in training mode, dropout multiplies a
+    /// layer's variance by (s^2 + p mu^2) / ((1 - p) s^2). One estimator
+    /// everywhere: per seed, the measured ratio and the predicted factor,
+    /// then their means over seeds.
+    fn factor_check(&self, rows: &[ProbeRow]) -> String {
         let last_step = rows.iter().map(|r| r.step).max().unwrap_or(0);
         let first_step = rows.iter().map(|r| r.step).min().unwrap_or(0);
-        let at = |model: &str,
-                  layer: usize,
-                  stage: Stage,
-                  step: usize,
-                  f: fn(&ProbeRow) -> f64|
-         -> f64 {
-            let xs: Vec<f64> = rows
-                .iter()
-                .filter(|r| {
-                    r.model == model && r.layer == layer && r.stage == stage && r.step == step
-                })
-                .map(f)
-                .collect();
-            crate::stats::mean(&xs)
-        };
-        v += "## What dropout does to the variance (training mode)\n\n| model | layer | p | step | var before dropout | var after dropout | measured factor | predicted factor | var in eval mode | after / eval |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        let mut v = "## A check: what dropout does to the variance in training mode\n\nPer seed, the variance after the dropout layer over the variance before it (training mode, probe batch), against the factor (s² + p mu²) / ((1 − p) s²) predicted from that seed's mean mu and variance s² before dropout, if the mask is independent of the activations; then the mean over seeds. It exceeds 1/(1 − p) because ReLU outputs have a positive mean that the mask also spreads. This checks the implementation; it holds by construction and does not answer the question.\n\n| model | layer | p | step | measured factor (95% CI over seeds) | predicted factor |\n|---|---|---|---|---|---|\n".to_string();
         for &[p1, p2] in &self.settings.rates {
             let model = rates_label(p1, p2);
             for (layer, p) in [(1, p1), (2, p2)] {
@@ -229,42 +332,43 @@ impl Variance {
                     continue;
                 }
                 for step in [first_step, last_step] {
-                    let pre = at(&model, layer, Stage::TrainPre, step, |r| r.variance);
-                    let mu = at(&model, layer, Stage::TrainPre, step, |r| r.mean);
-                    let post = at(&model, layer, Stage::TrainPost, step, |r| r.variance);
-                    let eval = at(&model, layer, Stage::Eval, step, |r| r.variance);
-                    // E[h'^2] = E[h^2] / (1 - p), E[h'] = mu:
-                    // Var[h'] = (s^2 + mu^2) / (1 - p) - mu^2 = (s^2 + p mu^2) / (1 - p).
-                    let predicted = (pre + p * mu * mu) / ((1.0 - p) * pre);
+                    let at = |stage: Stage, seed: u64| {
+                        rows.iter()
+                            .find(|r| {
+                                r.model == model
+                                    && r.layer == layer
+                                    && r.stage == stage
+                                    && r.step == step
+                                    && r.seed == seed
+                            })
+                            .map(|r| (r.mean, r.variance))
+                    };
+                    let mut seeds: Vec<u64> = rows.iter().map(|r| r.seed).collect();
+                    seeds.sort_unstable();
+                    seeds.dedup();
+                    let (mut measured, mut predicted) = (Vec::new(), Vec::new());
+                    for seed in seeds {
+                        if let (Some((mu, pre)), Some((_, post))) =
+                            (at(Stage::TrainPre, seed), at(Stage::TrainPost, seed))
+                        {
+                            measured.push(post / pre);
+                            predicted.push((pre + p * mu * mu) / ((1.0 - p) * pre));
+                        }
+                    }
+                    let e = Estimate::of(&measured);
+                    let ci = if e.ci_low.is_nan() {
+                        format!("n = {}, too few for an interval", e.n)
+                    } else {
+                        format!("{:.3} to {:.3}", e.ci_low, e.ci_high)
+                    };
                     v += &format!(
-                        "| {model} | {layer} | {p} | {step} | {pre:.4} | {post:.4} | {:.3} | {predicted:.3} | {eval:.4} | {:.3} |\n",
-                        post / pre,
-                        post / eval
+                        "| {model} | {layer} | {p} | {step} | {:.3} ({ci}) | {:.3} |\n",
+                        e.mean,
+                        stats::mean(&predicted)
                     );
                 }
             }
         }
-        v += "\nThe predicted factor is what inverted dropout does to a variable with the measured mean mu and variance s^2 before dropout, if the mask is independent of the activations: (s^2 + p mu^2) / ((1 - p) s^2). It exceeds 1/(1-p) because ReLU outputs have a positive mean that the mask also spreads.\n\n## With vs without dropout (evaluation mode, end of training)\n\n";
-        for layer in 1..=2 {
-            let parts: Vec<String> = self
-                .settings
-                .rates
-                .iter()
-                .map(|&[p1, p2]| {
-                    let m = rates_label(p1, p2);
-                    format!(
-                        "{m}: variance {:.4} (mean {:.4}, per-unit variance {:.4})",
-                        at(&m, layer, Stage::Eval, last_step, |r| r.variance),
-                        at(&m, layer, Stage::Eval, last_step, |r| r.mean),
-                        at(&m, layer, Stage::Eval, last_step, |r| r.unit_variance)
-                    )
-                })
-                .collect();
-            v += &format!("- Layer {layer}: {}.\n", parts.join("; "));
-        }
-        v += &self.eval_variance_tests(rows, last_step);
-        v += "\n";
-        v += &summary_table(&r.summary);
         v
     }
 }
@@ -326,215 +430,5 @@ impl Variance {
                 cols: 2,
             },
         )
-    }
-
-    /// `effects.png`: by how much dropout multiplies a layer's variance in
-    /// training mode at the end of training, measured (per seed, 95% CI)
-    /// against the prediction (s^2 + p mu^2) / ((1 - p) s^2).
-    fn factors_figure(&self, r: &Finished, rows: &[ProbeRow]) -> Result<Vec<String>> {
-        let last = rows.iter().map(|r| r.step).max().unwrap_or(0);
-        let colors = figures::config_colors(r);
-        let mut dots = Vec::new();
-        let mut answers = Vec::new();
-        for &[p1, p2] in &self.settings.rates {
-            let model = rates_label(p1, p2);
-            for (layer, p) in [(1, p1), (2, p2)] {
-                if p == 0.0 {
-                    continue;
-                }
-                let at = |stage: Stage, seed: u64| {
-                    rows.iter()
-                        .find(|r| {
-                            r.model == model
-                                && r.layer == layer
-                                && r.stage == stage
-                                && r.step == last
-                                && r.seed == seed
-                        })
-                        .map(|r| (r.mean, r.variance))
-                };
-                let (mut measured, mut predicted) = (Vec::new(), Vec::new());
-                for seed in self.common.seeds() {
-                    if let (Some((mu, pre)), Some((_, post))) =
-                        (at(Stage::TrainPre, seed), at(Stage::TrainPost, seed))
-                    {
-                        measured.push(post / pre);
-                        predicted.push((pre + p * mu * mu) / ((1.0 - p) * pre));
-                    }
-                }
-                let e = Estimate::of(&measured);
-                answers.push(format!(
-                    "layer {layer} at p = {p}: measured {:.3}, predicted {:.3}",
-                    e.mean,
-                    stats::mean(&predicted)
-                ));
-                let color = colors
-                    .iter()
-                    .find(|(l, _)| *l == model)
-                    .map_or(figures::NONE, |(_, c)| *c);
-                dots.push(DotRow {
-                    label: format!("{model}, layer {layer} (p = {p})"),
-                    value: e.mean,
-                    lo: e.ci_low,
-                    hi: e.ci_high,
-                    color,
-                    note: Some((
-                        format!("predicted {:.3}", stats::mean(&predicted)),
-                        plot::INK,
-                    )),
-                });
-            }
-        }
-        plot::save(
-            &r.out.join("effects.png"),
-            &Dots {
-                title: format!(
-                    "Exercise {}: how much dropout multiplies the variance (training mode, end of training)",
-                    SPEC.number
-                ),
-                x_label: "variance after dropout / before (measured; 95% CI over seeds)".into(),
-                rows: dots,
-                ..Default::default()
-            },
-        )?;
-        Ok(answers)
-    }
-
-    /// Hypothesis (2): per layer, the evaluation-mode variance at the end of
-    /// training of each other model minus the first's (the book's rates),
-    /// paired by seed, Holm-adjusted over the layers and models.
-    fn eval_variance_results(&self, rows: &[ProbeRow], step: usize) -> Vec<EvalTest> {
-        let labels: Vec<String> = self
-            .settings
-            .rates
-            .iter()
-            .map(|&[a, b]| rates_label(a, b))
-            .collect();
-        let Some((reference, others)) = labels.split_first() else {
-            return Vec::new();
-        };
-        let per_seed = |model: &str, layer: usize| -> Vec<(u64, f64)> {
-            rows.iter()
-                .filter(|r| {
-                    r.model == model && r.layer == layer && r.stage == Stage::Eval && r.step == step
-                })
-                .map(|r| (r.seed, r.variance))
-                .collect()
-        };
-        let mut tests = Vec::new();
-        for other in others {
-            for layer in 1..=2 {
-                let base = per_seed(reference, layer);
-                let (a, b): (Vec<f64>, Vec<f64>) = per_seed(other, layer)
-                    .into_iter()
-                    .filter_map(|(seed, x)| {
-                        base.iter().find(|(s, _)| *s == seed).map(|(_, y)| (*y, x))
-                    })
-                    .unzip();
-                tests.push(EvalTest {
-                    reference: reference.clone(),
-                    other: other.clone(),
-                    layer,
-                    lower: a.iter().zip(&b).filter(|(x, y)| y < x).count(),
-                    test: stats::paired(&a, &b),
-                    p_holm: f64::NAN,
-                });
-            }
-        }
-        let p: Vec<f64> = tests
-            .iter()
-            .map(|t| {
-                if t.test.n >= stats::MIN_RUNS_FOR_INTERVAL {
-                    t.test.p
-                } else {
-                    f64::NAN
-                }
-            })
-            .collect();
-        for (t, ph) in tests.iter_mut().zip(stats::holm(&p)) {
-            t.p_holm = ph;
-        }
-        tests
-    }
-
-    fn eval_variance_tests(&self, rows: &[ProbeRow], step: usize) -> String {
-        let tests = self.eval_variance_results(rows, step);
-        let Some(first) = tests.first() else {
-            return String::new();
-        };
-        let mut v = format!(
-            "\n**Does training with dropout change the evaluation-mode variance?** Each model against {}, at the last probe, paired by seed, Holm-adjusted over {} tests:\n\n",
-            first.reference,
-            tests.len()
-        );
-        for t in &tests {
-            let ci = if t.test.ci_low.is_nan() {
-                "no interval from fewer than 3 seeds".to_string()
-            } else {
-                format!("95% CI {:+.4} to {:+.4}", t.test.ci_low, t.test.ci_high)
-            };
-            v += &format!(
-                "- Layer {}: {} minus {}: {:+.4} ({ci}; {} of {} seeds lower; Holm-adjusted p = {}): {}.\n",
-                t.layer,
-                t.other,
-                t.reference,
-                t.test.diff,
-                t.lower,
-                t.test.n,
-                p_text(t.p_holm),
-                t.word()
-            );
-        }
-        v
-    }
-
-    /// Hypothesis (2) in a sentence, for the answer.
-    fn eval_variance_answer(&self, rows: &[ProbeRow]) -> String {
-        let step = rows.iter().map(|r| r.step).max().unwrap_or(0);
-        let tests = self.eval_variance_results(rows, step);
-        let parts: Vec<String> = tests
-            .iter()
-            .map(|t| format!("layer {}: {}", t.layer, t.word()))
-            .collect();
-        match tests.first() {
-            Some(t) => format!(
-                "Evaluation-mode variance at the end of training, {} against {}: {}.",
-                t.other,
-                t.reference,
-                parts.join("; ")
-            ),
-            None => String::new(),
-        }
-    }
-}
-
-/// One test of hypothesis (2).
-struct EvalTest {
-    reference: String,
-    other: String,
-    layer: usize,
-    /// Seeds where `other` is lower.
-    lower: usize,
-    test: TTest,
-    p_holm: f64,
-}
-
-impl EvalTest {
-    fn word(&self) -> String {
-        if self.test.n < stats::MIN_RUNS_FOR_INTERVAL {
-            "too few seeds to test".to_string()
-        } else if self.p_holm < ALPHA {
-            format!(
-                "**{}** with {}",
-                if self.test.diff < 0.0 {
-                    "lower"
-                } else {
-                    "higher"
-                },
-                self.other
-            )
-        } else {
-            "no difference shown (undecided)".to_string()
-        }
     }
 }

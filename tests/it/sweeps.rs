@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use tempfile::TempDir;
 
@@ -78,10 +77,19 @@ fn swap_rates_end_to_end_with_grid() {
     assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 2 * 3);
     assert_eq!(read(&out.join("summary.csv")).lines().count(), 1 + 4);
     let verdict = read(&out.join("verdict.md"));
-    assert!(
-        verdict.contains("Swapping p=(0,0.5) to p=(0.5,0)"),
-        "{verdict}"
-    );
+    // The swap and both main effects are the primary contrasts; the other
+    // configurations against the reference are exploratory.
+    assert!(verdict.contains("## Primary contrasts"), "{verdict}");
+    assert!(verdict.contains("p=(0.5,0) − p=(0,0.5)"), "{verdict}");
+    let comparisons = read(&out.join("comparisons.csv"));
+    for id in ["swap", "p1_main", "p2_main"] {
+        assert!(
+            comparisons.contains(&format!("primary,{id},")),
+            "{id}: {comparisons}"
+        );
+    }
+    assert!(comparisons.contains("exploratory,"), "{comparisons}");
+    assert!(comparisons.starts_with("role,id,question,contrast,metric,"));
 }
 
 #[test]
@@ -99,7 +107,7 @@ fn longer_end_to_end() {
     let verdict = read(&out.join("verdict.md"));
     assert!(verdict.contains("## Stability"), "{verdict}");
     assert!(
-        verdict.contains("gap (evaluation-mode train minus test accuracy)"),
+        verdict.contains("gap (evaluation-mode train minus test accuracy"),
         "{verdict}"
     );
     // Both pairs at each of the default learning rates 0.5, 0.2, 0.1.
@@ -122,16 +130,23 @@ fn compare_wd_end_to_end() {
         .assert()
         .success();
     assert_outputs(&out, &["wd.png", "curves.png", "effects.png"]);
-    let inter = read(&out.join("interaction.csv"));
-    assert!(
-        inter.starts_with("lr,weight_decay,n,dropout_gain"),
-        "{inter}"
-    );
-    assert_eq!(
-        inter.lines().count(),
-        1 + 2,
-        "0 is the baseline, 1e-3 one interaction row per learning rate"
-    );
+    // The questions, declared: at the smallest rate, weight decay, both,
+    // dropout against weight decay and the interaction; at the book's, the
+    // blow-up rates.
+    let comparisons = read(&out.join("comparisons.csv"));
+    for id in [
+        "wd",
+        "both",
+        "dropout_vs_wd",
+        "interaction",
+        "wd_blowups",
+        "dropout_blowups_with_wd",
+    ] {
+        assert!(
+            comparisons.contains(&format!("primary,{id},")),
+            "{id}: {comparisons}"
+        );
+    }
     // 0 is added as the baseline: 2 dropout settings x 2 weight decays x
     // the 2 learning rates of compare-wd.toml.
     assert_eq!(read(&out.join("summary.csv")).lines().count(), 1 + 8);
@@ -546,7 +561,7 @@ fn noise_end_to_end() {
         assert!(summary.contains(kind), "{kind} missing: {summary}");
     }
     // The configuration best on validation is retrained with the baseline
-    // on fresh seeds (1000, 1001), unless the baseline itself was best.
+    // on fresh seeds (2^32 and up), unless the baseline itself was best.
     let verdict = read(&out.join("verdict.md"));
     let runs = read(&out.join("runs.csv"));
     let comparisons = read(&out.join("comparisons.csv"));
@@ -554,17 +569,18 @@ fn noise_end_to_end() {
         assert!(!comparisons.contains("[fresh seeds]"), "{comparisons}");
     } else {
         assert!(verdict.contains("fresh seeds: "), "{verdict}");
-        assert_eq!(
-            comparisons
-                .matches("\"dropout (0.2,0.5) [fresh seeds]\"")
-                .count(),
-            3,
-            "one comparison per metric: {comparisons}"
-        );
-        assert!(runs.contains(",1001,"), "fresh seeds trained");
+        // One primary contrast, one-sided, naming its baseline.
+        let row = comparisons
+            .lines()
+            .find(|l| l.starts_with("primary,confirmation,"))
+            .expect("the confirmation's contrast");
+        assert!(row.contains("− dropout (0.2,0.5) [fresh seeds]"), "{row}");
+        assert!(row.contains(",greater,"), "{row}");
+        assert!(runs.contains(",4294967297,"), "fresh seeds trained");
     }
+    assert!(comparisons.contains("primary,annealing,"), "{comparisons}");
     assert!(
-        verdict.contains("Annealed dropout against constant dropout"),
+        verdict.contains("Annealed dropout minus constant dropout at its mean rate"),
         "{verdict}"
     );
 }
@@ -620,12 +636,14 @@ fn report_quick_on_synthetic_data() {
     assert!(!report.contains("NaN"), "{report}");
 }
 
-/// `--target-ci` adds seeds in rounds until the primary CIs are that narrow
-/// or `--max-seeds` is reached; a target already met adds none.
+/// `--plan-seeds` trains, once, the seeds planned for the configurations
+/// of primary contrasts undecided after the first seeds (at most
+/// `--max-seeds`): configurations of decided contrasts get none, and
+/// `--force` redoes each run once.
 #[test]
-fn target_ci_adds_seeds_in_rounds() {
+fn plan_seeds_adds_runs_only_where_undecided() {
     let tmp = TempDir::new().unwrap();
-    let sweep = |name: &str, target: &str, extra: &[&str]| {
+    let sweep = |name: &str, extra: &[&str]| {
         let out = tmp.path().join(name);
         // Two epochs: the synthetic task is not yet learned, so accuracies
         // differ between seeds (at three they are all 100%).
@@ -639,31 +657,73 @@ fn target_ci_adds_seeds_in_rounds() {
                 "3",
             ])
             .args(["--epochs", "2", "--batch-size", "64", "--grid", "0,0.5"])
-            .args(["--target-ci", target, "--max-seeds", "5"])
+            .arg("--plan-seeds")
             .args(extra)
             .arg("--out")
             .arg(&out)
             .assert()
             .success();
-        let json: serde_json::Value = serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
-        (run, out, json["common"]["seeds"].as_u64().unwrap())
+        let stderr = String::from_utf8(run.get_output().stderr.clone()).unwrap();
+        (stderr, out)
     };
-    let (run, out, seeds) = sweep("tight", "0.001", &[]);
-    run.stderr(contains("next round: 5 seeds"))
-        .stderr(contains("stopping at max_seeds = 5"));
-    assert_eq!(seeds, 5);
-    // 4 configurations x 5 seeds x 2 epochs.
-    assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 5 * 2);
-    assert!(read(&out.join("verdict.md")).contains("5 seeds (added in rounds"));
-    let (run, _, seeds) = sweep("loose", "1000", &[]);
-    run.stderr(contains("done"));
-    assert_eq!(seeds, 3);
-    // With --force each run is redone once, not once per round: 4
-    // configurations x 3 seeds, then the 4 x 2 of the round to 5 seeds.
-    let (run, _, _) = sweep("tight", "0.001", &["--force"]);
-    run.stderr(contains("trained 12 run(s)"))
-        .stderr(contains("trained 8 run(s)"))
-        .stderr(contains("trained 20").not());
+    let (stderr, out) = sweep("plan", &["--max-seeds", "5"]);
+    // The configurations each undecided contrast reads, from its plan line.
+    let planned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("is undecided with 3 seeds; plan:"))
+        .collect();
+    let runs = read(&out.join("runs.csv"));
+    let mut table = csv::Reader::from_reader(runs.as_bytes());
+    let seed_col = table
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "seed")
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = table.records().map(Result::unwrap).collect();
+    let seeds_of = |label: &str| -> std::collections::BTreeSet<String> {
+        rows.iter()
+            .filter(|r| &r[0] == label)
+            .map(|r| r[seed_col].to_string())
+            .collect()
+    };
+    let corners = ["p=(0,0)", "p=(0,0.5)", "p=(0.5,0)", "p=(0.5,0.5)"];
+    if planned.is_empty() {
+        // Every primary contrast was decided: nothing added.
+        for c in corners {
+            assert_eq!(seeds_of(c).len(), 3, "{c}: {runs}");
+        }
+    } else {
+        // The swap reads only its two configurations; the main effects all
+        // four. Either way, no configuration has more than max_seeds.
+        for c in corners {
+            assert!((3..=5).contains(&seeds_of(c).len()), "{c}");
+        }
+        let only_swap = planned.iter().all(|l| l.contains("`swap`"));
+        if only_swap {
+            assert_eq!(seeds_of("p=(0,0)").len(), 3, "{stderr}");
+            assert_eq!(seeds_of("p=(0.5,0.5)").len(), 3, "{stderr}");
+        }
+    }
+    let sweep_json: serde_json::Value =
+        serde_json::from_str(&read(&out.join("sweep.json"))).unwrap();
+    let recorded = sweep_json["runs"].as_array().unwrap().len();
+    assert_eq!(
+        runs.lines().count(),
+        1 + recorded * 2,
+        "every recorded run trained"
+    );
+    // Without room for more seeds, none are planned.
+    let (stderr, out) = sweep("capped", &["--max-seeds", "3"]);
+    assert!(!stderr.contains("plan:"), "{stderr}");
+    assert_eq!(read(&out.join("runs.csv")).lines().count(), 1 + 4 * 3 * 2);
+    // With --force each run is redone once.
+    let (stderr, _) = sweep("plan", &["--max-seeds", "5", "--force"]);
+    assert!(stderr.contains("trained 12 run(s)"), "{stderr}");
+    assert!(
+        stderr.matches("swap-rates: trained ").count() <= 2,
+        "one round of planned seeds at most: {stderr}"
+    );
 }
 
 /// A run stored by another experiment of the same results folder, with

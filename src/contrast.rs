@@ -1,0 +1,633 @@
+//! Questions as data: each exercise declares its questions, before any run,
+//! as *primary contrasts* (a difference of two configurations or a linear
+//! contrast over several, the measure it is read on, one- or two-sided, the
+//! smallest effect of interest), and this module answers them from the
+//! stored runs. Holm's correction runs over an exercise's primary contrasts
+//! only; every other comparison is *exploratory*: an estimate and an
+//! interval, never a verdict.
+//!
+//! A contrast is evaluated per seed (runs of one seed share their
+//! initialisation and batch order): the weighted sum of its configurations'
+//! values at that seed, then a one-sample t-test on those sums. Rates of
+//! blow-ups are counted over runs instead and compared with Fisher's exact
+//! test. For a primary contrast still undecided, the seeds that would give
+//! 80% power at the measured spread are a *plan*: adding seeds until a
+//! verdict appears is not a valid test.
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::analysis::{Group, Metric};
+use crate::stats;
+use crate::sweep::StoredRun;
+
+/// The level of every primary test, after Holm's correction.
+pub const ALPHA: f64 = 0.05;
+/// The power a seed plan aims at.
+pub const POWER: f64 = 0.8;
+/// Most seeds a plan looks at.
+pub const PLAN_CAP: usize = 500;
+
+/// Which way a contrast's question points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sides {
+    /// "Is there a difference, either way?"
+    Two,
+    /// "Is the contrast above zero?" (one-sided: "does A beat B?")
+    Greater,
+}
+
+/// Whether a contrast decides anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Declared before the data; tested, Holm-adjusted, given a verdict.
+    Primary,
+    /// Estimate and interval only.
+    Exploratory,
+}
+
+/// What a contrast is read on, per run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// A test-accuracy metric of the run (a fraction).
+    Accuracy(Metric),
+    /// How much the generalisation gap (evaluation-mode accuracy on the
+    /// fixed training subset minus test accuracy) grew from epoch `from` to
+    /// the mean of the last K epochs (a fraction).
+    GapGrowth { from: usize },
+    /// Whether the run blew up (a loss spike, divergence or collapse):
+    /// counted over runs, not paired by seed.
+    BlowUp,
+    /// A quantity the experiment measures itself (its probes), by index.
+    Probe(ProbeMeasure),
+}
+
+/// A per-run quantity an experiment computes from its own measurements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeMeasure {
+    /// The experiment's own index of the quantity.
+    pub id: usize,
+    /// What it is, for tables ("log eval-mode variance, layer 1, epoch 5").
+    pub name: String,
+    /// How it is written: the factor to its unit and the unit.
+    pub scale: f64,
+    pub unit: &'static str,
+    /// Whether higher is better (None: neither).
+    pub higher_is_better: Option<bool>,
+}
+
+impl Measure {
+    /// The measure in words, for every table and sentence.
+    pub fn name(&self, end_k: usize) -> String {
+        match self {
+            Measure::Accuracy(m) => m.describe(end_k),
+            Measure::GapGrowth { from } => format!(
+                "growth of the train-test gap (eval mode) from epoch {from} to the last {end_k} epochs"
+            ),
+            Measure::BlowUp => "share of runs that blew up (loss spike, divergence or collapse)".into(),
+            Measure::Probe(p) => p.name.clone(),
+        }
+    }
+    /// Factor from the stored value to the written one, and its unit.
+    pub fn scale(&self) -> (f64, &'static str) {
+        match self {
+            Measure::Accuracy(_) | Measure::GapGrowth { .. } => (100.0, "points"),
+            Measure::BlowUp => (100.0, "points of rate"),
+            Measure::Probe(p) => (p.scale, p.unit),
+        }
+    }
+    pub fn higher_is_better(&self) -> Option<bool> {
+        match self {
+            Measure::Accuracy(_) => Some(true),
+            Measure::GapGrowth { .. } => None,
+            Measure::BlowUp => Some(false),
+            Measure::Probe(p) => p.higher_is_better,
+        }
+    }
+    fn is_rate(&self) -> bool {
+        matches!(self, Measure::BlowUp)
+    }
+}
+
+/// One question: a weighted sum of configurations' values.
+#[derive(Debug, Clone)]
+pub struct Contrast {
+    /// Short, unique within the exercise (`swap`, `p1_main`).
+    pub id: String,
+    /// The question it answers, in a few words.
+    pub question: String,
+    /// The contrast written "A − B" (or its linear form).
+    pub estimand: String,
+    /// (configuration label, weight); the weights of a difference are +1
+    /// and -1, those of a main effect ±1/2.
+    pub terms: Vec<(String, f64)>,
+    pub measure: Measure,
+    pub sides: Sides,
+    /// The smallest effect of interest, in the measure's stored units (a
+    /// fraction for accuracy): the equivalence margin, and the effect a
+    /// seed plan is powered to detect.
+    pub sesoi: f64,
+    pub role: Role,
+}
+
+impl Contrast {
+    /// `a` minus `b`, as a primary contrast (two-sided).
+    pub fn difference(
+        id: &str,
+        question: &str,
+        a: &str,
+        b: &str,
+        measure: Measure,
+        sesoi: f64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            question: question.into(),
+            estimand: format!("{a} − {b}"),
+            terms: vec![(a.into(), 1.0), (b.into(), -1.0)],
+            measure,
+            sides: Sides::Two,
+            sesoi,
+            role: Role::Primary,
+        }
+    }
+    /// The same, one-sided: "is `a` above `b`?"
+    pub fn greater(self) -> Self {
+        Self {
+            sides: Sides::Greater,
+            ..self
+        }
+    }
+    /// An exploratory difference `a` − `b` on `metric`.
+    pub fn exploratory(a: &str, b: &str, metric: Metric) -> Self {
+        Self {
+            id: format!("{a} − {b} [{}]", metric.name()),
+            question: String::new(),
+            estimand: format!("{a} − {b}"),
+            terms: vec![(a.into(), 1.0), (b.into(), -1.0)],
+            measure: Measure::Accuracy(metric),
+            sides: Sides::Two,
+            sesoi: f64::NAN,
+            role: Role::Exploratory,
+        }
+    }
+    /// The configurations it reads.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.terms.iter().map(|(l, _)| l.as_str())
+    }
+}
+
+/// What a primary contrast says, after Holm's correction over the
+/// exercise's primary contrasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Above zero (significant after correction).
+    Higher,
+    /// Below zero (two-sided contrasts only).
+    Lower,
+    /// Within ± the smallest effect of interest (TOST, after correction).
+    Equivalent,
+    /// One-sided: shown to fall short of the smallest effect of interest.
+    ShortOfInterest,
+    /// Neither.
+    Undecided,
+}
+
+/// One row of `comparisons.csv`: a primary contrast with its verdict, or
+/// an exploratory one with its estimate and interval only.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContrastRow {
+    pub role: Role,
+    pub id: String,
+    pub question: String,
+    /// "A − B", or the linear contrast.
+    pub contrast: String,
+    pub metric: String,
+    pub sides: Sides,
+    /// The smallest effect of interest (stored units; empty for exploratory rows).
+    pub sesoi: Option<f64>,
+    /// Seeds paired (runs per side for a rate).
+    pub n: usize,
+    /// Runs of these configurations that diverged or collapsed.
+    pub failed: usize,
+    /// Seeds left out because a configuration's run has no value there
+    /// (diverged before the measure exists).
+    pub missing: usize,
+    pub estimate: f64,
+    /// 95% two-sided interval (empty from fewer than 3 runs).
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// Standard deviation of the per-seed contrast values.
+    pub sd: Option<f64>,
+    pub test: &'static str,
+    /// Unadjusted p (two-sided, or one-sided for `greater`); primary only.
+    pub p: Option<f64>,
+    /// Holm-adjusted over the exercise's primary contrasts.
+    pub p_holm: Option<f64>,
+    /// Holm-adjusted p of equivalence within ± sesoi (two-sided) or of
+    /// falling short of sesoi (one-sided).
+    pub p_equiv: Option<f64>,
+    pub verdict: Option<Verdict>,
+    /// For an undecided primary contrast: seeds for 80% power to detect
+    /// the smallest effect of interest at the measured spread.
+    pub seeds_80_detect: Option<usize>,
+    /// ... and to show equivalence (or falling short) when the true
+    /// contrast is 0.
+    pub seeds_80_equiv: Option<usize>,
+    /// Written scale and unit, for text.
+    #[serde(skip)]
+    pub scale: f64,
+    #[serde(skip)]
+    pub unit: &'static str,
+    #[serde(skip)]
+    pub higher_is_better: Option<bool>,
+    /// The configurations read (for figures and seed plans).
+    #[serde(skip)]
+    pub labels: Vec<String>,
+    #[serde(skip)]
+    pub is_rate: bool,
+}
+
+impl ContrastRow {
+    /// Whether it has an interval (3 runs or more).
+    pub fn has_interval(&self) -> bool {
+        self.ci_low.is_some()
+    }
+    /// The seeds a plan asks for: enough to detect the effect of interest
+    /// and to show its absence, each with 80% power.
+    pub fn planned_seeds(&self) -> Option<usize> {
+        match (self.seeds_80_detect, self.seeds_80_equiv) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        }
+    }
+}
+
+/// The value of a run on a measure that needs no experiment-specific data
+/// (None for [`Measure::Probe`], and where the run has no such value: a run
+/// that diverged has no end-of-training value, one that diverged before any
+/// validated epoch no selected one).
+pub fn run_value(run: &StoredRun, measure: &Measure, end_k: usize) -> Option<f64> {
+    match measure {
+        Measure::Accuracy(metric) => metric.of_run(run, end_k),
+        Measure::GapGrowth { from } => {
+            let complete = !run.diverged && run.rows.len() >= run.spec.config.epochs;
+            if !complete || *from == 0 || *from > run.rows.len() {
+                return None;
+            }
+            let gap = |r: &crate::train::EpochRow| r.train_eval_acc - r.test_acc;
+            let tail = &run.rows[run.rows.len().saturating_sub(end_k.max(1))..];
+            let late = tail.iter().map(gap).sum::<f64>() / tail.len() as f64;
+            Some(late - gap(&run.rows[from - 1]))
+        }
+        Measure::BlowUp | Measure::Probe(_) => None,
+    }
+}
+
+/// Everything [`evaluate`] needs besides the contrasts and groups.
+pub struct Context<'a> {
+    pub end_k: usize,
+    /// The value of a run on a [`Measure::Probe`].
+    pub probe: &'a dyn Fn(&StoredRun, &ProbeMeasure) -> Option<f64>,
+}
+
+/// Evaluates `contrasts` on `groups`: primary ones tested, Holm-adjusted
+/// together, decided and (where undecided) planned; exploratory ones
+/// estimated. A contrast naming a configuration not in `groups` is an error.
+pub fn evaluate(
+    contrasts: &[Contrast],
+    groups: &[Group],
+    ctx: &Context,
+) -> Result<Vec<ContrastRow>> {
+    let mut rows = Vec::with_capacity(contrasts.len());
+    for c in contrasts {
+        let mut gs = Vec::new();
+        for (label, w) in &c.terms {
+            let Some(g) = groups.iter().find(|g| &g.label == label) else {
+                bail!(
+                    "contrast `{}` reads configuration `{label}`, which has no runs here (configurations: {}); \
+                     the exercise's settings no longer sweep it: restore it, or rerun the sweep",
+                    c.id,
+                    groups.iter().map(|g| g.label.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            };
+            gs.push((g, *w));
+        }
+        rows.push(if c.measure.is_rate() {
+            rate_row(c, &gs, ctx.end_k)
+        } else {
+            paired_row(c, &gs, ctx)
+        });
+    }
+    decide(&mut rows, contrasts);
+    Ok(rows)
+}
+
+fn base_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
+    let (scale, unit) = c.measure.scale();
+    ContrastRow {
+        role: c.role,
+        id: c.id.clone(),
+        question: c.question.clone(),
+        contrast: c.estimand.clone(),
+        metric: c.measure.name(end_k),
+        sides: c.sides,
+        sesoi: (c.role == Role::Primary).then_some(c.sesoi),
+        n: 0,
+        failed: gs.iter().map(|(g, _)| g.failed()).sum(),
+        missing: 0,
+        estimate: f64::NAN,
+        ci_low: None,
+        ci_high: None,
+        sd: None,
+        test: "",
+        p: None,
+        p_holm: None,
+        p_equiv: None,
+        verdict: None,
+        seeds_80_detect: None,
+        seeds_80_equiv: None,
+        scale,
+        unit,
+        higher_is_better: c.measure.higher_is_better(),
+        labels: c.labels().map(String::from).collect(),
+        is_rate: c.measure.is_rate(),
+    }
+}
+
+/// Per seed, the weighted sum of the configurations' values; a one-sample
+/// t-test on those.
+fn paired_row(c: &Contrast, gs: &[(&Group, f64)], ctx: &Context) -> ContrastRow {
+    let mut row = base_row(c, gs, ctx.end_k);
+    let value = |run: &StoredRun| match &c.measure {
+        Measure::Probe(p) => (ctx.probe)(run, p),
+        m => run_value(run, m, ctx.end_k),
+    };
+    let mut seeds: Vec<u64> = gs
+        .iter()
+        .flat_map(|(g, _)| g.runs.iter().map(|r| r.spec.seed))
+        .collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let mut sums = Vec::new();
+    for seed in seeds {
+        let at: Option<f64> = gs
+            .iter()
+            .map(|(g, w)| {
+                g.runs
+                    .iter()
+                    .find(|r| r.spec.seed == seed)
+                    .and_then(|r| value(r))
+                    .map(|v| w * v)
+            })
+            .sum();
+        match at {
+            Some(x) => sums.push(x),
+            None => row.missing += 1,
+        }
+    }
+    row.n = sums.len();
+    row.test = "paired t";
+    let zeros = vec![0.0; sums.len()];
+    if sums.is_empty() {
+        return row;
+    }
+    let t = stats::paired(&zeros, &sums);
+    row.estimate = t.diff;
+    if t.n < stats::MIN_RUNS_FOR_INTERVAL {
+        return row;
+    }
+    row.ci_low = Some(t.ci_low);
+    row.ci_high = Some(t.ci_high);
+    row.sd = Some(t.se * (t.n as f64).sqrt());
+    if c.role == Role::Primary {
+        let (p, p_eq) = match c.sides {
+            Sides::Two => (t.p, stats::tost(t.diff, t.se, t.df, c.sesoi)),
+            Sides::Greater => (
+                greater_p(t.diff, t.se, t.df),
+                stats::below_margin_p(t.diff, t.se, t.df, c.sesoi),
+            ),
+        };
+        row.p = Some(p);
+        row.p_equiv = Some(p_eq);
+    }
+    row
+}
+
+/// One-sided p of "above 0", handling a zero standard error.
+fn greater_p(diff: f64, se: f64, df: f64) -> f64 {
+    if se > 0.0 {
+        stats::greater_p(diff / se, df)
+    } else if diff > 0.0 {
+        0.0
+    } else {
+        1.0
+    }
+}
+
+/// Blow-ups counted over the runs of the positive terms against those of
+/// the negative terms: the difference of rates with Newcombe's interval,
+/// Fisher's exact test.
+fn rate_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
+    let mut row = base_row(c, gs, end_k);
+    let count = |positive: bool| {
+        gs.iter()
+            .filter(|(_, w)| (*w > 0.0) == positive)
+            .fold((0, 0), |(k, n), (g, _)| (k + g.spiked(), n + g.runs.len()))
+    };
+    let ((ka, na), (kb, nb)) = (count(true), count(false));
+    row.n = na.min(nb);
+    row.test = "Fisher exact";
+    if na == 0 || nb == 0 {
+        return row;
+    }
+    row.estimate = ka as f64 / na as f64 - kb as f64 / nb as f64;
+    if row.n < stats::MIN_RUNS_FOR_INTERVAL {
+        return row;
+    }
+    let (lo, hi) = stats::newcombe(kb, nb, ka, na, 0.95);
+    row.ci_low = Some(lo);
+    row.ci_high = Some(hi);
+    if c.role == Role::Primary {
+        let (ka, na, kb, nb) = (ka as u64, na as u64, kb as u64, nb as u64);
+        row.p = Some(stats::fisher_exact(ka, na - ka, kb, nb - kb));
+    }
+    row
+}
+
+/// Holm over the primary rows, then each one's verdict and, where
+/// undecided, its seed plan.
+fn decide(rows: &mut [ContrastRow], contrasts: &[Contrast]) {
+    let primary: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].role == Role::Primary)
+        .collect();
+    let p: Vec<f64> = primary
+        .iter()
+        .map(|&i| rows[i].p.unwrap_or(f64::NAN))
+        .collect();
+    let p_eq: Vec<f64> = primary
+        .iter()
+        .map(|&i| rows[i].p_equiv.unwrap_or(f64::NAN))
+        .collect();
+    let (p_holm, p_eq_holm) = (stats::holm(&p), stats::holm(&p_eq));
+    let k = primary.len().max(1) as f64;
+    for (j, &i) in primary.iter().enumerate() {
+        let c = &contrasts[i];
+        let row = &mut rows[i];
+        row.p_holm = finite(p_holm[j]);
+        row.p_equiv = finite(p_eq_holm[j]);
+        let sig = row.p_holm.is_some_and(|p| p < ALPHA);
+        let eq = row.p_equiv.is_some_and(|p| p < ALPHA);
+        row.verdict = Some(match (sig, eq, c.sides) {
+            (true, _, Sides::Greater) => Verdict::Higher,
+            (true, _, Sides::Two) if row.estimate > 0.0 => Verdict::Higher,
+            (true, _, Sides::Two) => Verdict::Lower,
+            (false, true, Sides::Two) => Verdict::Equivalent,
+            (false, true, Sides::Greater) => Verdict::ShortOfInterest,
+            (false, false, _) => Verdict::Undecided,
+        });
+        if row.verdict != Some(Verdict::Undecided) || row.is_rate {
+            continue;
+        }
+        // The plan: Bonferroni's alpha / k, the strictest step of Holm's,
+        // at the measured sd of the per-seed contrast.
+        let Some(sd) = row.sd.filter(|s| *s > 0.0) else {
+            continue;
+        };
+        let alpha = ALPHA / k;
+        let one_sided = c.sides == Sides::Greater;
+        let detect = |n| stats::t_power(n, c.sesoi, sd, alpha, one_sided);
+        row.seeds_80_detect = stats::seeds_for_power(detect, POWER, PLAN_CAP);
+        row.seeds_80_equiv = if one_sided {
+            // Falling short of sesoi when the truth is 0 is the mirror image.
+            row.seeds_80_detect
+        } else {
+            stats::seeds_for_power(
+                |n| stats::tost_power(n, c.sesoi, sd, alpha),
+                POWER,
+                PLAN_CAP,
+            )
+        };
+    }
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// A value in the row's unit, signed: "+0.41 points".
+pub fn signed(row: &ContrastRow, x: f64) -> String {
+    let digits = if row.unit == "points" || row.unit == "points of rate" {
+        2
+    } else {
+        3
+    };
+    format!("{:+.*}", digits, row.scale * x)
+}
+
+/// "+0.41 points (95% CI -0.10 to +0.92)", or why there is no interval.
+pub fn estimate_text(row: &ContrastRow) -> String {
+    if row.n == 0 {
+        return "no value on one side (every run diverged first)".into();
+    }
+    match (row.ci_low, row.ci_high) {
+        (Some(lo), Some(hi)) => format!(
+            "{} {} (95% CI {} to {})",
+            signed(row, row.estimate),
+            row.unit,
+            signed(row, lo),
+            signed(row, hi)
+        ),
+        _ => format!(
+            "{} {} from {} run(s) per side: too few for an interval",
+            signed(row, row.estimate),
+            row.unit,
+            row.n
+        ),
+    }
+}
+
+/// The verdict in words, with the plan where undecided.
+pub fn verdict_text(row: &ContrastRow) -> String {
+    let sesoi = row
+        .sesoi
+        .map(|s| {
+            format!(
+                "{:.*}",
+                if row.scale == 100.0 { 2 } else { 3 },
+                row.scale * s
+            )
+        })
+        .unwrap_or_default();
+    let better = |up: bool| match row.higher_is_better {
+        Some(h) if h == up => " (better)",
+        Some(_) => " (worse)",
+        None => "",
+    };
+    match row.verdict {
+        None => "exploratory (no verdict)".into(),
+        Some(_) if row.n < stats::MIN_RUNS_FOR_INTERVAL => {
+            format!("undecided: {} run(s), fewer than 3", row.n)
+        }
+        Some(Verdict::Higher) => format!("higher{}", better(true)),
+        Some(Verdict::Lower) => format!("lower{}", better(false)),
+        Some(Verdict::Equivalent) => format!("equivalent within ±{sesoi} {}", row.unit),
+        Some(Verdict::ShortOfInterest) => {
+            format!("short of the effect of interest (+{sesoi} {})", row.unit)
+        }
+        Some(Verdict::Undecided) => match (row.is_rate, row.planned_seeds()) {
+            (true, _) => "undecided".into(),
+            (false, Some(n)) => format!("undecided (plan: {n} seeds for 80% power)"),
+            (false, None) => format!("undecided (80% power needs over {PLAN_CAP} seeds)"),
+        },
+    }
+}
+
+/// A p-value for text: three decimals, or "< 0.001", or "n/a".
+pub fn p_text(p: Option<f64>) -> String {
+    match p {
+        None => "n/a".into(),
+        Some(p) if p < 0.001 => "< 0.001".into(),
+        Some(p) => format!("{p:.3}"),
+    }
+}
+
+/// The markdown table of an exercise's primary contrasts.
+pub fn primary_table(rows: &[&ContrastRow]) -> String {
+    let mut s = String::from(
+        "| question | contrast | metric | estimate (95% CI) | test | Holm p | verdict | n | failed runs |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s += &format!(
+            "| {} | {} | {} | {} | {}{} | {} | **{}** | {} | {} |\n",
+            r.question,
+            r.contrast,
+            r.metric,
+            estimate_text(r),
+            r.test,
+            if r.sides == Sides::Greater {
+                ", one-sided"
+            } else {
+                ""
+            },
+            p_text(r.p_holm),
+            verdict_text(r),
+            r.n,
+            r.failed
+        );
+    }
+    s
+}
+
+/// Exploratory rows as a list: estimate and interval, no verdict.
+pub fn exploratory_list(rows: &[&ContrastRow]) -> String {
+    rows.iter()
+        .map(|r| format!("- {} ({}): {}.\n", r.contrast, r.metric, estimate_text(r)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

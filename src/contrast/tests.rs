@@ -1,0 +1,251 @@
+use super::*;
+use crate::analysis::groups;
+use crate::config::TrainConfig;
+use crate::sweep::{RunSpec, StoredRun};
+use crate::train::EpochRow;
+
+/// A run of `epochs` epochs whose test (and validation) accuracy is `acc`
+/// at every epoch, its loss falling; `diverged` cuts it after epoch 2.
+fn run(label: &str, seed: u64, acc: f64, epochs: usize, diverged: bool) -> StoredRun {
+    let n = if diverged { 2 } else { epochs };
+    let rows = (1..=n)
+        .map(|epoch| EpochRow {
+            epoch,
+            train_loss: if diverged && epoch == n {
+                f64::NAN
+            } else {
+                1.0 / epoch as f64
+            },
+            train_acc: acc,
+            test_loss: 0.5,
+            test_acc: acc,
+            val_loss: Some(0.5),
+            val_acc: Some(if diverged && epoch == n {
+                f64::NAN
+            } else {
+                acc
+            }),
+            train_eval_acc: acc + 0.01 * epoch as f64,
+            train_seconds: 0.0,
+            seconds: 0.0,
+        })
+        .collect();
+    StoredRun {
+        spec: RunSpec {
+            label: label.into(),
+            config: TrainConfig {
+                epochs,
+                ..TrainConfig::default()
+            },
+            seed,
+        },
+        data_digest: String::new(),
+        diverged,
+        rows,
+        extra: serde_json::Value::Null,
+        drop_exp_version: String::new(),
+        device: String::new(),
+        threads: 1,
+        finished_at: String::new(),
+    }
+}
+
+fn no_probe(_: &StoredRun, _: &ProbeMeasure) -> Option<f64> {
+    None
+}
+
+fn ctx() -> Context<'static> {
+    Context {
+        end_k: 2,
+        probe: &no_probe,
+    }
+}
+
+/// Runs of configuration `label`: one per seed, `acc(seed)`.
+fn runs(label: &str, seeds: u64, acc: impl Fn(u64) -> f64) -> Vec<StoredRun> {
+    (0..seeds)
+        .map(|s| run(label, s, acc(s), 4, false))
+        .collect()
+}
+
+fn peak() -> Measure {
+    Measure::Accuracy(Metric::Selected)
+}
+
+/// A 2x2 main effect is the mean of the two differences, per seed: with
+/// A's effect +2 points and B's 0, the estimate is +2 (exact, every seed),
+/// decided "higher"; the other factor's is 0 within a tiny spread,
+/// "equivalent".
+#[test]
+fn a_main_effect_is_a_per_seed_linear_contrast() {
+    let jitter = |s: u64| 0.0001 * ((s * 7) % 5) as f64;
+    let mut all = Vec::new();
+    all.extend(runs("a0b0", 6, |s| 0.80 + jitter(s)));
+    all.extend(runs("a0b1", 6, |s| {
+        0.80 + jitter(s) + 0.0002 * (s % 2) as f64
+    }));
+    all.extend(runs("a1b0", 6, |s| 0.82 + jitter(s)));
+    all.extend(runs("a1b1", 6, |s| {
+        0.82 + jitter(s) + 0.0002 * (s % 2) as f64
+    }));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let main = |id: &str, terms: [(&str, f64); 4]| Contrast {
+        id: id.into(),
+        question: String::new(),
+        estimand: String::new(),
+        terms: terms.iter().map(|(l, w)| (l.to_string(), *w)).collect(),
+        measure: peak(),
+        sides: Sides::Two,
+        sesoi: 0.005,
+        role: Role::Primary,
+    };
+    let contrasts = [
+        main(
+            "a",
+            [("a1b0", 0.5), ("a1b1", 0.5), ("a0b0", -0.5), ("a0b1", -0.5)],
+        ),
+        main(
+            "b",
+            [("a0b1", 0.5), ("a1b1", 0.5), ("a0b0", -0.5), ("a1b0", -0.5)],
+        ),
+    ];
+    let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
+    assert!((rows[0].estimate - 0.02).abs() < 1e-12);
+    assert_eq!(rows[0].verdict, Some(Verdict::Higher));
+    assert!((rows[1].estimate - 0.0001).abs() < 1e-12);
+    assert_eq!(rows[1].verdict, Some(Verdict::Equivalent));
+    assert_eq!(rows[0].n, 6);
+}
+
+/// Holm runs over the primary contrasts only: an exploratory row gets an
+/// estimate and an interval, never a p-value or a verdict, and adding
+/// exploratory rows does not change the primary ones' adjusted p.
+#[test]
+fn exploratory_rows_are_not_tested_and_do_not_dilute() {
+    let mut all = Vec::new();
+    let noisy = |s: u64| 0.003 * ((s * 5) % 3) as f64;
+    all.extend(runs("a", 5, |s| 0.80 + noisy(s)));
+    all.extend(runs("b", 5, |s| 0.806 + noisy((s + 1) % 5)));
+    all.extend(runs("c", 5, |s| 0.81 + noisy((s + 2) % 5)));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let primary = Contrast::difference("b_a", "", "b", "a", peak(), 0.005);
+    let alone = evaluate(std::slice::from_ref(&primary), &gs, &ctx()).unwrap();
+    let mut with = vec![primary];
+    with.push(Contrast::exploratory("c", "a", Metric::Selected));
+    with.push(Contrast::exploratory("c", "b", Metric::End));
+    let rows = evaluate(&with, &gs, &ctx()).unwrap();
+    assert_eq!(rows[0].p_holm, alone[0].p_holm);
+    assert_eq!(rows[0].p_holm, rows[0].p);
+    for r in &rows[1..] {
+        assert_eq!(r.role, Role::Exploratory);
+        assert!(r.p.is_none() && r.p_holm.is_none() && r.verdict.is_none());
+        assert!(r.ci_low.is_some());
+        assert!(r.seeds_80_detect.is_none());
+    }
+}
+
+/// One-sided: no difference, measured tightly, is shown to fall short of
+/// the effect of interest; a large one is "higher"; the p-value is
+/// one-sided.
+#[test]
+fn one_sided_contrasts() {
+    let mut all = Vec::new();
+    let wobble = |s: u64| 0.0005 * ((s * 3) % 4) as f64;
+    all.extend(runs("base", 8, |s| 0.80 + wobble(s)));
+    all.extend(runs("small", 8, |s| {
+        0.80 + wobble(s) + 0.001 * (s % 2) as f64 - 0.0005
+    }));
+    all.extend(runs("large", 8, |s| 0.83 + wobble((s + 1) % 8)));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let contrasts = [
+        Contrast::difference("small", "", "small", "base", peak(), 0.005).greater(),
+        Contrast::difference("large", "", "large", "base", peak(), 0.005).greater(),
+    ];
+    let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
+    assert_eq!(rows[0].verdict, Some(Verdict::ShortOfInterest));
+    assert_eq!(rows[1].verdict, Some(Verdict::Higher));
+    assert!(rows[1].p.unwrap() < 0.001);
+    assert_eq!(rows[0].sides, Sides::Greater);
+}
+
+/// An undecided contrast gets a seed plan (more seeds than it has); a
+/// decided one none; fewer than 3 seeds decide nothing.
+#[test]
+fn undecided_contrasts_get_a_plan() {
+    let mut all = Vec::new();
+    let spread = |s: u64| 0.01 * ((s * 7) % 5) as f64 - 0.02;
+    all.extend(runs("a", 4, |_| 0.80));
+    all.extend(runs("b", 4, |s| 0.80 + spread(s)));
+    all.extend(runs("c", 4, |s| 0.85 + 0.0001 * s as f64));
+    all.extend(runs("d", 2, |_| 0.9));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let contrasts = [
+        Contrast::difference("noisy", "", "b", "a", peak(), 0.005),
+        Contrast::difference("clear", "", "c", "a", peak(), 0.005),
+        Contrast::difference("two", "", "d", "a", peak(), 0.005),
+    ];
+    let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
+    assert_eq!(rows[0].verdict, Some(Verdict::Undecided));
+    let plan = rows[0].planned_seeds().unwrap();
+    assert!(plan > 4, "{plan}");
+    assert_eq!(rows[1].verdict, Some(Verdict::Higher));
+    assert_eq!(rows[1].planned_seeds(), None);
+    assert_eq!(rows[2].n, 2);
+    assert_eq!(rows[2].verdict, Some(Verdict::Undecided));
+    assert!(rows[2].ci_low.is_none() && rows[2].p.is_none());
+    assert!(verdict_text(&rows[2]).contains("fewer than 3"));
+}
+
+/// A run that diverged keeps its selected epoch (before the blow-up) in the
+/// peak metric, has no end-of-training value, and counts as failed.
+#[test]
+fn a_diverged_run_keeps_its_selected_epoch() {
+    let mut all = runs("a", 4, |_| 0.80);
+    all.extend(runs("b", 3, |_| 0.81));
+    all.push(run("b", 3, 0.79, 4, true));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let contrasts = [
+        Contrast::difference("peak", "", "b", "a", peak(), 0.005),
+        Contrast::difference("end", "", "b", "a", Measure::Accuracy(Metric::End), 0.005),
+    ];
+    let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
+    assert_eq!((rows[0].n, rows[0].missing, rows[0].failed), (4, 0, 1));
+    assert_eq!((rows[1].n, rows[1].missing, rows[1].failed), (3, 1, 1));
+}
+
+/// Blow-up rates: counted over runs, Fisher's exact test, Newcombe's
+/// interval; no seed plan.
+#[test]
+fn blow_up_rates_use_fisher() {
+    let mut all = runs("stable", 5, |_| 0.8);
+    all.extend((0..5).map(|s| run("wild", s, 0.8, 4, true)));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let c = Contrast::difference("b", "", "wild", "stable", Measure::BlowUp, 0.0);
+    let rows = evaluate(&[c], &gs, &ctx()).unwrap();
+    let r = &rows[0];
+    assert_eq!(r.estimate, 1.0);
+    assert!((r.p.unwrap() - crate::stats::fisher_exact(5, 0, 0, 5)).abs() < 1e-12);
+    assert!((r.ci_low.unwrap() - 0.3855490).abs() < 1e-6);
+    assert_eq!(r.verdict, Some(Verdict::Higher));
+    assert_eq!(r.planned_seeds(), None);
+}
+
+/// A contrast naming a configuration with no runs is an error naming it.
+#[test]
+fn a_missing_configuration_is_an_error() {
+    let all = runs("a", 3, |_| 0.8);
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let c = Contrast::difference("x", "", "nowhere", "a", peak(), 0.005);
+    let err = evaluate(&[c], &gs, &ctx()).unwrap_err().to_string();
+    assert!(
+        err.contains("`nowhere`") && err.contains("configurations: a"),
+        "{err}"
+    );
+}
