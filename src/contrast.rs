@@ -528,6 +528,15 @@ pub fn signed(row: &ContrastRow, x: f64) -> String {
     format!("{:+.*}", digits, row.scale * x)
 }
 
+/// " points", or nothing for a unitless measure.
+fn unit(row: &ContrastRow) -> String {
+    if row.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", row.unit)
+    }
+}
+
 /// "+0.41 points (95% CI -0.10 to +0.92)", or why there is no interval.
 pub fn estimate_text(row: &ContrastRow) -> String {
     if row.n == 0 {
@@ -535,16 +544,16 @@ pub fn estimate_text(row: &ContrastRow) -> String {
     }
     match (row.ci_low, row.ci_high) {
         (Some(lo), Some(hi)) => format!(
-            "{} {} (95% CI {} to {})",
+            "{}{} (95% CI {} to {})",
             signed(row, row.estimate),
-            row.unit,
+            unit(row),
             signed(row, lo),
             signed(row, hi)
         ),
         _ => format!(
-            "{} {} from {} run(s) per side: too few for an interval",
+            "{}{} from {} run(s) per side: too few for an interval",
             signed(row, row.estimate),
-            row.unit,
+            unit(row),
             row.n
         ),
     }
@@ -574,9 +583,9 @@ pub fn verdict_text(row: &ContrastRow) -> String {
         }
         Some(Verdict::Higher) => format!("higher{}", better(true)),
         Some(Verdict::Lower) => format!("lower{}", better(false)),
-        Some(Verdict::Equivalent) => format!("equivalent within ±{sesoi} {}", row.unit),
+        Some(Verdict::Equivalent) => format!("equivalent within ±{sesoi}{}", unit(row)),
         Some(Verdict::ShortOfInterest) => {
-            format!("short of the effect of interest (+{sesoi} {})", row.unit)
+            format!("short of the effect of interest (+{sesoi}{})", unit(row))
         }
         Some(Verdict::Undecided) => match (row.is_rate, row.planned_seeds()) {
             (true, _) => "undecided".into(),

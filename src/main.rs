@@ -27,6 +27,11 @@ fn run(inv: Invocation) -> anyhow::Result<()> {
             drop_exp::report::cmd_report(&opts, &compute)
         }
         Invocation::Merge { out, folders } => driver::merge(&out, &folders),
+        Invocation::Completions(shell) => {
+            let mut cmd = cli::command();
+            clap_complete::generate(shell, &mut cmd, "drop-exp", &mut std::io::stdout());
+            Ok(())
+        }
         Invocation::Check(_) => unreachable!("handled in main"),
     }
 }

@@ -78,6 +78,21 @@ enum Tool {
                       Example:\n  drop-exp check --baseline results/baseline/summary.csv --current target/ci/summary.csv"
     )]
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        display_order = 24,
+        after_help = "Examples:\n  drop-exp completions bash > ~/.local/share/bash-completion/completions/drop-exp\n  \
+                      drop-exp completions zsh > ~/.zfunc/_drop-exp      # with fpath+=~/.zfunc in ~/.zshrc\n  \
+                      drop-exp completions fish > ~/.config/fish/completions/drop-exp.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,7 +123,8 @@ struct CheckArgs {
     json: Option<PathBuf>,
 }
 
-/// Flags every exercise (sweep) takes.
+// The flags every exercise (sweep) takes. (A plain comment: a doc comment
+// here would become every exercise's `about`.)
 #[derive(Debug, Clone, Args)]
 struct SweepArgs {
     /// Number of seeds (seeds 0..N-1) [default: from experiments/defaults.toml, 5].
@@ -323,6 +339,8 @@ pub enum Invocation {
         folders: Vec<PathBuf>,
     },
     Check(CheckOptions),
+    /// Print the completion script for this shell.
+    Completions(clap_complete::Shell),
 }
 
 /// The whole command: the tools from [`Tool`] and one subcommand per
@@ -357,9 +375,7 @@ pub fn command() -> clap::Command {
 }
 
 fn exercise_command(spec: &ExerciseSpec) -> clap::Command {
-    let mut cmd = clap::Command::new(spec.name)
-        .about(spec.about)
-        .after_help(format!("Examples:\n  {}", spec.examples));
+    let mut cmd = clap::Command::new(spec.name);
     for f in spec.flags {
         let arg = clap::Arg::new(f.long).long(f.long).help(f.help);
         let arg = match f.value {
@@ -377,7 +393,12 @@ fn exercise_command(spec: &ExerciseSpec) -> clap::Command {
         };
         cmd = cmd.arg(arg);
     }
+    // After the shared flags, so that their struct's doc never stands in
+    // for the exercise's own text.
     SweepArgs::augment_args(cmd)
+        .about(spec.about)
+        .long_about(format!("{}\n\n{}", spec.about, spec.question))
+        .after_help(format!("Examples:\n  {}", spec.examples))
 }
 
 /// Parses the process's arguments; exits with status 2 and clap's message on
@@ -410,6 +431,7 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
                 validation: a.validation,
             },
         },
+        Tool::Completions(a) => Invocation::Completions(a.shell),
         Tool::Merge(a) => Invocation::Merge {
             out: a.out,
             folders: a.folders,

@@ -50,7 +50,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 5,
     title: "Dropout and weight decay",
     question: "Which helps this model more, dropout or weight decay, and when both are used, do their gains add up?",
-    about: "Exercise 5: dropout against weight decay, and both together.",
+    about: "Exercise 5: dropout or weight decay, and do their effects add up?",
     examples: "drop-exp compare-wd --epochs 50\n  drop-exp compare-wd --weight-decays 0,1e-4,1e-3\n  \
                drop-exp compare-wd --shard 1/2 --out part1   # then merge",
     defaults: include_str!("../../experiments/compare-wd.toml"),
@@ -59,6 +59,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // rate's configurations costs 300 run-epochs.
     report: "epochs = 50\nplan_seeds = true\nmax_seeds = 10\n",
     quick: "seeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\nweight_decays = [0.0, 1e-4, 1e-3]\nlrs = [0.5, 0.1]\n",
+    figures: &["effects.png", "wd.png", "curves.png"],
     flags: &[Flag {
         long: "weight-decays",
         key: "weight_decays",
@@ -348,8 +349,9 @@ impl CompareWd {
             &r.out.join("wd.png"),
             &Panels {
                 title: format!(
-                    "Exercise {}: dropout and weight decay, test accuracy at the epoch selected on validation",
-                    SPEC.number
+                    "Exercise {}: dropout and weight decay, mean test accuracy of the last {} epochs",
+                    SPEC.number,
+                    r.end_k()
                 ),
                 panels,
                 cols: self.settings.lrs.len().min(2),
@@ -371,13 +373,14 @@ impl CompareWd {
                     ("no dropout".into(), figures::WEIGHT_DECAY)
                 };
                 let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd, lr)).collect();
-                figures::headline_line(r, name, color, &labels)
+                figures::headline_line(r, name, color, &labels, Metric::End)
             })
             .collect();
         Panel {
             title: format!("lr {lr}"),
             x_label: "weight decay lambda".into(),
-            y_label: "test accuracy (%) at the selected epoch, 95% CI".into(),
+            y_label: "test accuracy (%), mean of the last epochs, 95% CI".into(),
+            legend_top: true,
             series,
             x_ticks: Some(wds.iter().map(|&w| plot::scientific(w)).collect()),
             clip: Some((0.0, 100.0)),

@@ -15,6 +15,20 @@ use crate::device::Compute;
 use crate::output::{write_csv, write_json};
 use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
 
+/// What a finished sweep answers, for `drop-exp report`.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The answer in a sentence (the first line of the verdict).
+    pub answer: String,
+    /// The table of its primary contrasts (markdown).
+    pub primary: String,
+    /// Runs and run-epochs the answer rests on.
+    pub runs: usize,
+    pub run_epochs: usize,
+    /// The epochs' wall seconds as each run recorded them, summed.
+    pub run_seconds: f64,
+}
+
 /// Where a sweep writes and which part of it this process runs.
 #[derive(Debug, Clone, Default)]
 pub struct SweepPlan {
@@ -61,7 +75,7 @@ pub fn run(
     plan: &SweepPlan,
     compute: &Compute,
     data: &DataOptions,
-) -> Result<Option<String>> {
+) -> Result<Option<Answered>> {
     let common = exp.common();
     let name = exp.spec().name;
     let out = plan
@@ -394,7 +408,7 @@ pub fn write_outputs(
     out: &Path,
     digest: &str,
     finish: bool,
-) -> Result<Option<String>> {
+) -> Result<Option<Answered>> {
     let stored = sweep::collect(specs, out, digest)?;
     let complete = stored.iter().all(Option::is_some);
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
@@ -440,7 +454,14 @@ pub fn write_outputs(
         contrasts,
         common: exp.common(),
     };
-    exp.conclude(&finished).map(Some)
+    let answer = exp.conclude(&finished)?;
+    Ok(Some(Answered {
+        answer,
+        primary: contrast::primary_table(&finished.primary()),
+        runs: runs.len(),
+        run_epochs: runs.iter().map(|r| r.rows.len()).sum(),
+        run_seconds: runs.iter().flat_map(|r| &r.rows).map(|e| e.seconds).sum(),
+    }))
 }
 
 /// Rebuilds an experiment from its `sweep.json` (for `merge`).

@@ -52,13 +52,14 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 6,
     title: "Dropping individual weights (DropConnect)",
     question: "What if individual weights are dropped instead of whole unit outputs? At equal rates, is it better or worse than dropout?",
-    about: "Exercise 6: DropConnect (dropout on weights) against dropout at equal rates.",
+    about: "Exercise 6: is dropping weights (DropConnect) better or worse than dropout?",
     examples: "drop-exp dropconnect\n  drop-exp dropconnect --epochs 3 --seeds 2 --train-subset 10000",
     defaults: include_str!("../../experiments/dropconnect.toml"),
     // Seeds planned for 80% power at the margin, at most 12: a seed costs
     // up to 130 run-epochs here.
     report: "plan_seeds = true\nmax_seeds = 12\n",
     quick: QUICK,
+    figures: &["effects.png", "rates.png"],
     flags: &[],
     build: |common, table| Ok(Box::new(DropConnectExp::new(common, parse(table)?))),
 };
@@ -201,7 +202,13 @@ impl Experiment for DropConnectExp {
             .iter()
             .map(|&kind| {
                 let labels: Vec<String> = rates.iter().map(|&p| label(kind, p)).collect();
-                figures::headline_line(r, method(kind).into(), figures::kind_color(kind), &labels)
+                figures::headline_line(
+                    r,
+                    method(kind).into(),
+                    figures::kind_color(kind),
+                    &labels,
+                    Metric::Selected,
+                )
             })
             .collect();
         let none = r

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::Finished;
-use crate::analysis::Group;
+use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{verdict_text, ContrastRow, Verdict};
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
@@ -115,10 +115,10 @@ pub fn effects(
     let dots: Vec<DotRow> = rows
         .iter()
         .map(|c| {
-            let label = if c.question.is_empty() {
-                c.contrast.clone()
-            } else {
-                format!("{}: {}", c.question, c.contrast)
+            let label = match c.question.as_str() {
+                "" => c.contrast.clone(),
+                q if q.ends_with('?') => format!("{q}  {}", c.contrast),
+                q => format!("{q}: {}", c.contrast),
             };
             let note = if c.has_interval() {
                 verdict_text(c)
@@ -226,22 +226,24 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
 
 /// A line over categories (x = 0, 1, ...) of the headline accuracy (%) of
 /// the configurations labelled `labels`, with 95% CI bars.
-pub fn headline_line(r: &Finished, name: String, color: Rgb, labels: &[String]) -> Series {
+pub fn headline_line(
+    r: &Finished,
+    name: String,
+    color: Rgb,
+    labels: &[String],
+    metric: Metric,
+) -> Series {
     let points = labels
         .iter()
         .enumerate()
-        .map(|(i, l)| {
-            let s = r
-                .summary
-                .iter()
-                .find(|s| s.config.label == *l)
-                .expect("a swept configuration");
-            (
-                i as f64,
-                100.0 * s.selected_mean,
-                100.0 * s.selected_ci_low,
-                100.0 * s.selected_ci_high,
-            )
+        .filter_map(|(i, l)| {
+            // A configuration the sweep lacks leaves a gap, not a panic.
+            let s = r.summary.iter().find(|s| s.config.label == *l)?;
+            let (m, lo, hi) = match metric {
+                Metric::End => (s.end_mean, s.end_ci_low, s.end_ci_high),
+                _ => (s.selected_mean, s.selected_ci_low, s.selected_ci_high),
+            };
+            Some((i as f64, 100.0 * m, 100.0 * lo, 100.0 * hi))
         })
         .collect();
     Series {
@@ -379,6 +381,28 @@ pub fn accuracy_panels(
     title: &str,
     panel_of: impl Fn(&Group) -> Option<String>,
 ) -> Result<()> {
+    let panels = accuracy_panel_list(r, panel_of);
+    let cols = if panels.len() > 2 {
+        2
+    } else {
+        panels.len().max(1)
+    };
+    plot::save(
+        path,
+        &Panels {
+            title: title.to_string(),
+            panels,
+            cols,
+        },
+    )
+}
+
+/// The panels of [`accuracy_panels`], one per name `panel_of` gives (a
+/// configuration it gives none appears in every panel).
+pub fn accuracy_panel_list(
+    r: &Finished,
+    panel_of: impl Fn(&Group) -> Option<String>,
+) -> Vec<Panel> {
     let all = epoch_series(r, |e| e.test_acc, 100.0);
     let keys: Vec<Option<String>> = r.groups.iter().map(&panel_of).collect();
     let mut names: Vec<String> = Vec::new();
@@ -387,7 +411,7 @@ pub fn accuracy_panels(
             names.push(k.clone());
         }
     }
-    let panels: Vec<Panel> = names
+    names
         .iter()
         .map(|name| {
             let mut series: Vec<Series> = all
@@ -410,20 +434,7 @@ pub fn accuracy_panels(
                 ..Default::default()
             }
         })
-        .collect();
-    let cols = if panels.len() > 2 {
-        2
-    } else {
-        panels.len().max(1)
-    };
-    plot::save(
-        path,
-        &Panels {
-            title: title.to_string(),
-            panels,
-            cols,
-        },
-    )
+        .collect()
 }
 
 #[cfg(test)]

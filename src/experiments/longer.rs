@@ -43,7 +43,7 @@ use super::{Common, Experiment, Finished};
 use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure};
-use crate::output::plot::{self, Panel, Panels};
+use crate::output::plot::{self, Panel, Panels, Series};
 use crate::stats;
 use crate::train::EpochRow;
 
@@ -52,7 +52,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 2,
     title: "Training longer, with and without dropout",
     question: "Over many more epochs than the book's ten, how do the networks with and without dropout compare, and does the gap between training and test accuracy grow without dropout?",
-    about: "Exercise 2: train longer (default 50 epochs) with and without dropout.",
+    about: "Exercise 2: with vs without dropout over long training: accuracy, gap, blow-ups?",
     examples: "drop-exp longer\n  drop-exp longer --epochs 100 --jobs 2\n  \
                drop-exp longer --epochs 15 --seeds 3 --train-subset 20000   # quick look",
     defaults: include_str!("../../experiments/longer.toml"),
@@ -60,6 +60,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // stable rate's two configurations costs 100 run-epochs.
     report: "plan_seeds = true\nmax_seeds = 10\n",
     quick: "seeds = 2\nepochs = 10\ntrain_subset = 20000\ntest_subset = 5000\nlrs = [0.5, 0.1]\n",
+    figures: &["effects.png", "curves.png", "gap.png"],
     flags: &[],
     build: |common, table| Ok(Box::new(Longer::new(common, parse(table)?))),
 };
@@ -109,14 +110,27 @@ impl Longer {
     /// `gap.png`, one panel per learning rate.
     fn curves(&self, r: &Finished) -> Result<()> {
         let by_lr = |g: &Group| Some(format!("lr {}", g.config.lr));
-        figures::accuracy_panels(
-            r,
+        let mut panels = figures::accuracy_panel_list(r, by_lr);
+        // One scale for every learning rate: the panels compare by eye.
+        let ranges: Vec<(f64, f64)> = panels.iter().map(|p| p.data_y_range()).collect();
+        let shared = (
+            ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
+            ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max),
+        );
+        for p in &mut panels {
+            p.y_range = Some(shared);
+        }
+        panels.push(self.difference_panel(r));
+        plot::save(
             &r.out.join("curves.png"),
-            &format!(
-                "Exercise {}: test accuracy over {} epochs, by learning rate (runs thin, mean bold, 95% band)",
-                SPEC.number, self.common.base.epochs
-            ),
-            by_lr,
+            &Panels {
+                title: format!(
+                    "Exercise {}: test accuracy by learning rate, one scale (runs thin, mean bold, 95% band)",
+                    SPEC.number
+                ),
+                panels,
+                cols: 2,
+            },
         )?;
         let per_lr = |f: fn(&EpochRow) -> f64, scale: f64, loss: bool| {
             let all = figures::epoch_series(r, f, scale);
@@ -181,6 +195,59 @@ impl Longer {
             },
         )?;
         Ok(())
+    }
+
+    /// At the rate of the accuracy questions, test accuracy with dropout
+    /// minus without, per epoch, paired by seed over the seeds where both
+    /// runs have the epoch, with its 95% CI.
+    fn difference_panel(&self, r: &Finished) -> Panel {
+        let reference = self.settings.rates[0];
+        let mut series = Vec::new();
+        if let Some(none) = self.none().filter(|&n| n != reference) {
+            for lr in [self.stable_lr()] {
+                let (Ok(with), Ok(without)) =
+                    (r.group(&label(reference, lr)), r.group(&label(none, lr)))
+                else {
+                    continue;
+                };
+                let epochs = self.common.base.epochs;
+                let points: Vec<(f64, f64, f64, f64)> = (1..=epochs)
+                    .filter_map(|e| {
+                        let d: Vec<f64> = with
+                            .runs
+                            .iter()
+                            .filter_map(|a| {
+                                let b = without.runs.iter().find(|b| b.spec.seed == a.spec.seed)?;
+                                Some(a.rows.get(e - 1)?.test_acc - b.rows.get(e - 1)?.test_acc)
+                            })
+                            .filter(|x| x.is_finite())
+                            .collect();
+                        (d.len() >= stats::MIN_RUNS_FOR_INTERVAL).then(|| {
+                            let est = stats::Estimate::of(&d);
+                            (
+                                e as f64,
+                                100.0 * est.mean,
+                                100.0 * est.ci_low,
+                                100.0 * est.ci_high,
+                            )
+                        })
+                    })
+                    .collect();
+                series.push(Series::band(
+                    format!("dropout − none at lr {lr} (mean, 95% CI)"),
+                    figures::kind_color(crate::regularizers::RegKind::Dropout),
+                    points,
+                ));
+            }
+        }
+        Panel {
+            title: format!("dropout − none at lr {}, paired by seed", self.stable_lr()),
+            x_label: "epoch".into(),
+            y_label: "difference in test accuracy (points)".into(),
+            series,
+            hlines: vec![("no difference".into(), 0.0)],
+            ..Default::default()
+        }
     }
 
     /// The learning rate of the accuracy questions: the sweep's smallest.

@@ -62,7 +62,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 7,
     title: "Other kinds of noise",
     question: "Can another way of injecting noise into the hidden layers beat the book's Bernoulli dropout?",
-    about: "Exercise 7: other noise-injection kinds against the book's dropout.",
+    about: "Exercise 7: can another kind of noise beat the book's dropout?",
     examples: "drop-exp noise\n  drop-exp noise --epochs 3 --seeds 2 --train-subset 10000",
     defaults: include_str!("../../experiments/noise.toml"),
     // Seeds planned for 80% power at the margin, at most 12 (for the
@@ -70,6 +70,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // `seeds` fresh seeds of two configurations.
     report: "plan_seeds = true\nmax_seeds = 12\n",
     quick: QUICK,
+    figures: &["effects.png", "accuracy.png"],
     flags: &[],
     build: |common, table| Ok(Box::new(OtherNoise::new(common, parse(table)?))),
 };

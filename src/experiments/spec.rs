@@ -25,6 +25,8 @@ pub struct ExerciseSpec {
     pub report: &'static str,
     /// Overrides (TOML) with which `drop-exp report --quick` runs it.
     pub quick: &'static str,
+    /// The figures REPORT.md shows (at most three), in its output folder.
+    pub figures: &'static [&'static str],
     /// Flags of its own, each setting one settings key.
     pub flags: &'static [Flag],
     /// Builds it from the common settings and the remaining keys.

@@ -42,7 +42,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 1,
     title: "Swapping the dropout rates of the two layers",
     question: "The book drops 20% of the first hidden layer's outputs and 50% of the second's. What changes when the two rates are swapped, or set to other values? Is the difference real or within seed noise?",
-    about: "Exercise 1: swap and vary the dropout rates of the two hidden layers.",
+    about: "Exercise 1: does swapping or changing the two layers' dropout rates matter?",
     examples: "drop-exp swap-rates\n  drop-exp swap-rates --grid 0,0.2,0.5,0.8 --seeds 3\n  \
                drop-exp swap-rates --epochs 3 --seeds 2 --train-subset 10000   # quick look",
     defaults: include_str!("../../experiments/swap-rates.toml"),
@@ -50,6 +50,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // the four corners costs 40 run-epochs here.
     report: "plan_seeds = true\nmax_seeds = 20\n",
     quick: QUICK,
+    figures: &["effects.png", "accuracy.png", "curves.png"],
     flags: &[Flag {
         long: "grid",
         key: "grid",

@@ -45,12 +45,13 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 4,
     title: "Why dropout is off at test time",
     question: "What happens if dropout stays on when the model is evaluated: how much does one noisy pass cost, and does averaging many noisy passes (MC dropout) match the deterministic network, at what price?",
-    about: "Exercise 4: why dropout is off at test time: dropout left on, and MC dropout.",
+    about: "Exercise 4: why is dropout off at test time? One noisy pass vs MC dropout.",
     examples: "drop-exp test-time\n  drop-exp test-time --seeds 3 --epochs 5",
     defaults: include_str!("../../experiments/test-time.toml"),
     // Seeds planned for 80% power, at most 10.
     report: "plan_seeds = true\nmax_seeds = 10\n",
     quick: QUICK,
+    figures: &["effects.png", "mc.png"],
     flags: &[],
     build: |common, table| Ok(Box::new(TestTime::new(common, parse(table)?))),
 };
@@ -248,7 +249,7 @@ impl TestTime {
                 self.common.margin / 100.0,
             ),
             1 => ("test NLL", 1.0, "nats", Some(false), NLL_SESOI),
-            _ => ("test ECE (15 bins)", 1.0, "(ECE)", Some(false), ECE_SESOI),
+            _ => ("test ECE (15 bins)", 1.0, "", Some(false), ECE_SESOI),
         };
         Contrast {
             id: id.into(),
@@ -442,13 +443,14 @@ impl TestTime {
             }],
             x_ticks: Some(ticks.clone()),
             hlines: vec![("no difference".to_string(), 0.0)],
+            no_legend: true,
             ..Default::default()
         };
         plot::save(
             &r.out.join("mc.png"),
             &Panels {
                 title: format!(
-                    "Exercise {}: MC dropout minus dropout off, paired within each run",
+                    "Exercise {}: MC dropout with K passes minus dropout off (mean over seeds, 95% CI; dashed: 0)",
                     SPEC.number
                 ),
                 panels: vec![

@@ -39,7 +39,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::figures;
-use super::markdown::{seeds_note, short, summary_table, write_verdict};
+use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
 use super::{rates_label, Common, Experiment, Finished};
@@ -58,13 +58,14 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     number: 3,
     title: "The variance of the hidden activations",
     question: "How does the variance of each hidden layer's activations evolve over training, with and without dropout, and how much does dropout itself spread them?",
-    about: "Exercise 3: variance of the hidden activations over training, with and without dropout.",
+    about: "Exercise 3: how does each layer's activation variance evolve, with vs without dropout?",
     examples: "drop-exp variance --plot\n  \
                drop-exp variance --plot --epochs 3 --seeds 2 --train-subset 10000   # quick look",
     defaults: include_str!("../../experiments/variance.toml"),
     // Seeds planned for 80% power at a 10% ratio, at most 12.
     report: "plot = true\nplan_seeds = true\nmax_seeds = 12\n",
     quick: "plot = true\nseeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n",
+    figures: &["effects.png", "variance.png"],
     flags: &[Flag {
         long: "plot",
         key: "plot",
@@ -224,7 +225,7 @@ impl Experiment for Variance {
                             "ln of layer {layer}'s evaluation-mode activation variance, end of epoch {epoch}"
                         ),
                         scale: 1.0,
-                        unit: "(ln ratio)",
+                        unit: "",
                         higher_is_better: None,
                     }),
                     sides: Sides::Two,
@@ -274,18 +275,16 @@ impl Experiment for Variance {
             .map(|c| {
                 let ratio = |x: f64| format!("{:.2}", x.exp());
                 let range = match (c.ci_low, c.ci_high) {
-                    (Some(lo), Some(hi)) => {
-                        format!(", ratio 95% CI {} to {}", ratio(lo), ratio(hi))
-                    }
+                    (Some(lo), Some(hi)) => format!(" (95% CI {} to {})", ratio(lo), ratio(hi)),
                     _ => String::new(),
                 };
+                let (layer, epoch) = c.id.split_once('_').unwrap_or((&c.id, ""));
                 format!(
-                    "{}: ratio {}{range}, {}",
-                    c.id.replace('_', " at ")
-                        .replace("layer", "layer ")
-                        .replace("epoch", "epoch "),
+                    "{} at the end of {}: {}{range}, **{}**",
+                    layer.replace("layer", "layer "),
+                    epoch.replace("epoch", "epoch "),
                     ratio(c.estimate),
-                    short(Some(c)).split(": ").last().unwrap_or_default()
+                    crate::contrast::verdict_text(c)
                 )
             })
             .collect();
@@ -293,7 +292,7 @@ impl Experiment for Variance {
             "No configuration without dropout was swept, so nothing is compared.".to_string()
         } else {
             format!(
-                "Evaluation-mode activation variance of the network trained with dropout over the one without (ratio of variances, paired by seed): {}.",
+                "Ratio of the evaluation-mode activation variances of the network trained with dropout and the one trained without (paired by seed; tested as its logarithm): {}.",
                 parts.join("; ")
             )
         };
@@ -398,12 +397,15 @@ impl Variance {
                         Stage::TrainPost => base.lighter(0.45),
                         _ => base,
                     };
+                    // Geometric mean over seeds and its 95% band (the
+                    // interval of the mean log variance): one seed that
+                    // blows up moves it by its share, not by its size.
                     let mut s = Series::band(
                         format!("{model}, {}", stage.describe()),
                         color,
-                        curve(rows, &model, layer, stage, |r| r.variance)
+                        curve(rows, &model, layer, stage, |r| r.variance.ln())
                             .into_iter()
-                            .map(|(x, e)| (x, e.mean, e.ci_low, e.ci_high))
+                            .map(|(x, e)| (x, e.mean.exp(), e.ci_low.exp(), e.ci_high.exp()))
                             .collect(),
                     );
                     s.dashed = stage == Stage::TrainPre;
@@ -423,7 +425,7 @@ impl Variance {
             &r.out.join("variance.png"),
             &Panels {
                 title: format!(
-                    "Exercise {}: activation variance over training (mean over seeds, 95% band)",
+                    "Exercise {}: activation variance over training (geometric mean over seeds, 95% band)",
                     SPEC.number
                 ),
                 panels,

@@ -224,6 +224,72 @@ fn every_command_has_an_example_in_help() {
         .stdout(contains("Example"));
 }
 
+/// `--help` lists each exercise with its question, as the registry gives
+/// it, and each exercise's own `--help` opens with that line and states the
+/// question in full; no exercise shows the shared flags' description instead.
+#[test]
+fn help_shows_each_exercise_question_from_the_registry() {
+    let top = String::from_utf8(
+        bin()
+            .arg("--help")
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    for spec in drop_exp::experiments::EXERCISES {
+        let line = top
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{} ", spec.name)))
+            .unwrap_or_else(|| panic!("{} missing from --help:\n{top}", spec.name));
+        assert!(line.contains(spec.about), "{line}");
+        let own = String::from_utf8(
+            bin()
+                .args([spec.name, "--help"])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone(),
+        )
+        .unwrap();
+        assert!(own.starts_with(spec.about), "{}: {own}", spec.name);
+        let question: String = spec
+            .question
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let flat: String = own.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&question), "{}: {own}", spec.name);
+        assert!(!own.contains("Flags every exercise"), "{own}");
+    }
+}
+
+/// `completions SHELL` prints a script that knows the subcommands.
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef drop-exp"),
+        ("fish", "complete -c drop-exp"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        bin()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(contains(marker))
+            .stdout(contains("swap-rates"));
+    }
+    bin()
+        .args(["completions", "tcsh"])
+        .assert()
+        .failure()
+        .stderr(contains("invalid value 'tcsh'"));
+}
+
 /// One epoch on the real data reaches the floor the book's own `train_ch3`
 /// asserts (test accuracy > 0.7). At the book's lr 0.5 and batch 256 the first
 /// epoch sits on the plateau that the tiny N(0, 0.01) init causes (0.69 on the

@@ -613,25 +613,49 @@ fn report_quick_on_synthetic_data() {
             "exercise {n} missing"
         );
     }
-    // It opens with the answers, one row per exercise, each linking its
-    // effects figure.
-    let glance = report
-        .split("## The answers at a glance")
+    // It opens with the answers, one line per exercise.
+    let answers = report
+        .split("## Answers")
         .nth(1)
-        .expect("a table of answers");
-    let table: Vec<&str> = glance
+        .expect("the answers")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let lines: Vec<&str> = answers.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 7, "{answers}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("{}. ", i + 1)), "{l}");
+    }
+    for section in [
+        "## Settings against the book's",
+        "## Methods",
+        "## Limitations",
+    ] {
+        assert!(report.contains(section), "{section} missing");
+    }
+    // Read in five minutes: at most 2,500 words outside tables.
+    let words: usize = report
         .lines()
-        .skip_while(|l| !l.starts_with('|'))
-        .take_while(|l| l.starts_with('|'))
-        .collect();
-    assert_eq!(table.len(), 2 + 7, "{glance}");
-    // Every image and file the report links exists.
+        .filter(|l| !l.starts_with('|'))
+        .map(|l| l.split_whitespace().count())
+        .sum();
+    assert!(words <= 2500, "{words} words outside tables");
+    // Every image and file the report links exists; every figure has its SVG.
     for link in report.split("](").skip(1) {
         let target = &link[..link.find(')').unwrap()];
         if target.starts_with('#') {
             continue;
         }
         assert!(out.join(target).exists(), "{target} missing");
+        if target.ends_with(".png") {
+            let svg = out.join(target).with_extension("svg");
+            assert!(svg.is_file(), "{} missing", svg.display());
+            assert!(report.contains(&format!("{}.svg)", target.trim_end_matches(".png"))));
+        }
+    }
+    // At most three figures per exercise.
+    for part in report.split("\n## Exercise ").skip(1) {
+        assert!(part.matches("![").count() <= 3, "{part}");
     }
     assert!(!report.contains("NaN"), "{report}");
 }

@@ -56,22 +56,25 @@ impl Dots {
 }
 
 impl Dots {
-    /// Each row's interval, dot and note (the notes start at `note_x`).
+    /// Each row: its label above its interval and dot, at the left; its
+    /// note below, at the right, in its own colour.
     fn draw_rows<'a, 'b: 'a, DB>(
         &self,
         chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-        note_x: f64,
+        (x0, x1): (f64, f64),
     ) -> DrawResult
     where
         DB: DrawingBackend + 'b,
         DB::ErrorType: 'static,
     {
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
         let n = self.rows.len();
         let y_of = |i: usize| (n - 1 - i) as f64;
         let clip = |v: f64| match self.clip {
             Some((a, b)) if v.is_finite() => v.clamp(a, b),
             _ => v,
         };
+        let pad = 0.01 * (x1 - x0);
         for (i, r) in self.rows.iter().enumerate() {
             let (y, c) = (y_of(i), r.color.color());
             if r.lo.is_finite() && r.hi.is_finite() {
@@ -83,16 +86,22 @@ impl Dots {
             if r.value.is_finite() {
                 chart.draw_series(std::iter::once(Circle::new((r.value, y), 7, c.filled())))?;
             }
+            chart.draw_series(std::iter::once(Text::new(
+                r.label.clone(),
+                (x0 + pad, y + 0.32),
+                (FONT, 15)
+                    .into_font()
+                    .color(&INK.color())
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            )))?;
             if let Some((text, color)) = &r.note {
                 chart.draw_series(std::iter::once(Text::new(
                     text.clone(),
-                    (note_x, y),
-                    (FONT, 16).into_font().color(&color.color()).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Left,
-                            plotters::style::text_anchor::VPos::Center,
-                        ),
-                    ),
+                    (x1 - pad, y - 0.3),
+                    (FONT, 15)
+                        .into_font()
+                        .color(&color.color())
+                        .pos(Pos::new(HPos::Right, VPos::Center)),
                 )))?;
             }
         }
@@ -107,77 +116,41 @@ impl Figure for Dots {
     {
         let (x0, x1) = self.x_range();
         let span = x1 - x0;
-        let has_notes = self.rows.iter().any(|r| r.note.is_some());
-        // Room on the right for the notes, outside the data's range.
-        let x_end = if has_notes { x1 + 0.32 * span } else { x1 };
         let n = self.rows.len();
-        let longest = self.rows.iter().map(|r| r.label.len()).max().unwrap_or(4);
+        let x_desc = match &self.band {
+            Some((name, _, _)) => format!("{} (shaded: {name})", self.x_label),
+            None => self.x_label.clone(),
+        };
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 24))
             .margin(20)
             .x_label_area_size(55)
-            .y_label_area_size((longest as u32 * 9 + 30).clamp(80, 420))
-            .build_cartesian_2d(x0..x_end, -0.5f64..n as f64 - 0.5)?;
-        let labels: Vec<&str> = self.rows.iter().map(|r| r.label.as_str()).collect();
-        let y_fmt = |y: &f64| {
-            let i = y.round();
-            if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                labels[n - 1 - i as usize].to_string()
-            } else {
-                String::new()
-            }
-        };
-        let x_fmt = |x: &f64| {
-            if *x > x1 + 1e-9 * span {
-                String::new()
-            } else {
-                number(*x, span)
-            }
-        };
+            .y_label_area_size(8)
+            .build_cartesian_2d(x0..x1, -0.6f64..n as f64 - 0.4)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .y_labels(n.max(1))
-            .y_label_formatter(&y_fmt)
-            .x_label_formatter(&x_fmt)
-            .x_desc(self.x_label.as_str())
-            .light_line_style(RGBColor(235, 235, 235))
+            .disable_y_axis()
+            .max_light_lines(4)
+            .x_label_formatter(&|x| number(*x, span))
+            .x_desc(x_desc.as_str())
+            .light_line_style(RGBColor(240, 240, 240))
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 17))
             .draw()?;
-        if has_notes {
-            // The notes' column: no grid behind it.
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(x1, -0.5), (x_end, n as f64 - 0.5)],
-                WHITE.filled(),
-            )))?;
-        }
-        if let Some((name, lo, hi)) = &self.band {
+        if let Some((_, lo, hi)) = &self.band {
             let c = Rgb(120, 120, 120).lighter(0.75).color();
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(*lo, -0.5), (*hi, n as f64 - 0.5)],
-                    c.mix(0.6).filled(),
-                )))?
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], c.filled()));
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(lo.max(x0), -0.6), (hi.min(x1), n as f64 - 0.4)],
+                c.mix(0.6).filled(),
+            )))?;
         }
         if self.zero {
             chart.draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, -0.5), (0.0, n as f64 - 0.5)],
+                vec![(0.0, -0.6), (0.0, n as f64 - 0.4)],
                 INK.color().stroke_width(1),
             )))?;
         }
-        self.draw_rows(&mut chart, x1 + 0.03 * span)?;
-        if self.band.is_some() {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 14))
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()?;
-        }
-        Ok(())
+        self.draw_rows(&mut chart, (x0, x1))
     }
 }

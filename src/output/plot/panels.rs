@@ -62,6 +62,11 @@ pub struct Panel {
     /// The legend in the upper right corner instead of the lower right
     /// (for falling curves, such as losses).
     pub legend_top: bool,
+    /// The y range to draw, instead of one from the data (so that panels
+    /// of one quantity share a scale).
+    pub y_range: Option<(f64, f64)>,
+    /// No legend (when the title says what the one series is).
+    pub no_legend: bool,
 }
 
 /// A figure of panels laid out `cols` wide, with an overall title.
@@ -89,6 +94,11 @@ impl Figure for Panels {
 }
 
 impl Panel {
+    /// The y range this panel would draw from its own data.
+    pub fn data_y_range(&self) -> (f64, f64) {
+        self.ranges(&self.clipped()).1
+    }
+
     /// The series with bands and runs clipped to what the quantity can take.
     pub(super) fn clipped(&self) -> Vec<Series> {
         let Some((lo, hi)) = self.clip else {
@@ -143,6 +153,9 @@ impl Panel {
             })
             .filter(keep)
             .collect();
+        if let Some(r) = self.y_range {
+            return (x, r);
+        }
         let (lo, hi) = robust_range(&must, &may, 0.02).unwrap_or((0.0, 1.0));
         let (lo, hi) = if self.log_y {
             (lo / 1.3, hi * 1.3)
@@ -267,6 +280,9 @@ impl Panel {
                 .legend(move |(x, yy)| {
                     PathElement::new(vec![(x, yy), (x + 24, yy)], c.stroke_width(2))
                 });
+        }
+        if self.no_legend {
+            return Ok(());
         }
         chart
             .configure_series_labels()

@@ -106,7 +106,12 @@ fn every_figure_kind_is_written_as_png_and_svg() {
         ),
         (
             &p2,
-            vec!["effects", "swapped", "undecided", "equivalence margin ±0.5"],
+            vec![
+                "effects",
+                "swapped",
+                "undecided",
+                "difference (points) (shaded: equivalence margin ±0.5)",
+            ],
         ),
         (&p3, vec!["heat", "p1", "81.0"]),
     ] {
