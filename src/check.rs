@@ -27,13 +27,9 @@ use serde::Serialize;
 
 use crate::stats;
 
-/// The input could not be used (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InputError(pub String);
-
+/// The input could not be used (the caller exits with code 2).
 fn input_err<T>(msg: String) -> Result<T> {
-    Err(InputError(msg).into())
+    Err(anyhow::anyhow!(msg))
 }
 
 /// Tolerance parameters.
@@ -184,15 +180,15 @@ impl Table<'_> {
     }
 
     fn num(&self, r: &csv::StringRecord, name: &str, line: usize) -> Result<f64> {
-        let i = self.col(name).ok_or_else(|| {
-            InputError(format!("{}: missing column `{name}`", self.path.display()))
-        })?;
+        let i = self
+            .col(name)
+            .ok_or_else(|| anyhow::anyhow!("{}: missing column `{name}`", self.path.display()))?;
         let v: f64 = r[i].trim().parse().map_err(|_| {
-            InputError(format!(
+            anyhow::anyhow!(
                 "{}: row {line}: `{name}` is `{}`, not a number",
                 self.path.display(),
                 &r[i]
-            ))
+            )
         })?;
         Ok(v)
     }
@@ -201,10 +197,10 @@ impl Table<'_> {
 /// Reads a `summary.csv` or `runs.csv` into per-configuration statistics.
 pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
     let mut rdr = csv::Reader::from_path(path)
-        .map_err(|e| InputError(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let headers = rdr
         .headers()
-        .map_err(|e| InputError(format!("{}: unreadable header: {e}", path.display())))?
+        .map_err(|e| anyhow::anyhow!("{}: unreadable header: {e}", path.display()))?
         .clone();
     let is_summary = headers.iter().any(|h| h == "last3_mean");
     let is_runs = ["epoch", "seed"]
@@ -228,7 +224,7 @@ pub fn read_side(path: &Path) -> Result<BTreeMap<String, Side>> {
     let records: Vec<csv::StringRecord> = rdr
         .records()
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| InputError(format!("{}: malformed CSV: {e}", path.display())))?;
+        .map_err(|e| anyhow::anyhow!("{}: malformed CSV: {e}", path.display()))?;
     if records.is_empty() {
         return input_err(format!("{}: no rows", path.display()));
     }

@@ -208,6 +208,7 @@ pub struct ContrastRow {
     pub metric: String,
     pub sides: Sides,
     /// The smallest effect of interest (stored units; empty for exploratory rows).
+    #[serde(serialize_with = "empty_if_none")]
     pub sesoi: Option<f64>,
     /// Seeds paired (runs per side for a rate).
     pub n: usize,
@@ -218,24 +219,33 @@ pub struct ContrastRow {
     pub missing: usize,
     pub estimate: f64,
     /// 95% two-sided interval (empty from fewer than 3 runs).
+    #[serde(serialize_with = "empty_if_none")]
     pub ci_low: Option<f64>,
+    #[serde(serialize_with = "empty_if_none")]
     pub ci_high: Option<f64>,
     /// Standard deviation of the per-seed contrast values.
+    #[serde(serialize_with = "empty_if_none")]
     pub sd: Option<f64>,
     pub test: &'static str,
     /// Unadjusted p (two-sided, or one-sided for `greater`); primary only.
+    #[serde(serialize_with = "empty_if_none")]
     pub p: Option<f64>,
     /// Holm-adjusted over the exercise's primary contrasts.
+    #[serde(serialize_with = "empty_if_none")]
     pub p_holm: Option<f64>,
     /// Holm-adjusted p of equivalence within ± sesoi (two-sided) or of
     /// falling short of sesoi (one-sided).
+    #[serde(serialize_with = "empty_if_none")]
     pub p_equiv: Option<f64>,
+    #[serde(serialize_with = "empty_if_none")]
     pub verdict: Option<Verdict>,
     /// For an undecided primary contrast: seeds for 80% power to detect
     /// the smallest effect of interest at the measured spread.
+    #[serde(serialize_with = "empty_if_none")]
     pub seeds_80_detect: Option<usize>,
     /// ... and to show equivalence (or falling short) when the true
     /// contrast is 0.
+    #[serde(serialize_with = "empty_if_none")]
     pub seeds_80_equiv: Option<usize>,
     /// Written scale and unit, for text.
     #[serde(skip)]
@@ -249,6 +259,18 @@ pub struct ContrastRow {
     pub labels: Vec<String>,
     #[serde(skip)]
     pub is_rate: bool,
+}
+
+/// An absent value as an empty CSV cell (not "NaN", which reads as a
+/// number that failed).
+fn empty_if_none<S: serde::Serializer, T: Serialize>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) => x.serialize(s),
+        None => s.serialize_str(""),
+    }
 }
 
 impl ContrastRow {
@@ -449,8 +471,8 @@ fn rate_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
         return row;
     }
     let (lo, hi) = stats::newcombe(kb, nb, ka, na, 0.95);
-    row.ci_low = Some(lo);
-    row.ci_high = Some(hi);
+    row.ci_low = Some(lo.max(-1.0));
+    row.ci_high = Some(hi.min(1.0));
     if c.role == Role::Primary {
         let (ka, na, kb, nb) = (ka as u64, na as u64, kb as u64, nb as u64);
         row.p = Some(stats::fisher_exact(ka, na - ka, kb, nb - kb));

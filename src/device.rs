@@ -134,16 +134,6 @@ impl Compute {
             "cpu"
         }
     }
-
-    /// One CPU thread, one job: for tests and library use.
-    pub fn cpu_1() -> Self {
-        Self {
-            dev: Device::Cpu,
-            threads_per_run: 1,
-            jobs: 1,
-            batch_runs: 1,
-        }
-    }
 }
 
 fn open(kind: DeviceKind) -> Result<Device> {

@@ -38,13 +38,20 @@ fn run(inv: Invocation) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let matches = cli::parse();
-    let inv = match cli::invocation(&matches) {
+    let mut inv = match cli::invocation(&matches) {
         Ok(inv) => inv,
         Err(e) => {
             eprintln!("Error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
+    // The environment is read here only, and passed down.
+    if let Some(data) = inv.data_mut() {
+        *data = std::mem::take(data).with_env(
+            std::env::var_os("DROP_EXP_DATA"),
+            std::env::var_os("DROP_EXP_NO_DOWNLOAD").is_some(),
+        );
+    }
     if let Invocation::Check(opts) = &inv {
         // 0: nothing regressed, 1: regression, 2: unusable input.
         return match drop_exp::check::cmd_check(opts) {

@@ -63,15 +63,6 @@ impl Rng {
         }
     }
 
-    /// A child generator for a sub-purpose (e.g. one MC-dropout pass), derived
-    /// deterministically from this generator's seed-independent state.
-    pub fn fork(&mut self, salt: u64) -> Self {
-        let s = mix(self.inner.next_u64() ^ mix(salt));
-        Self {
-            inner: Xoshiro256PlusPlus::seed_from_u64(s),
-        }
-    }
-
     pub fn next_u64(&mut self) -> u64 {
         self.inner.next_u64()
     }

@@ -258,6 +258,10 @@ struct ComputeArgs {
     /// Use a tiny generated dataset instead of Fashion-MNIST (for tests).
     #[arg(long, hide = true)]
     synthetic: bool,
+    /// Accept IDX files whose content is not the pinned Fashion-MNIST (for
+    /// tests on files made for them); recorded in run.json and sweep.json.
+    #[arg(long, hide = true)]
+    unpinned_data: bool,
 }
 
 impl ComputeArgs {
@@ -274,6 +278,7 @@ impl ComputeArgs {
         DataOptions {
             data_dir: self.data_dir.clone(),
             synthetic: self.synthetic,
+            unpinned: self.unpinned_data,
             ..Default::default()
         }
     }
@@ -341,6 +346,18 @@ pub enum Invocation {
     Check(CheckOptions),
     /// Print the completion script for this shell.
     Completions(clap_complete::Shell),
+}
+
+impl Invocation {
+    /// Where an invocation that loads data looks for it.
+    pub fn data_mut(&mut self) -> Option<&mut DataOptions> {
+        match self {
+            Invocation::Run { opts, .. } => Some(&mut opts.data),
+            Invocation::Exercise { data, .. } => Some(data),
+            Invocation::Report { opts, .. } => Some(&mut opts.data),
+            Invocation::Merge { .. } | Invocation::Check(_) | Invocation::Completions(_) => None,
+        }
+    }
 }
 
 /// The whole command: the tools from [`Tool`] and one subcommand per

@@ -118,3 +118,84 @@ pub fn encode_labels(labels: &[u8]) -> Vec<u8> {
     out.extend_from_slice(labels);
     out
 }
+
+/// Mutated IDX files (truncations, bit flips, rewritten counts and
+/// dimensions, garbage, gzip damage) never panic the readers: each is read
+/// or rejected with an error that names the file.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// 256 cases for each of the two properties.
+    fn config() -> ProptestConfig {
+        ProptestConfig::with_cases(256)
+    }
+
+    fn images(n: usize) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..n * IMAGE_PIXELS).map(|i| (i % 251) as u8).collect();
+        encode_images(&pixels, n)
+    }
+
+    /// One mutation of `bytes`, chosen by `kind`, at `at` (scaled to the
+    /// length), with `value`.
+    fn mutate(mut bytes: Vec<u8>, kind: u8, at: usize, value: u32) -> Vec<u8> {
+        let len = bytes.len().max(1);
+        let i = at % len;
+        match kind % 5 {
+            0 => bytes.truncate(i),
+            1 => {
+                if let Some(b) = bytes.get_mut(i) {
+                    *b ^= 1 << (value % 8);
+                }
+            }
+            // Rewrite one of the header's 32-bit fields (magic, count, rows, cols).
+            2 => {
+                let field = 4 * (value as usize % 4);
+                if bytes.len() >= field + 4 {
+                    bytes[field..field + 4].copy_from_slice(&value.to_be_bytes());
+                }
+            }
+            3 => bytes.extend(std::iter::repeat_n((value % 256) as u8, 1 + i % 64)),
+            _ => {
+                // A gzip stream damaged in its middle.
+                let mut gz = Vec::new();
+                let mut enc = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
+                std::io::Write::write_all(&mut enc, &bytes).unwrap();
+                enc.finish().unwrap();
+                let j = at % gz.len();
+                gz[j] ^= 0x5a;
+                bytes = gz;
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn mutated_image_files_are_read_or_rejected(kind in 0u8..5, at in 0usize..1_000_000, value in any::<u32>()) {
+            let path = Path::new("mutated-images");
+            let bytes = mutate(images(3), kind, at, value);
+            if let Ok(raw) = maybe_gunzip(&bytes) {
+                if let Err(e) = parse_images(&raw, path, 3) {
+                    prop_assert!(e.to_string().contains("mutated-images"), "{e}");
+                }
+            }
+        }
+
+        #[test]
+        fn mutated_label_files_are_read_or_rejected(kind in 0u8..5, at in 0usize..1_000_000, value in any::<u32>()) {
+            let path = Path::new("mutated-labels");
+            let bytes = mutate(encode_labels(&[0, 3, 9, 1, 7]), kind, at, value);
+            if let Ok(raw) = maybe_gunzip(&bytes) {
+                match parse_labels(&raw, path, 5) {
+                    Ok(labels) => prop_assert!(labels.iter().all(|&l| (l as usize) < CLASSES)),
+                    Err(e) => prop_assert!(e.to_string().contains("mutated-labels"), "{e}"),
+                }
+            }
+        }
+    }
+}

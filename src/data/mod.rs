@@ -32,6 +32,38 @@ pub const FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
+/// SHA-256 of each file's decompressed content, as Zalando Research
+/// publishes Fashion-MNIST (the gzip archives differ between mirrors and
+/// packagers; their content does not). Every copy is checked against these
+/// before anything trains on it.
+pub const PINNED_SHA256: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    (
+        "t10k-images-idx3-ubyte",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    (
+        "t10k-labels-idx1-ubyte",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+];
+
+/// The pinned digest of one of [`FILES`].
+fn pinned(name: &str) -> &'static str {
+    PINNED_SHA256
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+        .expect("every file has a pinned digest")
+}
+
 /// Where the data comes from and how much of it to use.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DataOptions {
@@ -47,6 +79,27 @@ pub struct DataOptions {
     pub validation: usize,
     /// A tiny generated dataset instead of Fashion-MNIST (tests, smoke runs).
     pub synthetic: bool,
+    /// Accept IDX files whose content is not the pinned Fashion-MNIST (for
+    /// tests on files made for them). Recorded in the data's identity.
+    pub unpinned: bool,
+    /// The directory `$DROP_EXP_DATA` names (read by `main`), searched
+    /// after `data_dir`.
+    pub env_dir: Option<PathBuf>,
+    /// Never download (`$DROP_EXP_NO_DOWNLOAD`, read by `main`).
+    pub no_download: bool,
+}
+
+impl DataOptions {
+    /// These options with the process environment's settings: the
+    /// variables `DROP_EXP_DATA` (a directory to search) and
+    /// `DROP_EXP_NO_DOWNLOAD` (set: never download). Only `main` calls it.
+    pub fn with_env(self, data: Option<std::ffi::OsString>, no_download: bool) -> Self {
+        Self {
+            env_dir: data.filter(|d| !d.is_empty()).map(PathBuf::from),
+            no_download,
+            ..self
+        }
+    }
 }
 
 /// What exactly was trained on: recorded in `run.json` and part of the cache
@@ -63,6 +116,10 @@ pub struct DataIdentity {
     /// before validation existed: none).
     #[serde(default)]
     pub validation_examples: usize,
+    /// The files were not checked against the pinned Fashion-MNIST digests
+    /// (an explicit opt-out, for tests); absent when they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpinned: bool,
 }
 
 impl DataIdentity {
@@ -100,9 +157,6 @@ impl Dataset {
     pub fn train_len(&self) -> usize {
         self.identity.train_examples
     }
-    pub fn test_len(&self) -> usize {
-        self.identity.test_examples
-    }
     /// The fixed training images on which the generalisation gap is
     /// measured in evaluation mode: the first [`GAP_SUBSET`] (or all, if
     /// fewer).
@@ -117,13 +171,13 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// The places searched for the data, in order, each with why it is there.
-pub fn search_path(explicit: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
+pub fn search_path(opts: &DataOptions) -> Vec<(PathBuf, &'static str)> {
     let mut out = Vec::new();
-    if let Some(dir) = explicit {
-        out.push((dir.to_path_buf(), "--data-dir"));
+    if let Some(dir) = &opts.data_dir {
+        out.push((dir.clone(), "--data-dir"));
     }
-    if let Some(dir) = std::env::var_os("DROP_EXP_DATA").filter(|d| !d.is_empty()) {
-        out.push((PathBuf::from(dir), "$DROP_EXP_DATA"));
+    if let Some(dir) = &opts.env_dir {
+        out.push((dir.clone(), "$DROP_EXP_DATA"));
     }
     out.push((PathBuf::from("data/fashion-mnist"), "./data/fashion-mnist"));
     if let Some(dir) = cache_dir() {
@@ -160,8 +214,8 @@ fn missing_files(dir: &Path) -> Vec<&'static str> {
 /// Finds a directory holding all four files. An explicitly named directory
 /// (`--data-dir`, `$DROP_EXP_DATA`) that lacks some of them is an error, not
 /// something to skip silently.
-pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
-    for (dir, why) in search_path(explicit) {
+pub fn locate(opts: &DataOptions) -> Result<Option<PathBuf>> {
+    for (dir, why) in search_path(opts) {
         let missing = missing_files(&dir);
         if missing.is_empty() {
             return Ok(Some(dir));
@@ -186,8 +240,8 @@ pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     Ok(None)
 }
 
-fn not_found_error(explicit: Option<&Path>, download_error: Option<String>) -> anyhow::Error {
-    let places: Vec<String> = search_path(explicit)
+fn not_found_error(opts: &DataOptions, download_error: Option<String>) -> anyhow::Error {
+    let places: Vec<String> = search_path(opts)
         .iter()
         .map(|(d, why)| format!("  {} ({why})", d.display()))
         .collect();
@@ -209,16 +263,11 @@ pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     if opts.synthetic {
         return synthetic(opts, dev);
     }
-    let dir = match locate(opts.data_dir.as_deref())? {
+    let dir = match locate(opts)? {
         Some(dir) => dir,
-        None => match download() {
+        None => match download(opts) {
             Ok(dir) => dir,
-            Err(e) => {
-                return Err(not_found_error(
-                    opts.data_dir.as_deref(),
-                    Some(format!("{e:#}")),
-                ))
-            }
+            Err(e) => return Err(not_found_error(opts, Some(format!("{e:#}")))),
         },
     };
     load_dir(&dir, opts, dev)
@@ -244,14 +293,34 @@ pub fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset>
         })?;
         Ok((path, bytes))
     };
+    // The content must be Fashion-MNIST's, checked after its structure (so
+    // that a damaged file gets the more telling message).
+    let verify = |path: &Path, name: &str, bytes: &[u8]| -> Result<()> {
+        let found = hex(&Sha256::digest(bytes));
+        let want = pinned(name);
+        if opts.unpinned || found == want {
+            return Ok(());
+        }
+        bail!(
+            "{}: its content is not Fashion-MNIST's {name}: SHA-256 {found}, expected {want} \
+             (a different version, or a damaged or altered copy). Delete it and reinstall \
+             (`apt-get install --reinstall dataset-fashion-mnist`) or re-download it, or pass \
+             --data-dir DIR with the original files",
+            path.display()
+        )
+    };
     let (p, b) = read(FILES[0])?;
     let train_images = parse_images(&b, &p, TRAIN_SIZE)?;
+    verify(&p, FILES[0], &b)?;
     let (p, b) = read(FILES[1])?;
     let train_labels = parse_labels(&b, &p, TRAIN_SIZE)?;
+    verify(&p, FILES[1], &b)?;
     let (p, b) = read(FILES[2])?;
     let test_images = parse_images(&b, &p, TEST_SIZE)?;
+    verify(&p, FILES[2], &b)?;
     let (p, b) = read(FILES[3])?;
     let test_labels = parse_labels(&b, &p, TEST_SIZE)?;
+    verify(&p, FILES[3], &b)?;
     let raw = RawData {
         train_images,
         train_labels,
@@ -326,6 +395,7 @@ impl RawData {
                 train_examples: train_n,
                 test_examples: test_n,
                 validation_examples: val_idx.len(),
+                unpinned: opts.unpinned,
             },
         })
     }
@@ -372,14 +442,16 @@ fn subset(requested: Option<usize>, available: usize, flag: &str) -> Result<usiz
     }
 }
 
-/// Where the original Fashion-MNIST files are published (Zalando Research).
-const UPSTREAM: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
+/// Where the original Fashion-MNIST files are published (Zalando Research's
+/// repository, over HTTPS; the content is verified against
+/// [`PINNED_SHA256`] whatever the transport).
+const UPSTREAM: &str = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion";
 
 /// Downloads the four original files into the cache directory with `curl`
 /// (which draws its own progress bar), validates them, and returns the
 /// directory. Nothing is left in the cache unless all four arrived.
-fn download() -> Result<PathBuf> {
-    if std::env::var_os("DROP_EXP_NO_DOWNLOAD").is_some() {
+fn download(opts: &DataOptions) -> Result<PathBuf> {
+    if opts.no_download {
         bail!("download disabled by $DROP_EXP_NO_DOWNLOAD");
     }
     let dir = cache_dir().context("no user cache directory on this system")?;
@@ -409,7 +481,8 @@ fn download() -> Result<PathBuf> {
                 bail!("curl could not fetch {UPSTREAM}/{file} ({status})");
             }
         }
-        // Validate before the files become visible to later runs.
+        // Validate (structure and pinned content) before the files become
+        // visible to later runs.
         load_dir(&staging, &DataOptions::default(), &Device::Cpu)?;
         Ok(())
     })();
@@ -462,7 +535,11 @@ fn synthetic(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     .into_dataset(
         "synthetic".into(),
         vec![("synthetic-v1".into(), "0".into())],
-        opts,
+        // Not Fashion-MNIST, and recorded as such.
+        &DataOptions {
+            unpinned: true,
+            ..opts.clone()
+        },
         dev,
     )
 }

@@ -171,7 +171,7 @@ impl Longer {
                 })
                 .collect::<Vec<_>>()
         };
-        let cols = self.settings.lrs.len().min(3);
+        let cols = self.settings.lrs.len().min(2);
         plot::save(
             &r.out.join("loss.png"),
             &Panels {
@@ -190,7 +190,20 @@ impl Longer {
                     "Exercise {}: generalisation gap, train minus test accuracy, both in evaluation mode",
                     SPEC.number
                 ),
-                panels: per_lr(|e| e.train_eval_acc - e.test_acc, 100.0, false),
+                panels: {
+                    // One scale for every learning rate.
+                    let mut panels = per_lr(|e| e.train_eval_acc - e.test_acc, 100.0, false);
+                    let ranges: Vec<(f64, f64)> =
+                        panels.iter().map(|p| p.data_y_range()).collect();
+                    let shared = (
+                        ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
+                        ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max),
+                    );
+                    for p in &mut panels {
+                        p.y_range = Some(shared);
+                    }
+                    panels
+                },
                 cols,
             },
         )?;

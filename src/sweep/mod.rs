@@ -66,6 +66,49 @@ pub struct StoredRun {
     pub finished_at: String,
 }
 
+impl StoredRun {
+    /// Whether two stored copies of a run hold the same results, bit for
+    /// bit (a NaN loss equal to itself): every metric of every epoch, the
+    /// diverged flag and the measurements; the timing columns, the machine
+    /// and the time it finished may differ.
+    pub fn same_results(&self, other: &StoredRun) -> bool {
+        fn bits(x: f64) -> u64 {
+            // JSON carries no NaN payload: every stored NaN reads back as
+            // the same one.
+            if x.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                x.to_bits()
+            }
+        }
+        let key = |e: &crate::train::EpochRow| {
+            (
+                e.epoch,
+                [
+                    e.train_loss,
+                    e.train_acc,
+                    e.test_loss,
+                    e.test_acc,
+                    e.train_eval_acc,
+                ]
+                .map(bits),
+                [e.val_loss, e.val_acc].map(|v| v.map(bits)),
+            )
+        };
+        self.spec.config == other.spec.config
+            && self.spec.seed == other.spec.seed
+            && self.data_digest == other.data_digest
+            && self.diverged == other.diverged
+            && self.extra == other.extra
+            && self.rows.len() == other.rows.len()
+            && self
+                .rows
+                .iter()
+                .zip(&other.rows)
+                .all(|(a, b)| key(a) == key(b))
+    }
+}
+
 /// What a worker returns for one run.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -275,6 +318,7 @@ pub fn execute(
     worker: Option<&Worker>,
     on_done: &(dyn Fn() -> Result<()> + Sync),
 ) -> Result<SweepOutcome> {
+    let started = std::time::SystemTime::now();
     let digest = data.identity.digest();
     let stored = |s: &RunSpec| run_path(&opts.out, &s.key(&digest)).is_file();
     let owned: Vec<&RunSpec> = specs
@@ -317,6 +361,7 @@ pub fn execute(
         failures: Mutex::new(Vec::new()),
         done_lock: Mutex::new(()),
         trained: AtomicUsize::new(0),
+        started,
     };
     // First pass: every run nobody else holds. Second: wait for the runs
     // another process held, and train those it did not finish (one by one).
@@ -357,7 +402,7 @@ pub fn execute(
         let spec = item[0];
         let claim = Claim::take(&opts.out, &spec.key(&digest), true)?
             .expect("a blocking lock is always taken");
-        sweep.run_claimed(spec, claim, false)
+        sweep.run_claimed(spec, claim, opts.force)
     });
     bars.finish();
     let trained = sweep.trained.into_inner();
@@ -380,9 +425,21 @@ struct Sweep<'a> {
     failures: Mutex<Vec<Failure>>,
     done_lock: Mutex<()>,
     trained: AtomicUsize,
+    /// When this invocation began: with `force`, a run stored after it was
+    /// redone by a concurrent invocation, and is not redone again.
+    started: std::time::SystemTime,
 }
 
 impl Sweep<'_> {
+    /// Whether the run at `path` needs no training: stored, and (with
+    /// `force`) stored during this invocation, by a concurrent one.
+    fn done(&self, path: &Path, force: bool) -> bool {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        !force || meta.modified().is_ok_and(|t| t >= self.started)
+    }
+
     /// Calls `f` on each item (runs trained together), `jobs` at a time;
     /// an error is recorded as the failure of each of the item's runs.
     fn in_parallel<'s>(
@@ -422,7 +479,7 @@ impl Sweep<'_> {
     /// it is stored already; then refreshes the outputs.
     fn run_claimed(&self, spec: &RunSpec, claim: Claim, force: bool) -> Result<()> {
         let path = run_path(&self.opts.out, &spec.key(self.digest));
-        if !force && path.is_file() {
+        if self.done(&path, force) {
             return Ok(()); // finished by another process meanwhile
         }
         let mut bar = self.bars.run_bar(
@@ -440,7 +497,7 @@ impl Sweep<'_> {
         let path = |s: &RunSpec| run_path(&self.opts.out, &s.key(self.digest));
         let claimed: Vec<_> = claimed
             .into_iter()
-            .filter(|(s, _)| force || !path(s).is_file())
+            .filter(|(s, _)| !self.done(&path(s), force))
             .collect();
         let mut bars: Vec<_> = claimed
             .iter()
@@ -557,13 +614,7 @@ pub fn merge_runs(dest: &Path, sources: &[PathBuf]) -> Result<usize> {
                 let a: StoredRun = serde_json::from_slice(&existing)?;
                 let b: StoredRun = serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is not a valid stored run", path.display()))?;
-                let strip = |r: &StoredRun| -> Vec<(usize, f64, f64, f64, f64)> {
-                    r.rows
-                        .iter()
-                        .map(|x| (x.epoch, x.train_loss, x.train_acc, x.test_loss, x.test_acc))
-                        .collect()
-                };
-                if strip(&a) != strip(&b) {
+                if !a.same_results(&b) {
                     bail!(
                         "{} and {} hold different results for the same run; remove one of them",
                         target.display(),

@@ -119,6 +119,70 @@ fn missing_data_lists_places_and_fixes() {
         .stderr(contains("train-images-idx3-ubyte"));
 }
 
+/// A copy of Fashion-MNIST with one label changed (structure intact) is
+/// rejected before training, naming the file and both digests; the hidden
+/// opt-out accepts it and records that it did. Skipped when Fashion-MNIST
+/// is not installed.
+#[test]
+fn altered_data_is_rejected_by_its_digest() {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if !dir.join("train-labels-idx1-ubyte.gz").is_file() {
+        eprintln!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    for name in [
+        "train-images-idx3-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let gz = format!("{name}.gz");
+        std::fs::copy(dir.join(&gz), tmp.path().join(&gz)).unwrap();
+    }
+    let gz = std::fs::read(dir.join("train-labels-idx1-ubyte.gz")).unwrap();
+    let mut labels = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut labels).unwrap();
+    labels[100] = (labels[100] + 1) % 10; // still a valid label
+    std::fs::write(tmp.path().join("train-labels-idx1-ubyte"), &labels).unwrap();
+    let quick = [
+        "--epochs",
+        "1",
+        "--train-subset",
+        "500",
+        "--test-subset",
+        "200",
+    ];
+    bin()
+        .arg("run")
+        .args(quick)
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(tmp.path().join("r"))
+        .assert()
+        .failure()
+        .stderr(contains("train-labels-idx1-ubyte"))
+        .stderr(contains(
+            "expected bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ))
+        .stderr(contains("--reinstall"));
+    assert!(!tmp.path().join("r").join("metrics.csv").exists());
+    let out = tmp.path().join("accepted");
+    bin()
+        .arg("run")
+        .args(quick)
+        .arg("--unpinned-data")
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(json["data"]["unpinned"], true, "{json}");
+}
+
 #[test]
 fn corrupt_data_names_the_file() {
     let tmp = TempDir::new().unwrap();

@@ -7,5 +7,6 @@ mod check;
 mod cli;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod props;
 mod sweeps;
 mod util;

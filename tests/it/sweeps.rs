@@ -303,6 +303,36 @@ fn concurrent_invocations_train_each_run_once() {
         .filter(|n| n.to_string_lossy().ends_with(".lock"))
         .collect();
     assert!(leftovers.is_empty(), "lock files left: {leftovers:?}");
+    // Two concurrent `--force` invocations redo each stored run once
+    // between them, not once each.
+    let force = |out: &Path| {
+        std::process::Command::new(&exe)
+            .arg("swap-rates")
+            .args(args)
+            .arg("--force")
+            .arg("--out")
+            .arg(out)
+            .env("DROP_EXP_NO_DOWNLOAD", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (force(&shared), force(&shared));
+    let mut redone = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        redone += err
+            .split("swap-rates: trained ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no count of trained runs in:\n{err}"));
+    }
+    assert_eq!(redone, 12, "each run redone once under --force");
+    same_outputs(&alone, &shared);
 }
 
 #[test]
@@ -777,4 +807,64 @@ fn identical_runs_are_adopted_from_sibling_experiments() {
         .stderr(contains("trained 0 run(s)"));
     exercise("compare-wd", &alone, &["--weight-decays", "0"]).stderr(contains("trained 4 run(s)"));
     same_outputs(&shared.join("compare-wd"), &alone.join("compare-wd"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// Merges compare stored runs bit for bit, a diverged run's NaN losses
+/// included: a sharded sweep with diverging runs merges twice into the same
+/// folder, and two copies of one folder merge into one.
+#[test]
+fn merges_are_exact_with_diverged_runs() {
+    let tmp = TempDir::new().unwrap();
+    let shard = |k: usize| {
+        let out = tmp.path().join(format!("part{k}"));
+        bin()
+            .arg("longer")
+            .args(["--synthetic", "--validation", "200", "--seeds", "2"])
+            .args(["--epochs", "3", "--lr", "1e30", "--shard"])
+            .arg(format!("{k}/2"))
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        out
+    };
+    let (a, b) = (shard(1), shard(2));
+    let merged = tmp.path().join("merged");
+    for _ in 0..2 {
+        bin()
+            .args(["merge", "--out"])
+            .arg(&merged)
+            .arg(&a)
+            .arg(&b)
+            .assert()
+            .success();
+    }
+    assert!(
+        read(&merged.join("runs.csv")).contains("true"),
+        "a diverged run"
+    );
+    let copy = tmp.path().join("copy");
+    copy_dir(&merged, &copy);
+    bin()
+        .args(["merge", "--out"])
+        .arg(tmp.path().join("again"))
+        .arg(&merged)
+        .arg(&copy)
+        .assert()
+        .success()
+        .stderr(contains("merged 2 folders"));
+    same_outputs(&merged, &tmp.path().join("again"));
 }
