@@ -247,6 +247,13 @@ impl Group<'_> {
             .filter(|(_, m)| m.final_acc <= COLLAPSED_ACC)
             .count()
     }
+    /// Whether these are runs of a confirmation on fresh seeds (see
+    /// [`crate::sweep::FRESH_SEED_BASE`]).
+    pub fn is_confirmation(&self) -> bool {
+        self.runs
+            .iter()
+            .all(|r| r.spec.seed >= crate::sweep::FRESH_SEED_BASE)
+    }
     /// Runs with at least one training-loss spike, diverged runs included.
     pub fn spiked(&self) -> usize {
         self.runs

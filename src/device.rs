@@ -56,7 +56,7 @@ pub struct Compute {
 
 /// Cohort size on the CPU when none is asked for: one, each run alone
 /// (through the same buffer-reusing trainer). Measured on this project's
-/// 2-core machine (README, "Speed"), cohorts trained a 15-run sweep no
+/// 2-core machine (docs/performance.md), cohorts trained a 15-run sweep no
 /// faster than runs one by one (0.99x), while a kill -9 loses every run of
 /// the cohorts in progress; `--batch-runs R` turns them on.
 pub const DEFAULT_BATCH_RUNS_CPU: usize = 1;
@@ -68,9 +68,10 @@ impl Compute {
     /// Why two: a step's two half-batches then run at once, which is where a
     /// second thread pays (more threads only go to each half's matrix
     /// products, whose multi-threading gains little at these sizes). Measured
-    /// on this project's 2-core machine (README, "Speed"): 0.50 s per epoch
-    /// with two threads against 0.73 s with one, and 0.77 s with two when
-    /// another process holds a core.
+    /// by an earlier session on this project's 2-core machine: 0.50 s per
+    /// epoch with two threads against 0.73 s with one, and 0.77 s with two
+    /// when another process holds a core (docs/performance.md has the later
+    /// side-by-side figures).
     pub fn single(req: ComputeRequest) -> Result<Self> {
         let total = req
             .threads

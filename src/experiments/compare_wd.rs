@@ -336,7 +336,7 @@ impl CompareWd {
         s
     }
 
-    /// `wd.png`: headline accuracy against weight decay, with and without
+    /// `wd.png`: end-of-training accuracy against weight decay, with and without
     /// dropout, one panel per learning rate.
     fn wd_figure(&self, r: &Finished) -> Result<()> {
         let panels = self

@@ -13,7 +13,7 @@ use crate::contrast::{self, Contrast, ContrastRow, Verdict};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
-use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions};
+use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions, FRESH_SEED_BASE};
 
 /// What a finished sweep answers, for `drop-exp report`.
 #[derive(Debug, Clone)]
@@ -269,10 +269,6 @@ fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(String, u32)> {
     }
     want
 }
-
-/// First seed of a confirmation on fresh seeds: above every seed a sweep can
-/// have (`seeds` and `max_seeds` are 32-bit, so sweeps use seeds below 2^32).
-pub const FRESH_SEED_BASE: u64 = 1 << 32;
 
 /// The runs of an experiment's confirmation on fresh seeds (empty if it has
 /// none, or the main sweep is not complete).

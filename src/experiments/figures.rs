@@ -192,11 +192,11 @@ pub fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
     }
 }
 
-/// The axis label of the headline accuracy.
+/// The axis label of the peak accuracy (test accuracy at the validation-selected epoch).
 pub const HEADLINE_AXIS: &str =
     "test accuracy (%) at the epoch selected on validation, 95% CI over seeds";
 
-/// The headline accuracy of every configuration, in percent, with its 95%
+/// The peak accuracy of every configuration, in percent, with its 95%
 /// interval over seeds (none from fewer than 3 runs).
 pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
     let colors = config_colors(r);
@@ -224,7 +224,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
     )
 }
 
-/// A line over categories (x = 0, 1, ...) of the headline accuracy (%) of
+/// A line over categories (x = 0, 1, ...) of the peak or end-of-training accuracy (%) of
 /// the configurations labelled `labels`, with 95% CI bars.
 pub fn headline_line(
     r: &Finished,

@@ -40,7 +40,7 @@
 //! seeds; then the confirmation on fresh seeds (from 2^32 up, beyond any
 //! sweep's seeds).
 //!
-//! Outputs (besides the common CSVs): `accuracy.png` (headline accuracy per
+//! Outputs (besides the common CSVs): `accuracy.png` (peak accuracy per
 //! configuration, 95% CI, the baseline first), `effects.png`, `curves.png`,
 //! `verdict.md`.
 
@@ -133,20 +133,30 @@ impl OtherNoise {
     /// dropout controls), the configuration of the main sweep with the best
     /// mean validation accuracy (at each run's selected epoch), if
     /// validation was measured. A tie goes to the baseline.
-    fn validation_winner<'a>(&self, summary: &'a [SummaryRow]) -> Option<&'a SummaryRow> {
+    fn validation_winner<'a>(&self, r: &'a Finished) -> Option<&'a SummaryRow> {
         let base = self.baseline_label();
-        let others = summary.iter().filter(|s| {
-            s.config.train.layers[0].kind() != RegKind::Dropout && !s.config.label.ends_with(FRESH)
-        });
+        // The main sweep's configurations (a confirmation's are told apart
+        // by their seeds, not their labels).
+        let main: Vec<&SummaryRow> = r
+            .groups
+            .iter()
+            .zip(&r.summary)
+            .filter(|(g, _)| !g.is_confirmation())
+            .map(|(_, s)| s)
+            .collect();
+        let others = main
+            .iter()
+            .copied()
+            .filter(|s| s.config.train.layers[0].kind() != RegKind::Dropout);
         // `max_by` keeps the last of equal maxima: the baseline comes last.
         others
-            .chain(summary.iter().filter(|s| s.config.label == base))
+            .chain(main.iter().copied().filter(|s| s.config.label == base))
             .filter(|s| s.val_acc_mean.is_finite())
             .max_by(|a, b| a.val_acc_mean.total_cmp(&b.val_acc_mean))
     }
 }
 
-/// Suffix of the labels of the confirmation's runs.
+/// Suffix of the labels of the confirmation's runs (presentation only).
 const FRESH: &str = " [fresh seeds]";
 
 impl Experiment for OtherNoise {
@@ -216,7 +226,7 @@ impl Experiment for OtherNoise {
     /// The validation winner against the baseline, retrained on fresh
     /// seeds; nothing when the baseline itself wins on validation.
     fn confirm(&self, r: &Finished) -> Option<Confirmation> {
-        let winner = self.validation_winner(&r.summary)?;
+        let winner = self.validation_winner(r)?;
         let base = self.baseline_label();
         if winner.config.label == base {
             return None;
@@ -271,7 +281,7 @@ impl Experiment for OtherNoise {
             |g| {
                 (g.label != baseline).then(|| {
                     let kind = g.config.layers[0].kind();
-                    if g.label.ends_with(FRESH) {
+                    if g.is_confirmation() {
                         "confirmation on fresh seeds".to_string()
                     } else if kind == RegKind::Dropout {
                         "constant dropout at annealed's mean rate".to_string()
@@ -296,7 +306,7 @@ impl OtherNoise {
     /// What the confirmation on fresh seeds says, in a sentence.
     fn confirmation_sentence(&self, r: &Finished) -> String {
         let base = self.baseline_label();
-        let Some(winner) = self.validation_winner(&r.summary) else {
+        let Some(winner) = self.validation_winner(r) else {
             return "Without a validation split no configuration is chosen (the test set never chooses); nothing is confirmed.".into();
         };
         if winner.config.label == base {

@@ -26,6 +26,11 @@ use crate::train::{EpochRow, TrainHook};
 mod plan;
 pub use plan::cohorts;
 
+/// First seed of a confirmation on fresh seeds: above every seed a sweep can
+/// have (`seeds` and `max_seeds` are 32-bit, so sweeps use seeds below 2^32).
+/// A run's seed tells whether it confirms; its label is only presentation.
+pub const FRESH_SEED_BASE: u64 = 1 << 32;
+
 /// One unit of work: a labelled configuration and a seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
