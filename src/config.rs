@@ -261,6 +261,71 @@ pub fn overlay(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// One layer of settings and where it came from (for messages): the
+/// exercise's file, a preset, the user's `--config`, a `--set`, the flags.
+pub struct Layer {
+    pub source: String,
+    pub table: toml::Table,
+}
+
+impl Layer {
+    pub fn new(source: impl Into<String>, table: toml::Table) -> Self {
+        Self {
+            source: source.into(),
+            table,
+        }
+    }
+
+    /// The user's `--config` file.
+    pub fn file(path: &std::path::Path) -> Result<Self> {
+        Ok(Self::new(path.display().to_string(), read_toml(path)?))
+    }
+
+    /// A preset or override written as TOML text in the source.
+    pub fn text(source: impl Into<String>, text: &str) -> Self {
+        let source = source.into();
+        let table =
+            toml::from_str(text).unwrap_or_else(|e| panic!("{source} is not valid TOML: {e}"));
+        Self::new(source, table)
+    }
+}
+
+/// The one way settings are layered, for every command: `layers` applied in
+/// order on top of `table`. A key that `known` rejects is an error naming
+/// the layer and listing `known_keys`; after each non-empty layer, `build`
+/// makes the result from the settings so far, and its error names the layer
+/// that brought the bad value. Returns the last result (`build` of `table`
+/// alone when no layer has anything).
+pub fn resolve<T>(
+    mut table: toml::Table,
+    layers: Vec<Layer>,
+    known: &dyn Fn(&str) -> bool,
+    known_keys: &[&str],
+    mut build: impl FnMut(toml::Table) -> Result<T>,
+) -> Result<T> {
+    let mut built = None;
+    for layer in layers {
+        if layer.table.is_empty() {
+            continue;
+        }
+        if let Some(k) = layer.table.keys().find(|k| !known(k)) {
+            anyhow::bail!(
+                "{}: unknown key `{k}`; known keys: {}",
+                layer.source,
+                known_keys.join(", ")
+            );
+        }
+        overlay(&mut table, layer.table);
+        built = Some(
+            build(table.clone()).with_context(|| format!("{}: invalid settings", layer.source))?,
+        );
+    }
+    match built {
+        Some(b) => Ok(b),
+        None => build(table),
+    }
+}
+
 /// Reads a TOML file as a table; the error names the file.
 pub fn read_toml(path: &std::path::Path) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path)

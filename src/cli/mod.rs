@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod values;
@@ -522,30 +522,17 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
 fn run_options(a: RunArgs) -> Result<RunOptions> {
     let mut table = config::defaults_table();
     table.retain(|k, _| TrainConfig::is_field(k));
-    let mut sources = vec![];
+    let mut layers = Vec::new();
     if let Some(path) = &a.config {
-        sources.push((path.display().to_string(), config::read_toml(path)?));
+        layers.push(Layer::file(path)?);
     }
-    for t in a.set {
-        sources.push(("--set".to_string(), t));
-    }
-    for (source, t) in sources {
-        if let Some(k) = t.keys().find(|k| !TrainConfig::is_field(k)) {
-            let known: Vec<&String> = table.keys().collect();
-            bail!(
-                "{source}: unknown configuration key `{k}`; known keys: {}",
-                known
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        config::overlay(&mut table, t);
-    }
-    let mut cfg: TrainConfig = table
-        .try_into()
-        .context("invalid configuration from --config/--set")?;
+    layers.extend(a.set.into_iter().map(|t| Layer::new("--set", t)));
+    let keys: Vec<String> = table.keys().cloned().collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut cfg: TrainConfig =
+        config::resolve(table, layers, &TrainConfig::is_field, &keys, |t| {
+            Ok(t.try_into()?)
+        })?;
     if let Some(kind) = a.reg {
         cfg.layers = cfg.layers.map(|l| kind.with(l.p()));
     }

@@ -66,6 +66,8 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         help: "Comma-separated weight decays (lambda >= 0); 0 is always included as the baseline",
         value: FlagValue::NonNegatives,
     }],
+    // `--lr X` (or `lr` in a file) trains at X only.
+    user_layer: super::spec::lr_replaces_lrs,
     build: |common, table| Ok(Box::new(CompareWd::new(common, parse(table)?))),
 };
 

@@ -61,6 +61,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: QUICK,
     figures: &["effects.png", "rates.png"],
     flags: &[],
+    user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(DropConnectExp::new(common, parse(table)?))),
 };
 

@@ -62,6 +62,8 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: "seeds = 2\nepochs = 10\ntrain_subset = 20000\ntest_subset = 5000\nlrs = [0.5, 0.1]\n",
     figures: &["effects.png", "curves.png", "gap.png"],
     flags: &[],
+    // `--lr X` (or `lr` in a file) trains at X only.
+    user_layer: super::spec::lr_replaces_lrs,
     build: |common, table| Ok(Box::new(Longer::new(common, parse(table)?))),
 };
 

@@ -72,6 +72,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: QUICK,
     figures: &["effects.png", "accuracy.png"],
     flags: &[],
+    user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(OtherNoise::new(common, parse(table)?))),
 };
 

@@ -6,8 +6,6 @@
 //! [`Common`] the sweep, and the rest belong to the exercise, whose settings
 //! type rejects what it does not know.
 
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -164,36 +162,7 @@ pub fn parse<T: DeserializeOwned + CheckSettings>(table: toml::Table) -> Result<
     Ok(own)
 }
 
-/// One layer of settings and where it came from (for messages).
-pub struct Layer {
-    pub source: String,
-    pub table: toml::Table,
-}
-
-impl Layer {
-    pub fn new(source: impl Into<String>, table: toml::Table) -> Self {
-        Self {
-            source: source.into(),
-            table,
-        }
-    }
-
-    /// The user's `--config` file.
-    pub fn file(path: &Path) -> Result<Self> {
-        Ok(Self::new(
-            path.display().to_string(),
-            config::read_toml(path)?,
-        ))
-    }
-
-    /// A preset or override written as TOML text in the source.
-    pub fn text(source: impl Into<String>, text: &str) -> Self {
-        let source = source.into();
-        let table =
-            toml::from_str(text).unwrap_or_else(|e| panic!("{source} is not valid TOML: {e}"));
-        Self::new(source, table)
-    }
-}
+pub use crate::config::Layer;
 
 /// Builds the exercise `spec` from its defaults with `layers` on top
 /// (presets, the user's file, flags, in that order).
@@ -209,52 +178,29 @@ pub fn resolve(spec: &ExerciseSpec, layers: Vec<Layer>) -> Result<Box<dyn Experi
             || own_keys.iter().any(|o| o == k)
             || spec.flags.iter().any(|f| f.key == k)
     };
-    let mut table = config::defaults_table();
-    let mut exp = None;
-    // Each layer is checked as it is applied, so an error names the file
-    // (or flags) that brought the bad value.
-    for (i, layer) in std::iter::once(own).chain(layers).enumerate() {
-        if layer.table.is_empty() {
-            continue;
+    let table = config::defaults_table();
+    let base_keys: Vec<String> = table.keys().cloned().collect();
+    let mut known_keys: Vec<&str> = Common::KEYS.to_vec();
+    for k in base_keys
+        .iter()
+        .map(String::as_str)
+        .chain(own_keys.iter().map(String::as_str))
+        .chain(spec.flags.iter().map(|f| f.key))
+    {
+        if !known_keys.contains(&k) {
+            known_keys.push(k);
         }
-        if let Some(k) = layer.table.keys().find(|k| !known(k)) {
-            let mut keys: Vec<&str> = Common::KEYS.to_vec();
-            for k in table
-                .keys()
-                .map(String::as_str)
-                .chain(spec.flags.iter().map(|f| f.key))
-            {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-            bail!(
-                "{}: unknown key `{k}` for `{}`; known keys: {}",
-                layer.source,
-                spec.name,
-                keys.join(", ")
-            );
-        }
-        let mut layer = layer;
-        // An exercise that sweeps learning rates (`lrs`) trains only at a
-        // rate the user names with `lr` (flag or file) without `lrs`.
-        if i > 0 && own_keys.iter().any(|k| k == "lrs") {
-            if let (Some(lr), false) = (
-                layer.table.get("lr").cloned(),
-                layer.table.contains_key("lrs"),
-            ) {
-                layer
-                    .table
-                    .insert("lrs".into(), toml::Value::Array(vec![lr]));
-            }
-        }
-        config::overlay(&mut table, layer.table);
-        exp =
-            Some(build(spec, table.clone()).with_context(|| {
-                format!("{}: invalid settings for `{}`", layer.source, spec.name)
-            })?);
     }
-    Ok(exp.expect("the exercise's own layer is never empty"))
+    // The user's layers pass through the exercise's own reading of them
+    // (for example, a single `lr` replacing a sweep of rates).
+    let layers = std::iter::once(own)
+        .chain(layers.into_iter().map(|mut l| {
+            (spec.user_layer)(&mut l.table);
+            l
+        }))
+        .collect();
+    config::resolve(table, layers, &known, &known_keys, |t| build(spec, t))
+        .with_context(|| format!("settings of `{}`", spec.name))
 }
 
 /// Splits a merged table into common settings and the exercise's own, and

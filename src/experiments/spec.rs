@@ -29,6 +29,9 @@ pub struct ExerciseSpec {
     pub figures: &'static [&'static str],
     /// Flags of its own, each setting one settings key.
     pub flags: &'static [Flag],
+    /// How it reads a layer of the user's settings before it is applied
+    /// (most exercises: as it is, [`as_given`]).
+    pub user_layer: fn(&mut toml::Table),
     /// Builds it from the common settings and the remaining keys.
     pub build: fn(Common, toml::Table) -> Result<Box<dyn Experiment>>,
 }
@@ -59,6 +62,17 @@ pub enum FlagValue {
     Probabilities,
     /// A comma-separated list of finite numbers >= 0.
     NonNegatives,
+}
+
+/// A layer of the user's settings, as given.
+pub fn as_given(_: &mut toml::Table) {}
+
+/// For exercises that sweep learning rates (`lrs`): a layer that names one
+/// rate `lr` without `lrs` trains at that rate only.
+pub fn lr_replaces_lrs(layer: &mut toml::Table) {
+    if let (Some(lr), false) = (layer.get("lr").cloned(), layer.contains_key("lrs")) {
+        layer.insert("lrs".into(), toml::Value::Array(vec![lr]));
+    }
 }
 
 /// The quick preset most exercises share: minutes, not answers.

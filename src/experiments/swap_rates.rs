@@ -57,6 +57,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         help: "Sweep every (p1, p2) pair of this comma-separated list of rates, and draw a heatmap",
         value: FlagValue::Probabilities,
     }],
+    user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(SwapRates::new(common, parse(table)?))),
 };
 

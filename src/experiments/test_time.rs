@@ -53,6 +53,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: QUICK,
     figures: &["effects.png", "mc.png"],
     flags: &[],
+    user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(TestTime::new(common, parse(table)?))),
 };
 

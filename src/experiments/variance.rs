@@ -72,6 +72,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         help: "Also draw variance.png (a panel per hidden layer)",
         value: FlagValue::Switch,
     }],
+    user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(Variance::new(common, parse(table)?))),
 };
 
