@@ -128,11 +128,7 @@ impl CompareWd {
 
     /// The learning rate of the accuracy questions: the sweep's smallest.
     fn stable_lr(&self) -> f64 {
-        self.settings
-            .lrs
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
+        super::stable_lr(&self.settings.lrs)
     }
     /// The weight decays above 0.
     fn decays(&self) -> Vec<f64> {

@@ -267,11 +267,7 @@ impl Longer {
 
     /// The learning rate of the accuracy questions: the sweep's smallest.
     fn stable_lr(&self) -> f64 {
-        self.settings
-            .lrs
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
+        super::stable_lr(&self.settings.lrs)
     }
 
     /// The rates without dropout, if swept.

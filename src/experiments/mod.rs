@@ -198,6 +198,13 @@ pub fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainCo
         .collect()
 }
 
+/// The smallest of the learning rates an exercise sweeps: the one its
+/// accuracy questions are read at, where training without dropout is
+/// stable (exercises 2 and 5).
+pub fn stable_lr(lrs: &[f64]) -> f64 {
+    lrs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 /// The first configuration against each of the others.
 pub fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(String, String)> {
     configs

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use predicates::str::contains;
 use tempfile::TempDir;
 
-use crate::util::bin;
+use crate::util::{bin, fashion_mnist};
 
 /// `run` on the synthetic data into `out`, with extra flags.
 fn run_synthetic(out: &Path, extra: &[&str]) {
@@ -125,11 +125,9 @@ fn missing_data_lists_places_and_fixes() {
 /// is not installed.
 #[test]
 fn altered_data_is_rejected_by_its_digest() {
-    let dir = Path::new("/usr/share/datasets/fashion-mnist");
-    if !dir.join("train-labels-idx1-ubyte.gz").is_file() {
-        eprintln!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+    let Some(dir) = fashion_mnist() else {
         return;
-    }
+    };
     let tmp = TempDir::new().unwrap();
     for name in [
         "train-images-idx3-ubyte",
@@ -361,11 +359,9 @@ fn completions_for_each_shell() {
 /// 0.775 for seed 0 here. Skipped when Fashion-MNIST is not installed.
 #[test]
 fn real_data_one_epoch_beats_book_floor() {
-    let dir = Path::new("/usr/share/datasets/fashion-mnist");
-    if !dir.join("train-images-idx3-ubyte.gz").is_file() {
-        eprintln!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+    let Some(dir) = fashion_mnist() else {
         return;
-    }
+    };
     let tmp = TempDir::new().unwrap();
     let out = tmp.path().join("r");
     bin()

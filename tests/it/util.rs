@@ -53,3 +53,15 @@ pub fn png_size(p: &Path) -> (u32, u32) {
         u32::from_be_bytes(b[20..24].try_into().unwrap()),
     )
 }
+
+/// Debian's Fashion-MNIST, if installed (CI installs it); `None` says why a
+/// real-data test is skipped.
+pub fn fashion_mnist() -> Option<&'static Path> {
+    let dir = Path::new("/usr/share/datasets/fashion-mnist");
+    if dir.join("train-images-idx3-ubyte.gz").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+        None
+    }
+}
