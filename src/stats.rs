@@ -190,14 +190,16 @@ pub fn below_margin_p(diff: f64, se: f64, df: f64, margin: f64) -> f64 {
     }
 }
 
-/// Points of the chi-square distribution with `df` degrees of freedom at
-/// the midpoints of `m` equal-probability slices: an expectation over the
-/// distribution becomes a mean over these points.
-fn chi2_nodes(df: f64, m: usize) -> Vec<f64> {
+/// The expectation of `f(V)` for V chi-square with `df` degrees of freedom
+/// (the sample variance's distribution, scaled), as the mean of `f` at the
+/// midpoints of 400 equal-probability slices.
+fn over_chi2(df: f64, f: impl Fn(f64) -> f64) -> f64 {
+    const SLICES: usize = 400;
     let d = ChiSquared::new(df).expect("df > 0");
-    (0..m)
-        .map(|i| d.inverse_cdf((i as f64 + 0.5) / m as f64))
-        .collect()
+    (0..SLICES)
+        .map(|i| f(d.inverse_cdf((i as f64 + 0.5) / SLICES as f64)))
+        .sum::<f64>()
+        / SLICES as f64
 }
 
 fn std_normal() -> Normal {
@@ -224,10 +226,7 @@ pub fn t_power(n: usize, effect: f64, sd: f64, alpha: f64, one_sided: bool) -> f
     );
     let ncp = effect.abs() * (n as f64).sqrt() / sd;
     let z = std_normal();
-    let nodes = chi2_nodes(df, 400);
-    let mean =
-        |f: &dyn Fn(f64) -> f64| nodes.iter().map(|&v| f(v)).sum::<f64>() / nodes.len() as f64;
-    mean(&|v| {
+    over_chi2(df, |v| {
         let c = crit * (v / df).sqrt();
         let upper = z.sf(c - ncp);
         if one_sided {
@@ -249,20 +248,15 @@ pub fn tost_power(n: usize, margin: f64, sd: f64, alpha: f64) -> f64 {
     let crit = t_quantile(1.0 - alpha, df);
     let root_n = (n as f64).sqrt();
     let z = std_normal();
-    let nodes = chi2_nodes(df, 400);
-    nodes
-        .iter()
-        .map(|&v| {
-            // Equivalent when |mean| + crit * s / sqrt(n) < margin.
-            let room = margin - crit * sd * (v / df).sqrt() / root_n;
-            if room <= 0.0 {
-                0.0
-            } else {
-                2.0 * z.cdf(room * root_n / sd) - 1.0
-            }
-        })
-        .sum::<f64>()
-        / nodes.len() as f64
+    over_chi2(df, |v| {
+        // Equivalent when |mean| + crit * s / sqrt(n) < margin.
+        let room = margin - crit * sd * (v / df).sqrt() / root_n;
+        if room <= 0.0 {
+            0.0
+        } else {
+            2.0 * z.cdf(room * root_n / sd) - 1.0
+        }
+    })
 }
 
 /// The fewest seeds n (at least [`MIN_RUNS_FOR_INTERVAL`], at most `cap`)

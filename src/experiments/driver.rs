@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::seed_plan::{seed_plan, want_row};
 use super::{registry, Common, Confirmation, Experiment, Finished};
 use crate::analysis::{self, Group, Metric, SummaryRow};
-use crate::contrast::{self, Contrast, ContrastRow, Verdict};
+use crate::contrast::{self, Contrast, ContrastRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
@@ -242,32 +243,6 @@ fn planned_specs(
         }
     }
     Ok(specs)
-}
-
-/// Whether a primary contrast gets planned seeds: undecided, not a rate
-/// (its runs' failures are the outcome), no run of its configurations failed.
-fn want_row(row: &ContrastRow) -> bool {
-    row.role == contrast::Role::Primary
-        && row.verdict == Some(Verdict::Undecided)
-        && !row.is_rate
-        && row.failed == 0
-}
-
-/// The seeds each configuration needs: for each contrast that
-/// [`want_row`], its plan (at most `max`, and `max` where 80% power is out
-/// of reach), for each configuration it reads; the most any contrast asks.
-fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(String, u32)> {
-    let mut want: Vec<(String, u32)> = Vec::new();
-    for row in rows.iter().filter(|r| want_row(r)) {
-        let n = row.planned_seeds().map_or(max, |n| (n as u32).min(max));
-        for label in &row.labels {
-            match want.iter_mut().find(|(l, _)| l == label) {
-                Some((_, m)) => *m = (*m).max(n),
-                None => want.push((label.clone(), n)),
-            }
-        }
-    }
-    want
 }
 
 /// The runs of an experiment's confirmation on fresh seeds (empty if it has
@@ -538,73 +513,4 @@ pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
         dest.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(id: &str, labels: &[&str], verdict: Verdict, plan: Option<usize>) -> ContrastRow {
-        ContrastRow {
-            role: contrast::Role::Primary,
-            id: id.into(),
-            question: String::new(),
-            contrast: String::new(),
-            metric: String::new(),
-            sides: contrast::Sides::Two,
-            sesoi: Some(0.005),
-            n: 5,
-            failed: 0,
-            missing: 0,
-            estimate: 0.0,
-            ci_low: Some(-0.01),
-            ci_high: Some(0.01),
-            sd: Some(0.01),
-            test: "paired t",
-            p: Some(0.5),
-            p_holm: Some(0.5),
-            p_equiv: Some(0.5),
-            verdict: Some(verdict),
-            seeds_80_detect: plan,
-            seeds_80_equiv: plan,
-            scale: 100.0,
-            unit: "points",
-            higher_is_better: Some(true),
-            labels: labels.iter().map(|l| l.to_string()).collect(),
-            is_rate: false,
-        }
-    }
-
-    /// Only the configurations of undecided, non-failing, non-rate primary
-    /// contrasts get seeds; a configuration shared by two takes the larger
-    /// plan; plans are capped at `max`, and one out of reach takes `max`.
-    #[test]
-    fn decided_contrasts_get_no_new_seeds() {
-        let mut failing = row("failing", &["f", "a"], Verdict::Undecided, Some(9));
-        failing.failed = 1;
-        let mut rate = row("rate", &["r", "a"], Verdict::Undecided, None);
-        rate.is_rate = true;
-        let mut exploratory = row("x", &["x", "a"], Verdict::Undecided, Some(9));
-        exploratory.role = contrast::Role::Exploratory;
-        let rows = [
-            row("decided", &["d1", "d2"], Verdict::Higher, None),
-            row("equivalent", &["e1", "e2"], Verdict::Equivalent, None),
-            row("small", &["a", "b"], Verdict::Undecided, Some(7)),
-            row("big", &["b", "c"], Verdict::Undecided, Some(40)),
-            row("unreachable", &["u"], Verdict::Undecided, None),
-            failing,
-            rate,
-            exploratory,
-        ];
-        let plan = seed_plan(&rows, 12);
-        assert_eq!(
-            plan,
-            vec![
-                ("a".to_string(), 7),
-                ("b".to_string(), 12),
-                ("c".to_string(), 12),
-                ("u".to_string(), 12),
-            ]
-        );
-    }
 }

@@ -15,6 +15,7 @@ pub mod longer;
 pub mod markdown;
 pub mod other_noise;
 pub mod registry;
+pub mod seed_plan;
 pub mod settings;
 pub mod spec;
 pub mod swap_rates;

@@ -291,32 +291,18 @@ fn every_command_has_an_example_in_help() {
 /// question in full; no exercise shows the shared flags' description instead.
 #[test]
 fn help_shows_each_exercise_question_from_the_registry() {
-    let top = String::from_utf8(
-        bin()
-            .arg("--help")
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone(),
-    )
-    .unwrap();
+    let help = |args: &[&str]| {
+        let out = bin().args(args).assert().success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    };
+    let top = help(&["--help"]);
     for spec in drop_exp::experiments::EXERCISES {
         let line = top
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{} ", spec.name)))
             .unwrap_or_else(|| panic!("{} missing from --help:\n{top}", spec.name));
         assert!(line.contains(spec.about), "{line}");
-        let own = String::from_utf8(
-            bin()
-                .args([spec.name, "--help"])
-                .assert()
-                .success()
-                .get_output()
-                .stdout
-                .clone(),
-        )
-        .unwrap();
+        let own = help(&[spec.name, "--help"]);
         assert!(own.starts_with(spec.about), "{}: {own}", spec.name);
         let question: String = spec
             .question
