@@ -16,9 +16,9 @@
 use serde::Serialize;
 
 use crate::config::TrainConfig;
+use crate::record::EpochRow;
+use crate::record::StoredRun;
 use crate::stats::{self, Estimate};
-use crate::sweep::StoredRun;
-use crate::train::EpochRow;
 
 /// Epochs averaged by the `last3` metric (kept in `summary.csv` for the CI
 /// regression check).
@@ -248,11 +248,11 @@ impl Group<'_> {
             .count()
     }
     /// Whether these are runs of a confirmation on fresh seeds (see
-    /// [`crate::sweep::FRESH_SEED_BASE`]).
+    /// [`crate::record::FRESH_SEED_BASE`]).
     pub fn is_confirmation(&self) -> bool {
         self.runs
             .iter()
-            .all(|r| r.spec.seed >= crate::sweep::FRESH_SEED_BASE)
+            .all(|r| r.spec.seed >= crate::record::FRESH_SEED_BASE)
     }
     /// Runs with at least one training-loss spike, diverged runs included.
     pub fn spiked(&self) -> usize {

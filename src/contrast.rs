@@ -18,8 +18,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::analysis::{Group, Metric};
+use crate::record::StoredRun;
 use crate::stats;
-use crate::sweep::StoredRun;
 
 /// The level of every primary test, after Holm's correction.
 pub const ALPHA: f64 = 0.05;
@@ -300,7 +300,7 @@ pub fn run_value(run: &StoredRun, measure: &Measure, end_k: usize) -> Option<f64
             if !complete || *from == 0 || *from > run.rows.len() {
                 return None;
             }
-            let gap = |r: &crate::train::EpochRow| r.train_eval_acc - r.test_acc;
+            let gap = |r: &crate::record::EpochRow| r.train_eval_acc - r.test_acc;
             let tail = &run.rows[run.rows.len().saturating_sub(end_k.max(1))..];
             let late = tail.iter().map(gap).sum::<f64>() / tail.len() as f64;
             Some(late - gap(&run.rows[from - 1]))

@@ -45,21 +45,21 @@ pub struct ComputeRequest {
 pub struct Compute {
     pub dev: Device,
     /// CPU threads each run uses. A training step splits its batch in two
-    /// halves (see `crate::step`); with two or more threads they run at once.
+    /// halves (see `crate::train`); with two or more threads they run at once.
     pub threads_per_run: usize,
     /// Runs trained at once.
     pub jobs: usize,
-    /// The most runs of one seed a job trains together as a cohort
-    /// ([`crate::cohort`], CPU only; 1 trains each run alone).
+    /// The most runs of one seed a job trains together as one stack
+    /// ([`crate::train`]; 1 trains each run alone).
     pub batch_runs: usize,
 }
 
-/// Cohort size on the CPU when none is asked for: one, each run alone
-/// (through the same buffer-reusing trainer). Measured on this project's
-/// 2-core machine (docs/performance.md), cohorts trained a 15-run sweep no
-/// faster than runs one by one (0.99x), while a kill -9 loses every run of
-/// the cohorts in progress; `--batch-runs R` turns them on.
-pub const DEFAULT_BATCH_RUNS_CPU: usize = 1;
+/// Stack size when none is asked for: one, each run alone. On the 2-core
+/// CPU, stacks train a sweep no faster than runs one by one
+/// (docs/performance.md), while a kill -9 loses every run of the stacks in
+/// progress; on CUDA no measurement exists yet. `--batch-runs R` turns
+/// stacks on, on either device.
+pub const DEFAULT_BATCH_RUNS: usize = 1;
 
 impl Compute {
     /// For one run (`drop-exp run`): `threads` for that run, by default two
@@ -99,12 +99,7 @@ impl Compute {
             .jobs
             .unwrap_or(if dev.is_cuda() { 1 } else { total })
             .max(1);
-        // The cohort trainer is CPU-only; on CUDA each run trains alone.
-        let batch_runs = if dev.is_cuda() {
-            1
-        } else {
-            req.batch_runs.unwrap_or(DEFAULT_BATCH_RUNS_CPU).max(1)
-        };
+        let batch_runs = req.batch_runs.unwrap_or(DEFAULT_BATCH_RUNS).max(1);
         Ok(Self {
             dev,
             threads_per_run: (total / jobs).max(1),

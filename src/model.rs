@@ -8,11 +8,14 @@
 //! After each hidden layer sits a regulariser slot ([`Regularizer`]); it is
 //! consulted only when `train` is true, so evaluation is deterministic.
 //!
-//! Training differentiates this network by hand, in [`crate::step`].
+//! The forward pass is written once, for a stack of R networks of this shape
+//! ([`forward`]: weights [R, in, out], one shared input batch): training
+//! stacks runs ([`crate::train`]) and [`Mlp::trace`] is the stack of one.
+//! Training differentiates it by hand, in `crate::train`.
 
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Shape, Tensor, Var};
 
-use crate::regularizers::{NoiseCtx, Regularizer};
+use crate::regularizers::{ActivationNoise, NoiseCtx, Regularizer};
 use crate::rng::Rng;
 
 /// Layer widths of the book's model.
@@ -41,10 +44,6 @@ impl Linear {
             b: Var::from_tensor(&Tensor::from_vec(b, fan_out, dev)?)?,
         })
     }
-
-    fn forward(&self, xs: &Tensor, w: &Tensor) -> Result<Tensor> {
-        xs.matmul(w)?.broadcast_add(self.b.as_tensor())
-    }
 }
 
 /// The activations of one forward pass, for probes (exercise 3).
@@ -55,6 +54,93 @@ pub struct Trace {
     /// Per hidden layer: output of the regulariser (equal to `relu` in eval mode).
     pub after: Vec<Tensor>,
     pub logits: Tensor,
+}
+
+/// The noise of one training step for one layer of one network.
+#[derive(Debug)]
+pub struct LayerNoise {
+    /// The mask multiplying the layer's weight matrix, if any: the layer's
+    /// own regulariser's times the previous hidden layer's outgoing mask.
+    pub w_mask: Option<Tensor>,
+    /// Noise on the layer's activations (hidden layers only), for all `n`
+    /// rows of the batch.
+    pub noise: Option<ActivationNoise>,
+}
+
+/// One layer of a stack of R networks, as a pass uses it.
+#[derive(Debug, Clone)]
+pub struct StackLayer {
+    /// Weights [R, in, out] (masked, if this step masks them).
+    pub w: Tensor,
+    /// Biases [R, 1, out].
+    pub b: Tensor,
+    /// Noise on the layer's activations, [R, n, out] (hidden layers only):
+    /// `h' = relu(z) * scale + shift`; a network without noise has ones in
+    /// `scale` and zeros in `shift`.
+    pub scale: Option<Tensor>,
+    pub shift: Option<Tensor>,
+}
+
+/// What a forward pass computed, per layer of the stack.
+#[derive(Debug)]
+pub struct Pass {
+    /// Each layer's input: the shared batch [n, 784] for the first, then
+    /// [R, n, 256].
+    pub inputs: Vec<Tensor>,
+    /// Per hidden layer, relu'(z) times the noise's scale (the factor the
+    /// backward pass multiplies by); empty unless asked for.
+    pub gates: Vec<Tensor>,
+    /// Per hidden layer, the ReLU output before the noise.
+    pub relu: Vec<Tensor>,
+    /// Logits, [R, n, 10].
+    pub logits: Tensor,
+}
+
+/// The forward pass of a stack of networks on one batch `x` ([n, 784],
+/// shared by every network of the stack): z = h W + b, and after each hidden
+/// layer h = relu(z) * scale + shift. The products are batched over the
+/// stack, each network's its own product.
+pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
+    let r = layers[0].w.dim(0)?;
+    let mut pass = Pass {
+        inputs: Vec::with_capacity(layers.len()),
+        gates: Vec::new(),
+        relu: Vec::new(),
+        logits: x.clone(),
+    };
+    let mut h = x.clone();
+    for (i, layer) in layers.iter().enumerate() {
+        // The first input is shared: a stride-0 view, not R copies.
+        let lhs = if i == 0 {
+            h.broadcast_as((r, h.dim(0)?, h.dim(1)?))?
+        } else {
+            h.clone()
+        };
+        let z = lhs.matmul(&layer.w)?.broadcast_add(&layer.b)?;
+        pass.inputs.push(h);
+        if i + 1 == layers.len() {
+            pass.logits = z;
+            return Ok(pass);
+        }
+        let relu = z.relu()?;
+        let mut out = relu.clone();
+        if gates {
+            let mut gate = relu.sign()?; // relu'(z)
+            if let Some(m) = &layer.scale {
+                gate = gate.mul(m)?;
+            }
+            pass.gates.push(gate);
+        }
+        if let Some(m) = &layer.scale {
+            out = out.mul(m)?;
+        }
+        if let Some(a) = &layer.shift {
+            out = out.add(a)?;
+        }
+        pass.relu.push(relu);
+        h = out;
+    }
+    Ok(pass)
 }
 
 #[derive(Debug)]
@@ -89,6 +175,69 @@ impl Mlp {
         self.layers.iter().flat_map(|l| [&l.w, &l.b])
     }
 
+    /// Draws a step's noise for a batch of `n`, layer by layer: the layer's
+    /// own weight mask, the previous hidden layer's mask on this layer's
+    /// weights, then the noise on its activations. Every pass draws in this
+    /// order, so a seed fixes the noise whoever draws it.
+    pub fn draw_noise(
+        &self,
+        n: usize,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Vec<LayerNoise>> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for i in 0..self.layers.len() {
+            let shape: Shape = (WIDTHS[i], WIDTHS[i + 1]).into();
+            let own = match self.slot(i) {
+                Some(slot) => slot.weight_mask(&shape, dev, ctx)?,
+                None => None,
+            };
+            // The previous hidden layer's regulariser may mask this matrix,
+            // the one that consumes its output.
+            let from_prev = match i.checked_sub(1).and_then(|j| self.slot(j)) {
+                Some(prev) => prev.outgoing_weight_mask(&shape, dev, ctx)?,
+                None => None,
+            };
+            let w_mask = match (own, from_prev) {
+                (Some(a), Some(b)) => Some(a.mul(&b)?),
+                (a, b) => a.or(b),
+            };
+            let noise = match self.slot(i) {
+                Some(slot) => slot.activation_noise(&(n, WIDTHS[i + 1]).into(), dev, ctx)?,
+                None => None,
+            };
+            out.push(LayerNoise { w_mask, noise });
+        }
+        Ok(out)
+    }
+
+    /// This network as a stack of one, with `noise` (one entry per layer)
+    /// applied, or none.
+    pub fn as_stack(&self, noise: Option<&[LayerNoise]>) -> Result<Vec<StackLayer>> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (mut w, b) = (layer.w.as_tensor().clone(), layer.b.as_tensor());
+            let (mut scale, mut shift) = (None, None);
+            if let Some(n) = noise.map(|n| &n[i]) {
+                if let Some(m) = &n.w_mask {
+                    w = w.mul(m)?;
+                }
+                match &n.noise {
+                    Some(ActivationNoise::Scale(m)) => scale = Some(m.unsqueeze(0)?),
+                    Some(ActivationNoise::Shift(a)) => shift = Some(a.unsqueeze(0)?),
+                    None => {}
+                }
+            }
+            out.push(StackLayer {
+                w: w.unsqueeze(0)?,
+                b: b.reshape((1, 1, b.elem_count()))?,
+                scale,
+                shift,
+            });
+        }
+        Ok(out)
+    }
+
     /// Logits for `xs` ([n, 784]); the regularisers act only when `train`.
     pub fn forward_t(&self, xs: &Tensor, train: bool, ctx: &mut NoiseCtx) -> Result<Tensor> {
         Ok(self.trace(xs, train, ctx)?.logits)
@@ -96,41 +245,20 @@ impl Mlp {
 
     /// The forward pass, keeping every hidden activation.
     pub fn trace(&self, xs: &Tensor, train: bool, ctx: &mut NoiseCtx) -> Result<Trace> {
+        let noise = match train {
+            true => Some(self.draw_noise(xs.dim(0)?, xs.device(), ctx)?),
+            false => None,
+        };
+        let pass = forward(&self.as_stack(noise.as_deref())?, xs, false)?;
         let (mut relu, mut after) = (Vec::new(), Vec::new());
-        let mut h = xs.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            // The output layer (i = 2) has no slot.
-            let hidden = self.slots.get(i);
-            let mut w = match (hidden, train) {
-                (Some(slot), true) => slot.weights(layer.w.as_tensor(), ctx)?,
-                _ => layer.w.as_tensor().clone(),
-            };
-            // The previous hidden layer's regulariser may mask this matrix,
-            // the one that consumes its output (same draw order as training).
-            if let (Some(prev), true) = (i.checked_sub(1).and_then(|j| self.slots.get(j)), train) {
-                w = prev.outgoing_weights(&w, ctx)?;
-            }
-            let z = layer.forward(&h, &w)?;
-            match hidden {
-                None => {
-                    return Ok(Trace {
-                        relu,
-                        after,
-                        logits: z,
-                    })
-                }
-                Some(slot) => {
-                    let r = z.relu()?;
-                    h = if train {
-                        slot.activations(&r, ctx)?
-                    } else {
-                        r.clone()
-                    };
-                    relu.push(r);
-                    after.push(h.clone());
-                }
-            }
+        for (r, h) in pass.relu.iter().zip(&pass.inputs[1..]) {
+            relu.push(r.squeeze(0)?);
+            after.push(h.squeeze(0)?);
         }
-        unreachable!("the last layer returns")
+        Ok(Trace {
+            relu,
+            after,
+            logits: pass.logits.squeeze(0)?,
+        })
     }
 }

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::model::Mlp;
+use crate::record::EpochRow;
+use crate::record::RunSpec;
 use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
-use crate::sweep::RunSpec;
-use crate::train::{EpochRow, TrainHook};
+use crate::train::TrainHook;
 
 /// Where in the network a probe measures a hidden layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,8 @@ use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::model::Mlp;
-use crate::train::{EpochRow, TrainHook};
+use crate::record::EpochRow;
+use crate::train::TrainHook;
 
 /// A per-epoch bar for one run.
 pub struct EpochBar(ProgressBar);

@@ -18,7 +18,8 @@ use crate::device::Compute;
 use crate::model::Mlp;
 use crate::output::{now_rfc3339, write_csv, write_json};
 use crate::progress::EpochBar;
-use crate::train::{EpochRow, TrainHook};
+use crate::record::EpochRow;
+use crate::train::TrainHook;
 
 /// What `drop-exp run` trains, and where it writes.
 #[derive(Debug, Clone)]
@@ -128,7 +129,7 @@ pub fn cmd_run(opts: &RunOptions, compute: &Compute) -> Result<()> {
         metrics: out.join("metrics.csv"),
         stop: stop_flag(),
     };
-    let outcome = crate::cohort::train(cfg, opts.seed, &data, compute.threads_per_run, &mut hook)?;
+    let outcome = crate::train::train(cfg, opts.seed, &data, compute.threads_per_run, &mut hook)?;
     hook.bar.finish();
     record.status = if outcome.diverged {
         RunStatus::Diverged

@@ -176,9 +176,9 @@ struct SweepArgs {
     /// run]. Results do not depend on it.
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
-    /// The most runs of one seed each job trains together as a cohort, sharing
-    /// each batch and the first layer's products (CPU only) [default: 1, each
-    /// run alone]. Results do not depend on it.
+    /// The most runs of one seed each job trains together as one stack,
+    /// sharing each batch, with every product batched over the stack (CPU or
+    /// CUDA) [default: 1, each run alone]. Results do not depend on it.
     #[arg(long, value_name = "R", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u16).range(1..))]
     batch_runs: Option<u16>,
@@ -203,7 +203,7 @@ struct ReportArgs {
     /// Runs trained at once [default: one per thread].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
-    /// The most runs of one seed each job trains together (CPU only) [default: 1].
+    /// The most runs of one seed each job trains together as one stack (CPU or CUDA) [default: 1].
     #[arg(long, value_name = "R", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u16).range(1..))]
     batch_runs: Option<u16>,

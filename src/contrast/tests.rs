@@ -1,8 +1,8 @@
 use super::*;
 use crate::analysis::groups;
 use crate::config::TrainConfig;
-use crate::sweep::{RunSpec, StoredRun};
-use crate::train::EpochRow;
+use crate::record::EpochRow;
+use crate::record::{RunSpec, StoredRun};
 
 /// A run of `epochs` epochs whose test (and validation) accuracy is `acc`
 /// at every epoch, its loss falling; `diverged` cuts it after epoch 2.

@@ -14,7 +14,8 @@ use crate::contrast::{self, Contrast, ContrastRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
-use crate::sweep::{self, RunSpec, Shard, StoredRun, SweepOptions, FRESH_SEED_BASE};
+use crate::record::{RunSpec, StoredRun, FRESH_SEED_BASE};
+use crate::sweep::{self, Shard, SweepOptions};
 
 /// What a finished sweep answers, for `drop-exp report`.
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ pub struct SweepRecord {
     pub device: String,
     pub threads_per_job: usize,
     pub jobs: usize,
-    /// The most runs of one seed trained together (see [`crate::cohort`]).
+    /// The most runs of one seed trained together as one stack (see [`crate::train`]).
     #[serde(default = "one")]
     pub batch_runs: usize,
     #[serde(default)]

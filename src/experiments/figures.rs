@@ -18,9 +18,9 @@ use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{verdict_text, ContrastRow, Verdict};
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
+use crate::record::EpochRow;
 use crate::regularizers::RegKind;
 use crate::stats::Estimate;
-use crate::train::EpochRow;
 
 /// No regularisation.
 pub const NONE: Rgb = Rgb(110, 110, 110);

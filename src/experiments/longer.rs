@@ -44,8 +44,8 @@ use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure};
 use crate::output::plot::{self, Panel, Panels, Series};
+use crate::record::EpochRow;
 use crate::stats;
-use crate::train::EpochRow;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "longer",

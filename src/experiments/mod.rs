@@ -35,8 +35,9 @@ use anyhow::Context;
 use crate::analysis::{Group, SummaryRow};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, ContrastRow, ProbeMeasure, Role};
+use crate::record::{RunSpec, StoredRun};
 use crate::regularizers::Reg;
-use crate::sweep::{RunSpec, StoredRun, Worker};
+use crate::sweep::Worker;
 
 /// What an experiment concludes from: its finished runs, grouped, and its
 /// contrasts answered.
@@ -156,7 +157,7 @@ pub trait Experiment: Sync {
         true
     }
     /// What each run executes: `None` for plain training (which the sweep
-    /// may batch into cohorts, see [`crate::cohort`]), or the experiment's
+    /// may stack, see [`crate::train`]), or the experiment's
     /// own worker, run one run at a time.
     fn worker(&self) -> Option<&Worker<'_>> {
         None

@@ -34,10 +34,11 @@ use crate::data::Dataset;
 use crate::mc_dropout::{evaluate_mc, McRow, Mode};
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
+use crate::record::{RunSpec, StoredRun};
 use crate::regularizers::RegKind;
 use crate::rng::{Rng, Stream};
 use crate::stats::Estimate;
-use crate::sweep::{RunResult, RunSpec, StoredRun, Worker};
+use crate::sweep::{RunResult, Worker};
 use crate::train::TrainHook;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -89,7 +90,7 @@ impl TestTime {
         let s = settings.clone();
         let worker =
             move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
-                let out = crate::cohort::train(&spec.config, spec.seed, data, threads, hook)?;
+                let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
                 if out.diverged {
                     return Ok(RunResult {
                         diverged: true,

@@ -49,8 +49,9 @@ use crate::data::Dataset;
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::probes::{ProbeRow, Recorder, Stage};
+use crate::record::{RunSpec, StoredRun};
 use crate::stats::{self, Estimate};
-use crate::sweep::{RunResult, RunSpec, StoredRun, Worker};
+use crate::sweep::{RunResult, Worker};
 use crate::train::TrainHook;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {

@@ -34,7 +34,7 @@ pub struct NoiseCtx<'a> {
 }
 
 /// The noise a regulariser puts on a layer's activations in one training step.
-/// Training differentiates through it by hand (see [`crate::step`]), so
+/// Training differentiates through it by hand (see `crate::train`), so
 /// a regulariser states its noise instead of applying it.
 #[derive(Debug, Clone)]
 pub enum ActivationNoise {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::StoredRun;
+use crate::record::StoredRun;
 
 impl StoredRun {
     /// Whether two stored copies of a run hold the same results, bit for
@@ -22,7 +22,7 @@ impl StoredRun {
                 x.to_bits()
             }
         }
-        let key = |e: &crate::train::EpochRow| {
+        let key = |e: &crate::record::EpochRow| {
             (
                 e.epoch,
                 [

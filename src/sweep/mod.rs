@@ -14,34 +14,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::output::{now_rfc3339, write_json};
 use crate::progress::SweepBars;
-use crate::train::{EpochRow, TrainHook};
+use crate::record::{EpochRow, RunSpec, StoredRun};
+use crate::train::TrainHook;
 
 mod merge;
 mod plan;
 
 pub use merge::merge_runs;
-pub use plan::cohorts;
-
-/// First seed of a confirmation on fresh seeds: above every seed a sweep can
-/// have (`seeds` and `max_seeds` are 32-bit, so sweeps use seeds below 2^32).
-/// A run's seed tells whether it confirms; its label is only presentation.
-pub const FRESH_SEED_BASE: u64 = 1 << 32;
-
-/// One unit of work: a labelled configuration and a seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// The configuration's name in tables and plots, e.g. `p=(0.2,0.5)`.
-    pub label: String,
-    pub config: TrainConfig,
-    pub seed: u64,
-}
+pub use plan::stacks;
 
 impl RunSpec {
     /// The cache key: configuration (in its canonical form, see
@@ -56,22 +42,6 @@ impl RunSpec {
         h.update(crate::train::TRAINER_REVISION.to_le_bytes());
         crate::data::hex(&h.finalize()[..10])
     }
-}
-
-/// A finished run as stored on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredRun {
-    pub spec: RunSpec,
-    pub data_digest: String,
-    pub diverged: bool,
-    pub rows: Vec<EpochRow>,
-    /// Experiment-specific measurements (probes), if any.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub extra: serde_json::Value,
-    pub drop_exp_version: String,
-    pub device: String,
-    pub threads: usize,
-    pub finished_at: String,
 }
 
 /// What a worker returns for one run.
@@ -96,7 +66,7 @@ pub fn train_worker(
     threads: usize,
     hook: &mut dyn TrainHook,
 ) -> Result<RunResult> {
-    let out = crate::cohort::train(&spec.config, spec.seed, data, threads, hook)?;
+    let out = crate::train::train(&spec.config, spec.seed, data, threads, hook)?;
     Ok(RunResult {
         diverged: out.diverged,
         rows: out.rows,
@@ -148,9 +118,8 @@ pub struct SweepOptions {
     /// instead of trained again (for a sweep in `results/<name>`, the other
     /// exercises' `results/<other>`).
     pub adopt_from: Vec<PathBuf>,
-    /// The most runs of one seed trained together as a cohort (plain
-    /// training on the CPU only, see [`crate::cohort`]); 1 trains each run
-    /// alone.
+    /// The most runs of one seed trained together as one stack (plain
+    /// training, see [`crate::train`]); 1 trains each run alone.
     pub batch_runs: usize,
 }
 
@@ -270,9 +239,8 @@ pub struct SweepOutcome {
 }
 
 /// Runs every spec this shard owns that is not stored yet, `jobs` at a time:
-/// with `worker`, one run at a time each; without one (plain training), on
-/// the CPU, runs of one seed together in cohorts of up to `batch_runs`
-/// ([`cohorts`]). `on_done` is called (under a lock) after each run is
+/// with `worker`, one run at a time each; without one (plain training),
+/// runs of one seed together in stacks of up to `batch_runs` ([`stacks`]). `on_done` is called (under a lock) after each run is
 /// stored, so callers can refresh their outputs. Runs that another drop-exp
 /// process is training in the same folder are waited for, not trained
 /// twice. Failures are collected and returned, not raised.
@@ -331,12 +299,12 @@ pub fn execute(
     // First pass: every run nobody else holds. Second: wait for the runs
     // another process held, and train those it did not finish (one by one).
     let held: Mutex<Vec<&RunSpec>> = Mutex::new(Vec::new());
-    let batch = if worker.is_none() && crate::cohort::available(data) {
+    let batch = if worker.is_none() {
         opts.batch_runs.max(1)
     } else {
         1
     };
-    let items = cohorts(&todo, batch, opts.jobs);
+    let items = stacks(&todo, batch, opts.jobs);
     sweep.in_parallel(&items, |item| {
         let mut claimed = Vec::with_capacity(item.len());
         for &spec in item {
@@ -351,7 +319,7 @@ pub fn execute(
                 let (spec, claim) = claimed.pop().expect("one claim");
                 sweep.run_claimed(spec, claim, opts.force)
             }
-            _ => sweep.run_cohort(claimed, opts.force),
+            _ => sweep.run_stack(claimed, opts.force),
         }
     });
     let held = held.into_inner().unwrap();
@@ -456,9 +424,9 @@ impl Sweep<'_> {
         self.store(spec, claim, result)
     }
 
-    /// Trains runs of one seed together as a cohort (their claims held),
+    /// Trains runs of one seed together as a stack (their claims held),
     /// skipping (without `force`) those stored meanwhile, then stores each.
-    fn run_cohort(&self, claimed: Vec<(&RunSpec, Claim)>, force: bool) -> Result<()> {
+    fn run_stack(&self, claimed: Vec<(&RunSpec, Claim)>, force: bool) -> Result<()> {
         let path = |s: &RunSpec| run_path(&self.opts.out, &s.key(self.digest));
         let claimed: Vec<_> = claimed
             .into_iter()
@@ -469,23 +437,23 @@ impl Sweep<'_> {
             .map(|(s, _)| {
                 self.bars.run_bar(
                     s.config.epochs,
-                    format!("{} seed {} (cohort of {})", s.label, s.seed, claimed.len()),
+                    format!("{} seed {} (stack of {})", s.label, s.seed, claimed.len()),
                 )
             })
             .collect();
         let Some(&(first, _)) = claimed.first() else {
             return Ok(());
         };
-        let mut members: Vec<crate::cohort::Member> = claimed
+        let mut members: Vec<crate::train::Member> = claimed
             .iter()
             .zip(bars.iter_mut())
-            .map(|((s, _), bar)| crate::cohort::Member {
+            .map(|((s, _), bar)| crate::train::Member {
                 cfg: &s.config,
                 hook: bar,
             })
             .collect();
         let outcomes =
-            crate::cohort::train_cohort(&mut members, first.seed, self.data, self.opts.threads);
+            crate::train::train_stack(&mut members, first.seed, self.data, self.opts.threads);
         drop(members);
         for bar in bars {
             self.bars.run_done(bar);

@@ -1,13 +1,13 @@
 //! Which runs a sweep trains together, and in what order.
 
-use super::RunSpec;
+use crate::record::RunSpec;
 
 /// Splits `todo` into the items a sweep trains: runs of one seed and batch
-/// size (a cohort shares its batches) in pieces of at most `batch` runs,
+/// size (a stack shares its batches) in pieces of at most `batch` runs,
 /// longest first. Pieces are made smaller than `batch` when that is what
-/// keeps `jobs` workers equally busy (three cohorts of 5 on two workers
+/// keeps `jobs` workers equally busy (three stacks of 5 on two workers
 /// would leave one idle a third of the time; pieces of 3 and 2 do not).
-pub fn cohorts<'s>(todo: &[&'s RunSpec], batch: usize, jobs: usize) -> Vec<Vec<&'s RunSpec>> {
+pub fn stacks<'s>(todo: &[&'s RunSpec], batch: usize, jobs: usize) -> Vec<Vec<&'s RunSpec>> {
     let mut groups: Vec<Vec<&RunSpec>> = Vec::new();
     for &spec in todo {
         let same = |g: &Vec<&RunSpec>| {
@@ -90,35 +90,35 @@ mod tests {
         }
     }
 
-    /// 3 seeds x 5 configurations on 2 workers: cohorts of 3 and 2 (8 runs
+    /// 3 seeds x 5 configurations on 2 workers: stacks of 3 and 2 (8 runs
     /// of work on each worker), not 5, 5, 5 (10 on one).
     #[test]
     fn pieces_keep_workers_equally_busy() {
         let all = specs(3, 5);
         let todo: Vec<&RunSpec> = all.iter().collect();
-        let items = cohorts(&todo, 8, 2);
+        let items = stacks(&todo, 8, 2);
         check(&items, &all, 8);
         assert_eq!(sizes(&items), vec![3, 3, 3, 2, 2, 2]);
-        // One worker: whole cohorts.
-        let items = cohorts(&todo, 8, 1);
+        // One worker: whole stacks.
+        let items = stacks(&todo, 8, 1);
         check(&items, &all, 8);
         assert_eq!(sizes(&items), vec![5, 5, 5]);
         // The cap holds.
-        let items = cohorts(&todo, 4, 1);
+        let items = stacks(&todo, 4, 1);
         check(&items, &all, 4);
         assert_eq!(sizes(&items), vec![3, 3, 3, 2, 2, 2]);
         // batch 1, or more workers than runs: one run per item.
-        assert_eq!(sizes(&cohorts(&todo, 1, 2)), vec![1; 15]);
-        assert_eq!(sizes(&cohorts(&todo, 8, 20)), vec![1; 15]);
+        assert_eq!(sizes(&stacks(&todo, 1, 2)), vec![1; 15]);
+        assert_eq!(sizes(&stacks(&todo, 8, 20)), vec![1; 15]);
     }
 
-    /// A different batch size is a different batch order: another cohort.
+    /// A different batch size is a different batch order: another stack.
     #[test]
-    fn batch_size_separates_cohorts() {
+    fn batch_size_separates_stacks() {
         let mut all = specs(1, 4);
         all[1].config.batch_size = 128;
         let todo: Vec<&RunSpec> = all.iter().collect();
-        let items = cohorts(&todo, 8, 1);
+        let items = stacks(&todo, 8, 1);
         check(&items, &all, 8);
         assert_eq!(sizes(&items), vec![3, 1]);
         assert_eq!(items[1][0].config.batch_size, 128);

@@ -40,3 +40,65 @@ fn one_small_training_run_matches_cpu() {
         "cpu {a} vs cuda {b}"
     );
 }
+
+/// A stack of runs on the GPU against the same runs trained alone on the
+/// GPU: same seed streams and batches, batched products instead of single
+/// ones, so the rows agree within float tolerance (cuBLAS may pick other
+/// kernels for batched shapes).
+#[test]
+fn a_stack_matches_its_runs_trained_alone_on_the_gpu() {
+    use drop_exp::regularizers::Reg;
+    use drop_exp::train::{train_stack, Member};
+    let gpu_dev = Device::new_cuda(0).expect("a CUDA GPU");
+    let data = data::load(
+        &DataOptions {
+            synthetic: true,
+            validation: 200,
+            ..Default::default()
+        },
+        &gpu_dev,
+    )
+    .unwrap();
+    let base = TrainConfig {
+        epochs: 2,
+        batch_size: 64,
+        ..TrainConfig::default()
+    };
+    let configs = vec![
+        base.clone(),
+        base.with_layers([Reg::Dropconnect { p: 0.3 }; 2]),
+        TrainConfig {
+            lr: 0.1,
+            weight_decay: 1e-3,
+            ..base.with_layers([Reg::GaussianAdd { p: 0.2 }; 2])
+        },
+        TrainConfig {
+            lr: 1e30,
+            ..base.with_layers([Reg::Dropout { p: 0.0 }; 2])
+        },
+    ];
+    let mut hooks = vec![(); configs.len()];
+    let mut members: Vec<Member> = configs
+        .iter()
+        .zip(hooks.iter_mut())
+        .map(|(cfg, hook)| Member { cfg, hook })
+        .collect();
+    let stacked = train_stack(&mut members, 3, &data, 1).unwrap();
+    for (cfg, got) in configs.iter().zip(&stacked) {
+        let alone = train(cfg, 3, &data, 1, &mut ()).unwrap();
+        assert_eq!(got.diverged, alone.diverged, "{cfg:?}");
+        assert_eq!(got.rows.len(), alone.rows.len(), "{cfg:?}");
+        if alone.diverged {
+            continue;
+        }
+        for (a, b) in got.rows.iter().zip(&alone.rows) {
+            for (x, y) in [(a.train_loss, b.train_loss), (a.test_loss, b.test_loss)] {
+                assert!(
+                    (x - y).abs() < 1e-3 * y.abs().max(1.0),
+                    "{cfg:?}: {x} vs {y}"
+                );
+            }
+        }
+    }
+    assert!(stacked[3].diverged, "lr 1e30 should diverge");
+}

@@ -170,9 +170,15 @@ fn rerun_reuses_finished_runs_and_force_redoes_them() {
 }
 
 /// A sweep killed with SIGKILL part way loses at most the runs in progress;
-/// the rerun completes it, with the outputs of an uninterrupted sweep.
+/// the rerun completes it, with the outputs of an uninterrupted sweep. Runs
+/// trained one by one, and in stacks of two.
 #[test]
 fn resume_after_kill_9() {
+    kill_9_and_resume(&[]);
+    kill_9_and_resume(&["--batch-runs", "2", "--jobs", "1"]);
+}
+
+fn kill_9_and_resume(stacking: &[&str]) {
     let tmp = TempDir::new().unwrap();
     let (full, killed) = (tmp.path().join("full"), tmp.path().join("killed"));
     let args = [
@@ -200,6 +206,7 @@ fn resume_after_kill_9() {
     let mut child = std::process::Command::new(exe)
         .arg("swap-rates")
         .args(args)
+        .args(stacking)
         .arg("--out")
         .arg(&killed)
         .env("DROP_EXP_NO_DOWNLOAD", "1")
@@ -233,6 +240,7 @@ fn resume_after_kill_9() {
     bin()
         .arg("swap-rates")
         .args(args)
+        .args(stacking)
         .arg("--out")
         .arg(&killed)
         .assert()
@@ -365,6 +373,17 @@ fn shards_merged_equal_an_unsharded_sweep() {
         &p("m"),
         &["accuracy.png", "curves.png", "heatmap.png", "effects.png"],
     );
+    // Shards trained in stacks merge into the same outputs.
+    let stacked = ["--batch-runs", "3", "--jobs", "1"];
+    swap(&p("s1"), &[&["--shard", "1/2"][..], &stacked].concat()).success();
+    swap(&p("s2"), &[&["--shard", "2/2"][..], &stacked].concat()).success();
+    bin()
+        .args(["merge", "--out"])
+        .arg(p("sm"))
+        .args([p("s1"), p("s2")])
+        .assert()
+        .success();
+    same_outputs(&p("all"), &p("sm"));
 }
 
 #[test]
@@ -376,18 +395,18 @@ fn results_do_not_depend_on_jobs() {
     same_outputs(&a, &b);
 }
 
-/// Runs of one seed trained together as cohorts (on one or two jobs) store
+/// Runs of one seed trained together as stacks (on one or two jobs) store
 /// the same results as runs trained one by one.
 #[test]
 fn results_do_not_depend_on_batch_runs() {
     let tmp = TempDir::new().unwrap();
     let p = |n: &str| tmp.path().join(n);
     swap(&p("alone"), &["--batch-runs", "1"]).success();
-    swap(&p("cohorts"), &["--batch-runs", "4", "--jobs", "1"]).success();
+    swap(&p("stacks"), &["--batch-runs", "4", "--jobs", "1"]).success();
     swap(&p("pairs"), &["--batch-runs", "2", "--jobs", "2"]).success();
-    same_outputs(&p("alone"), &p("cohorts"));
+    same_outputs(&p("alone"), &p("stacks"));
     same_outputs(&p("alone"), &p("pairs"));
-    let sweep = read(&p("cohorts").join("sweep.json"));
+    let sweep = read(&p("stacks").join("sweep.json"));
     assert!(sweep.contains("\"batch_runs\": 4"), "{sweep}");
 }
 

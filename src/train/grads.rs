@@ -1,0 +1,184 @@
+//! One training step's forward and backward pass for a stack of runs,
+//! written out by hand.
+//!
+//! Training does not use candle's autograd. For this fixed network the
+//! backward pass is a few products, and writing it out skips work autograd
+//! cannot know is unneeded: the gradient with respect to the input images (a
+//! [batch, 256] x [256, 784] product per step, a quarter of all the
+//! arithmetic) and the zero-fill-then-add of its gradient store.
+//!
+//! With z = x W + b and h = relu(z) * s + a for a hidden layer (s and a the
+//! layer's noise, see [`crate::model::forward`]), and d = dLoss/dz:
+//!
+//! ```text
+//! output layer:  d = (softmax(logits) - onehot(y)) / n
+//! every layer:   dW = x^T d  (times the weight mask, if any),  db = 1^T d
+//! layer below:   d' = (d W^T) * relu'(z') * s'
+//! ```
+//!
+//! Every product is batched over the stack: each run's is its own, with the
+//! shapes and strides of that run trained alone, so a run's numbers do not
+//! depend on the stack it is in. `tests` checks the formulas against
+//! autograd for every regulariser kind.
+//!
+//! On the CPU the batch is processed as two halves whose gradients are
+//! summed; with two or more threads the halves run at once, on the thread
+//! pool. The halves are the same whatever the thread count, so a seeded run
+//! gives the same numbers with one thread or several.
+
+use candle_core::{DType, Device, Result, Tensor, D};
+
+use super::noise::StepNoise;
+use crate::model::{forward, StackLayer};
+
+/// How a step splits its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct StepPlan {
+    /// Process the batch as two halves (what the CPU does; a GPU runs the
+    /// whole batch at once).
+    pub halves: bool,
+    /// Compute the two halves on two threads at once.
+    pub parallel: bool,
+}
+
+impl StepPlan {
+    /// The plan for `dev` when a run has `threads` CPU threads.
+    pub fn for_device(dev: &Device, threads: usize) -> Self {
+        let halves = dev.is_cpu();
+        Self {
+            halves,
+            parallel: halves && threads >= 2,
+        }
+    }
+}
+
+/// What one step computes for every run of the stack: the mean
+/// cross-entropy of the batch ([R]), the number of rows classified right
+/// ([R], f32) and, per layer, the gradients of the loss with respect to the
+/// weights ([R, in, out], masked) and the biases ([R, 1, out]).
+pub(super) struct Grads {
+    pub(super) loss: Tensor,
+    pub(super) correct: Tensor,
+    pub(super) layers: Vec<(Tensor, Tensor)>,
+}
+
+/// One step's batch: images [n, 784], labels [n], one-hot labels [n, 10].
+pub(super) struct Batch<'a> {
+    pub(super) x: &'a Tensor,
+    pub(super) y: &'a Tensor,
+    pub(super) targets: &'a Tensor,
+}
+
+/// The gradients of the stack's parameters `params` (per layer: weights
+/// [R, in, out], biases [R, 1, out]) on `batch` with `noise`.
+pub(super) fn loss_and_grads(
+    params: &[(Tensor, Tensor)],
+    batch: &Batch,
+    noise: &StepNoise,
+    plan: StepPlan,
+) -> Result<Grads> {
+    let n = batch.x.dim(0)?;
+    let used = params
+        .iter()
+        .zip(&noise.w_masks)
+        .map(|((w, _), m)| match m {
+            Some(m) => w.broadcast_mul(m),
+            None => Ok(w.clone()),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let part = |start, len| partial(params, &used, batch, noise, start, len, n);
+    let half = if plan.halves { n.div_ceil(2) } else { n };
+    let mut out = if half == n {
+        part(0, n)?
+    } else {
+        let (first, second) = if plan.parallel {
+            rayon::join(|| part(0, half), || part(half, n - half))
+        } else {
+            (part(0, half), part(half, n - half))
+        };
+        let (a, b) = (first?, second?);
+        Grads {
+            loss: (a.loss + b.loss)?,
+            correct: (a.correct + b.correct)?,
+            layers: a
+                .layers
+                .into_iter()
+                .zip(b.layers)
+                .map(|((wa, ba), (wb, bb))| Ok(((wa + wb)?, (ba + bb)?)))
+                .collect::<Result<_>>()?,
+        }
+    };
+    for ((gw, _), m) in out.layers.iter_mut().zip(&noise.w_masks) {
+        if let Some(m) = m {
+            *gw = gw.broadcast_mul(m)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The step's share of rows `start..start + len` of a batch of `n`: its part
+/// of the summed loss, its hits, and its part of each (unmasked) gradient.
+fn partial(
+    params: &[(Tensor, Tensor)],
+    used: &[Tensor],
+    batch: &Batch,
+    noise: &StepNoise,
+    start: usize,
+    len: usize,
+    n: usize,
+) -> Result<Grads> {
+    let r = used[0].dim(0)?;
+    let mut layers = Vec::with_capacity(used.len());
+    for (i, (w, (_, b))) in used.iter().zip(params).enumerate() {
+        let act = match i + 1 < used.len() {
+            true => Some(noise.rows(i, start, len)?),
+            false => None,
+        };
+        let (scale, shift) = act.map_or((None, None), |a| (a.scale, a.shift));
+        layers.push(StackLayer {
+            w: w.clone(),
+            b: b.clone(),
+            scale,
+            shift,
+        });
+    }
+    let x = batch.x.narrow(0, start, len)?;
+    let y = batch.targets.narrow(0, start, len)?;
+    let pass = forward(&layers, &x, true)?;
+    let log_p = candle_nn::ops::log_softmax(&pass.logits, D::Minus1)?;
+    let scale = 1.0 / n as f64;
+    let loss = (log_p.broadcast_mul(&y)?.sum((1, 2))? * -scale)?;
+    let correct = count_correct(&pass.logits, &batch.y.narrow(0, start, len)?)?;
+    let mut d = (log_p.exp()?.broadcast_sub(&y)? * scale)?;
+    // Bias gradients as 1^T d: a product, much faster than candle's sum over
+    // the batch dimension.
+    let ones = Tensor::ones((1, len), DType::F32, d.device())?.broadcast_as((r, 1, len))?;
+    let mut grads = Vec::with_capacity(layers.len());
+    for i in (0..layers.len()).rev() {
+        let input_t = match i {
+            // The shared batch, transposed, as a stride-0 view.
+            0 => x.t()?.broadcast_as((r, x.dim(1)?, len))?,
+            _ => pass.inputs[i].t()?,
+        };
+        grads.push((input_t.matmul(&d)?, ones.matmul(&d)?));
+        if i > 0 {
+            d = d.matmul(&layers[i].w.t()?)?.mul(&pass.gates[i - 1])?;
+        }
+    }
+    grads.reverse();
+    Ok(Grads {
+        loss,
+        correct,
+        layers: grads,
+    })
+}
+
+/// Per network of a stack, the number of rows of `logits` ([R, n, 10])
+/// whose arg-max equals the label (`ys`, [n]), as f32: [R].
+pub(super) fn count_correct(logits: &Tensor, ys: &Tensor) -> Result<Tensor> {
+    logits
+        .argmax(D::Minus1)?
+        .broadcast_eq(ys)?
+        .to_dtype(DType::F32)?
+        .sum(1)
+}

@@ -1,0 +1,334 @@
+//! One training loop for every experiment: mini-batch SGD on the book's MLP,
+//! for one run or a stack of R runs trained together.
+//!
+//! Per epoch it reports what the book's `train_ch3` reports, accumulated
+//! during the epoch in training mode (mean cross-entropy and accuracy over
+//! the epoch's batches), plus test loss and accuracy in evaluation mode
+//! (dropout off), validation loss and accuracy when a split is held out, and
+//! evaluation-mode accuracy on a fixed subset of the training images (the
+//! training side of the generalisation gap). Weight decay is the L2 penalty
+//! (lambda/2)*||w||^2 on the weights only, not the biases, applied as the
+//! gradient term lambda*w; the reported losses are the plain cross-entropy,
+//! without the penalty.
+//!
+//! Runs of one seed see the same initial weights and the same batches in
+//! the same order (the seed alone fixes both); they differ only in
+//! configuration. A stack trains R such runs at once: weights [R, in, out],
+//! each product batched over the stack ([`crate::model::forward`],
+//! [`grads`]), each run with its own noise stream, regulariser, learning
+//! rate and weight decay. A run that diverges (a non-finite loss) or
+//! finishes its epochs leaves the stack at the end of that epoch, keeping
+//! what was measured; the others go on. The same code runs on the CPU and on
+//! CUDA; a run gives the same numbers alone or in a stack
+//! (`tests::stack_equals_runs_trained_alone`).
+
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use candle_core::{Device, Tensor};
+
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crate::model::Mlp;
+use crate::record::EpochRow;
+use crate::regularizers::NoiseCtx;
+use crate::rng::{Rng, Stream};
+
+mod eval;
+mod grads;
+mod noise;
+mod stack;
+#[cfg(test)]
+mod tests;
+
+pub use eval::evaluate;
+pub use grads::StepPlan;
+use grads::{loss_and_grads, Batch};
+use noise::StepNoise;
+use stack::{Sgd, Stack};
+
+/// Revision of the training arithmetic. Part of every sweep cache key: bump
+/// it whenever a change alters the numbers a seeded run produces, so stored
+/// runs from older code are not reused.
+pub const TRAINER_REVISION: u32 = 3;
+
+/// Hooks into the loop, for progress bars, probes and writers.
+pub trait TrainHook {
+    /// Called after each optimisation step (`step` counts from 1 over the
+    /// run), with the model as that step left it when the hook asked for it
+    /// ([`TrainHook::reads_model`]), else `None`.
+    fn after_step(&mut self, _step: usize, _epoch: usize, _model: Option<&Mlp>) -> Result<()> {
+        Ok(())
+    }
+    /// Whether [`TrainHook::after_step`] needs the model after every step
+    /// (it is then copied out of the stack after every step).
+    fn reads_model(&self) -> bool {
+        false
+    }
+    /// Called after each epoch's evaluation, with every epoch so far.
+    fn after_epoch(&mut self, _rows: &[EpochRow]) -> Result<()> {
+        Ok(())
+    }
+    /// Checked after each step: true ends the run early, as interrupted,
+    /// keeping the epochs finished so far (Ctrl-C in `drop-exp run`).
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+impl TrainHook for () {}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub rows: Vec<EpochRow>,
+    /// A loss became NaN or infinite; `rows` ends with the epoch where it did.
+    pub diverged: bool,
+    /// The hook asked to stop; `rows` holds the epochs finished before.
+    pub interrupted: bool,
+    /// The model as training left it.
+    pub model: Mlp,
+}
+
+/// One run of a stack: its configuration and the hook that follows it.
+pub struct Member<'a> {
+    pub cfg: &'a TrainConfig,
+    pub hook: &'a mut dyn TrainHook,
+}
+
+/// Builds the model for `cfg` with the initial weights of `seed`.
+pub fn init_model(cfg: &TrainConfig, seed: u64, dev: &Device) -> Result<Mlp> {
+    let slots = cfg.layers.iter().map(|r| r.build()).collect();
+    Ok(Mlp::new(slots, &mut Rng::new(seed, Stream::Init), dev)?)
+}
+
+/// Trains a fresh model for `cfg` on `data` with `seed`, each step using
+/// `threads` CPU threads: a stack of one.
+pub fn train(
+    cfg: &TrainConfig,
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+    hook: &mut dyn TrainHook,
+) -> Result<RunOutcome> {
+    let out = train_stack(&mut [Member { cfg, hook }], seed, data, threads)?;
+    Ok(out.into_iter().next().expect("one outcome per member"))
+}
+
+/// Trains every member with `seed` on `data`, as one stack, on the device
+/// the data lives on; on the CPU each step's two half-batches run on two
+/// threads when `threads` >= 2. All members must share the batch size.
+/// Returns one outcome per member, in order.
+pub fn train_stack(
+    members: &mut [Member],
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+) -> Result<Vec<RunOutcome>> {
+    ensure!(!members.is_empty(), "a stack needs at least one run");
+    let bs = members[0].cfg.batch_size;
+    for m in members.iter() {
+        m.cfg.validate()?;
+        ensure!(
+            m.cfg.batch_size == bs,
+            "runs of one stack share a batch size ({} and {})",
+            bs,
+            m.cfg.batch_size
+        );
+    }
+    let dev = data.train_x.device().clone();
+    let n = data.train_len();
+    let mut runs = members
+        .iter_mut()
+        .map(|m| Run::new(m, seed, n, &dev))
+        .collect::<Result<Vec<_>>>()?;
+    // Positions in `runs` of the stack's members, in stack order.
+    let mut live: Vec<usize> = (0..runs.len()).collect();
+    let mut stack = Stack::new(
+        &runs.iter().map(|r| &r.model).collect::<Vec<_>>(),
+        runs.iter().map(Run::sgd).collect(),
+    )?;
+    let plan = StepPlan::for_device(&dev, threads);
+    let targets_all = candle_nn::encoding::one_hot(data.train_y.clone(), 10, 1f32, 0f32)?;
+    let mut shuffle = Rng::new(seed, Stream::Shuffle);
+    let max_epochs = runs.iter().map(|r| r.cfg.epochs).max().unwrap_or(0);
+    for epoch in 1..=max_epochs {
+        // Runs that diverged or finished their epochs leave.
+        let stay: Vec<usize> = (0..live.len())
+            .filter(|&k| runs[live[k]].end.is_none() && epoch <= runs[live[k]].cfg.epochs)
+            .collect();
+        (stack, live) = leave(stack, live, &stay, &runs)?;
+        if live.is_empty() {
+            break;
+        }
+        let t0 = Instant::now();
+        let order = Tensor::from_vec(shuffle.permutation(n), n, &dev)?;
+        // Accumulated on the device and read once per epoch.
+        let mut loss_sum = Tensor::zeros(live.len(), candle_core::DType::F32, &dev)?;
+        let mut correct = loss_sum.clone();
+        for start in (0..n).step_by(bs) {
+            let len = bs.min(n - start);
+            let idx = order.narrow(0, start, len)?;
+            let x = data.train_x.index_select(&idx, 0)?;
+            let y = data.train_y.index_select(&idx, 0)?;
+            let targets = targets_all.index_select(&idx, 0)?;
+            let drawn = live
+                .iter()
+                .map(|&i| runs[i].draw(len, &dev))
+                .collect::<Result<Vec<_>>>()?;
+            let noise = StepNoise::new(drawn)?;
+            let batch = Batch {
+                x: &x,
+                y: &y,
+                targets: &targets,
+            };
+            let out = loss_and_grads(&stack.params, &batch, &noise, plan)?;
+            stack.sgd(&out.layers)?;
+            loss_sum = (loss_sum + out.loss.affine(len as f64, 0.0)?)?;
+            correct = (correct + out.correct)?;
+            let mut stay = Vec::with_capacity(live.len());
+            for (k, &i) in live.iter().enumerate() {
+                let run = &mut runs[i];
+                run.step += 1;
+                let model = match run.hook.reads_model() {
+                    true => {
+                        stack.write_to(k, &run.model)?;
+                        Some(&run.model)
+                    }
+                    false => None,
+                };
+                run.hook.after_step(run.step, epoch, model)?;
+                match run.hook.stop_requested() {
+                    true => run.end = Some(End::Interrupted),
+                    false => stay.push(k),
+                }
+            }
+            if stay.len() < live.len() {
+                let idx =
+                    Tensor::from_vec(stay.iter().map(|&k| k as u32).collect(), stay.len(), &dev)?;
+                if !stay.is_empty() {
+                    loss_sum = loss_sum.index_select(&idx, 0)?;
+                    correct = correct.index_select(&idx, 0)?;
+                }
+                (stack, live) = leave(stack, live, &stay, &runs)?;
+                if live.is_empty() {
+                    break;
+                }
+            }
+        }
+        if live.is_empty() {
+            break;
+        }
+        let train_seconds = t0.elapsed().as_secs_f64() / live.len() as f64;
+        let loss_sum: Vec<f32> = loss_sum.to_vec1()?;
+        let correct: Vec<f32> = correct.to_vec1()?;
+        let eval = eval::Evaluation::run(&stack.layers(), data)?;
+        for (k, &i) in live.iter().enumerate() {
+            let run = &mut runs[i];
+            let row = EpochRow {
+                epoch,
+                train_loss: loss_sum[k] as f64 / n as f64,
+                train_acc: correct[k] as f64 / n as f64,
+                test_loss: eval.test[k].0,
+                test_acc: eval.test[k].1,
+                val_loss: eval.val.as_ref().map(|v| v[k].0),
+                val_acc: eval.val.as_ref().map(|v| v[k].1),
+                train_eval_acc: eval.train_eval_acc[k],
+                train_seconds,
+                seconds: train_seconds + eval.seconds_each,
+            };
+            let diverged = !(row.train_loss.is_finite() && row.test_loss.is_finite());
+            run.rows.push(row);
+            run.hook.after_epoch(&run.rows)?;
+            if diverged {
+                run.end = Some(End::Diverged);
+            }
+        }
+    }
+    for (k, &i) in live.iter().enumerate() {
+        stack.write_to(k, &runs[i].model)?;
+    }
+    Ok(runs
+        .into_iter()
+        .map(|r| RunOutcome {
+            rows: r.rows,
+            diverged: r.end == Some(End::Diverged),
+            interrupted: r.end == Some(End::Interrupted),
+            model: r.model,
+        })
+        .collect())
+}
+
+/// The stack and its members without those not at positions `stay`; the
+/// leaving runs' weights are copied into their models first.
+fn leave(
+    stack: Stack,
+    live: Vec<usize>,
+    stay: &[usize],
+    runs: &[Run],
+) -> Result<(Stack, Vec<usize>)> {
+    if stay.len() == live.len() {
+        return Ok((stack, live));
+    }
+    for (k, &i) in live.iter().enumerate() {
+        if !stay.contains(&k) {
+            stack.write_to(k, &runs[i].model)?;
+        }
+    }
+    let kept: Vec<usize> = stay.iter().map(|&k| live[k]).collect();
+    if kept.is_empty() {
+        return Ok((stack, kept));
+    }
+    Ok((stack.keep(stay)?, kept))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    Diverged,
+    Interrupted,
+}
+
+/// One run of a stack: its configuration, hook, noise stream and rows.
+struct Run<'m> {
+    cfg: &'m TrainConfig,
+    hook: &'m mut dyn TrainHook,
+    /// The regularisers, and the weights whenever they are copied out of
+    /// the stack (when the hook reads them, when the run leaves, at the end).
+    model: Mlp,
+    noise: Rng,
+    step: usize,
+    total_steps: f64,
+    rows: Vec<EpochRow>,
+    end: Option<End>,
+}
+
+impl<'m> Run<'m> {
+    fn new(m: &'m mut Member, seed: u64, n: usize, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            cfg: m.cfg,
+            hook: &mut *m.hook,
+            model: init_model(m.cfg, seed, dev)?,
+            noise: Rng::new(seed, Stream::Noise),
+            step: 0,
+            total_steps: (n.div_ceil(m.cfg.batch_size) * m.cfg.epochs) as f64,
+            rows: Vec::new(),
+            end: None,
+        })
+    }
+
+    fn sgd(&self) -> Sgd {
+        Sgd {
+            lr: self.cfg.lr,
+            weight_decay: self.cfg.weight_decay,
+        }
+    }
+
+    /// This step's noise for a batch of `len`, from the run's own stream.
+    fn draw(&mut self, len: usize, dev: &Device) -> Result<Vec<crate::model::LayerNoise>> {
+        let mut ctx = NoiseCtx {
+            rng: &mut self.noise,
+            progress: self.step as f64 / self.total_steps,
+        };
+        Ok(self.model.draw_noise(len, dev, &mut ctx)?)
+    }
+}

@@ -1,0 +1,284 @@
+//! The trainer's arithmetic: hand-written gradients against autograd, and a
+//! stack against its runs trained alone.
+
+use candle_core::Var;
+
+use super::grads::{loss_and_grads, Batch, StepPlan};
+use super::noise::StepNoise;
+use super::*;
+use crate::data::{self, DataOptions};
+use crate::model::WIDTHS;
+use crate::regularizers::{Reg, RegKind};
+
+fn batch(n: usize) -> (Tensor, Tensor, Tensor) {
+    let mut rng = Rng::new(11, Stream::Probe);
+    let mut x = vec![0f32; n * WIDTHS[0]];
+    rng.fill_uniform(&mut x);
+    let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % 10).collect();
+    let xs = Tensor::from_vec(x, (n, WIDTHS[0]), &Device::Cpu).unwrap();
+    let ys = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+    let targets = candle_nn::encoding::one_hot(ys.clone(), 10, 1f32, 0f32).unwrap();
+    (xs, ys, targets)
+}
+
+fn model(kind: RegKind, p: f64) -> Mlp {
+    let slots = vec![kind.with(p).build(), kind.with(p).build()];
+    let m = Mlp::new(slots, &mut Rng::new(5, Stream::Init), &Device::Cpu).unwrap();
+    // Larger weights than the book's init, so every layer's gradient is
+    // far from zero and a wrong formula cannot hide under the tolerance.
+    for v in m.vars() {
+        v.set(&(v.as_tensor() * 10.0).unwrap()).unwrap();
+    }
+    m
+}
+
+fn ctx(rng: &mut Rng) -> NoiseCtx<'_> {
+    NoiseCtx { rng, progress: 0.3 }
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// One step of `m` (a stack of one) on `xs` with the noise of `seed`.
+fn step(m: &Mlp, xs: &Tensor, ys: &Tensor, targets: &Tensor, plan: StepPlan) -> grads::Grads {
+    let rule = stack::Sgd {
+        lr: 0.5,
+        weight_decay: 0.0,
+    };
+    let stack = Stack::new(&[m], vec![rule]).unwrap();
+    let mut rng = Rng::new(9, Stream::Noise);
+    let drawn = m.draw_noise(xs.dim(0).unwrap(), &Device::Cpu, &mut ctx(&mut rng));
+    let noise = StepNoise::new(vec![drawn.unwrap()]).unwrap();
+    let batch = Batch {
+        x: xs,
+        y: ys,
+        targets,
+    };
+    loss_and_grads(&stack.params, &batch, &noise, plan).unwrap()
+}
+
+/// The hand-written backward pass equals candle's autograd through the
+/// model's forward pass with the same noise, for every regulariser kind, an
+/// odd batch (unequal halves), with and without halves.
+#[test]
+fn gradients_match_autograd() {
+    let (xs, ys, targets) = batch(7);
+    for &kind in RegKind::ALL {
+        let m = model(kind, 0.3);
+        let mut rng = Rng::new(9, Stream::Noise);
+        let logits = m.forward_t(&xs, true, &mut ctx(&mut rng)).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &ys).unwrap();
+        let auto = loss.backward().unwrap();
+        for halves in [false, true] {
+            let plan = StepPlan {
+                halves,
+                parallel: false,
+            };
+            let s = step(&m, &xs, &ys, &targets, plan);
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                let scale = b.iter().fold(0f32, |s, v| s.max(v.abs()));
+                assert!(scale > 0.0, "{kind} {what}: zero gradient");
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * scale,
+                        "{kind} halves={halves} {what}: {x} vs {y} (scale {scale})"
+                    );
+                }
+            };
+            let l: f32 = loss.to_scalar().unwrap();
+            close(&flat(&s.loss), &[l], "loss");
+            for (i, (layer, (gw, gb))) in m.layers.iter().zip(&s.layers).enumerate() {
+                let want = |v: &Var| flat(auto.get(v).unwrap());
+                close(&flat(gw), &want(&layer.w), &format!("dW{i}"));
+                close(&flat(gb), &want(&layer.b), &format!("db{i}"));
+            }
+        }
+    }
+}
+
+/// Computing the halves on two threads gives the same bits as one after
+/// the other; a batch of one cannot be halved and is processed whole.
+#[test]
+fn parallel_halves_are_bit_identical() {
+    let m = model(RegKind::Dropout, 0.5);
+    let run = |n: usize, parallel| {
+        let (xs, ys, targets) = batch(n);
+        let plan = StepPlan {
+            halves: true,
+            parallel,
+        };
+        let s = step(&m, &xs, &ys, &targets, plan);
+        let mut all = vec![flat(&s.loss), flat(&s.correct)];
+        for (gw, gb) in &s.layers {
+            all.push(flat(gw));
+            all.push(flat(gb));
+        }
+        all
+    };
+    assert_eq!(run(9, false), run(9, true));
+    let one = run(1, true);
+    assert!(one[0][0].is_finite());
+}
+
+fn weights(m: &Mlp) -> Vec<Vec<u32>> {
+    m.vars()
+        .map(|v| flat(v.as_tensor()).into_iter().map(f32::to_bits).collect())
+        .collect()
+}
+
+/// Common random numbers: the seed alone fixes the initial weights,
+/// whatever the configuration.
+#[test]
+fn configurations_share_initial_weights() {
+    let book = TrainConfig::default();
+    let other = TrainConfig {
+        layers: [Reg::Dropout { p: 0.0 }, Reg::Dropconnect { p: 0.9 }],
+        weight_decay: 1e-3,
+        lr: 0.1,
+        ..book.clone()
+    };
+    let init = |cfg: &TrainConfig, seed| weights(&init_model(cfg, seed, &Device::Cpu).unwrap());
+    assert_eq!(init(&book, 3), init(&other, 3));
+    assert_ne!(init(&book, 3), init(&book, 4));
+}
+
+fn synthetic(validation: usize) -> Dataset {
+    let opts = DataOptions {
+        synthetic: true,
+        validation,
+        ..Default::default()
+    };
+    data::load(&opts, &Device::Cpu).unwrap()
+}
+
+/// ...and the batch order: two configurations that differ only by a
+/// negligible weight decay follow the same trajectory (a different batch
+/// order would move the loss by far more than 1e-4).
+#[test]
+fn configurations_share_batch_order() {
+    let data = synthetic(0);
+    let a = TrainConfig {
+        layers: [Reg::Dropout { p: 0.0 }; 2],
+        epochs: 2,
+        batch_size: 64,
+        ..TrainConfig::default()
+    };
+    let b = TrainConfig {
+        weight_decay: 1e-9,
+        ..a.clone()
+    };
+    let ra = train(&a, 1, &data, 1, &mut ()).unwrap().rows;
+    let rb = train(&b, 1, &data, 1, &mut ()).unwrap().rows;
+    for (x, y) in ra.iter().zip(&rb) {
+        assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{x:?} vs {y:?}");
+    }
+    // A different seed (different order and init) does move it.
+    let rc = train(&a, 2, &data, 1, &mut ()).unwrap().rows;
+    assert!((ra[1].train_loss - rc[1].train_loss).abs() > 1e-3);
+}
+
+/// Every number of a row but the timings, as bits (NaN included).
+fn bits(rows: &[EpochRow]) -> Vec<Vec<u64>> {
+    rows.iter()
+        .map(|r| {
+            let opt = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
+            vec![
+                r.epoch as u64,
+                r.train_loss.to_bits(),
+                r.train_acc.to_bits(),
+                r.test_loss.to_bits(),
+                r.test_acc.to_bits(),
+                opt(r.val_loss),
+                opt(r.val_acc),
+                r.train_eval_acc.to_bits(),
+            ]
+        })
+        .collect()
+}
+
+/// Stops its run after `at` steps, as Ctrl-C does.
+struct StopAt {
+    at: usize,
+    steps: usize,
+}
+
+impl TrainHook for StopAt {
+    fn after_step(&mut self, step: usize, _: usize, _: Option<&Mlp>) -> Result<()> {
+        self.steps = step;
+        Ok(())
+    }
+    fn stop_requested(&self) -> bool {
+        self.steps >= self.at
+    }
+}
+
+/// A stack of every regulariser kind, with weight decay, two other
+/// learning rates, fewer epochs, a run that diverges and one interrupted
+/// part way, on two threads, gives each run exactly (bit for bit) the rows
+/// and final weights of that run trained alone, on one thread. The batch
+/// (95) makes unequal halves and a short last batch.
+#[test]
+fn stack_equals_runs_trained_alone() {
+    let data = synthetic(200);
+    let base = TrainConfig {
+        epochs: 3,
+        batch_size: 95,
+        ..TrainConfig::default()
+    };
+    let with = |l: [Reg; 2]| base.with_layers(l);
+    let configs = vec![
+        base.clone(),
+        TrainConfig {
+            epochs: 2,
+            ..with([Reg::Dropout { p: 0.0 }; 2])
+        },
+        TrainConfig {
+            weight_decay: 1e-3,
+            ..with([Reg::Dropconnect { p: 0.3 }; 2])
+        },
+        TrainConfig {
+            lr: 0.1,
+            ..with([Reg::DropconnectOut { p: 0.3 }; 2])
+        },
+        with([Reg::GaussianMult { p: 0.3 }; 2]),
+        TrainConfig {
+            lr: 0.05,
+            weight_decay: 5e-4,
+            ..with([Reg::GaussianAdd { p: 0.2 }; 2])
+        },
+        with([Reg::LognormalMult { p: 0.4 }; 2]),
+        with([Reg::UniformMult { p: 0.2 }; 2]),
+        with([Reg::AnnealedDropout { p: 0.5 }; 2]),
+        with([Reg::Dropout { p: 0.5 }, Reg::GaussianAdd { p: 0.1 }]),
+        TrainConfig {
+            lr: 1e30,
+            ..with([Reg::Dropout { p: 0.0 }; 2])
+        },
+        base.clone(),
+    ];
+    let seed = 7;
+    let interrupted = configs.len() - 1;
+    let stop = |k: usize| StopAt {
+        at: if k == interrupted { 7 } else { usize::MAX },
+        steps: 0,
+    };
+    let mut hooks: Vec<StopAt> = (0..configs.len()).map(stop).collect();
+    let mut members: Vec<Member> = configs
+        .iter()
+        .zip(hooks.iter_mut())
+        .map(|(cfg, hook)| Member { cfg, hook })
+        .collect();
+    let together = train_stack(&mut members, seed, &data, 2).unwrap();
+    for (k, (cfg, got)) in configs.iter().zip(&together).enumerate() {
+        let alone = train(cfg, seed, &data, 1, &mut stop(k)).unwrap();
+        assert_eq!(bits(&got.rows), bits(&alone.rows), "{cfg:?}");
+        assert_eq!(got.diverged, alone.diverged, "{cfg:?}");
+        assert_eq!(got.interrupted, alone.interrupted, "{cfg:?}");
+        assert_eq!(weights(&got.model), weights(&alone.model), "{cfg:?}");
+    }
+    assert!(together[interrupted - 1].diverged, "lr 1e30 should diverge");
+    assert!(together[interrupted].interrupted && together[interrupted].rows.is_empty());
+    assert_eq!(together[1].rows.len(), 2);
+    assert_eq!(together[0].rows.len(), 3);
+}
