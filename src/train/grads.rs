@@ -54,12 +54,30 @@ impl StepPlan {
 
 /// What one step computes for every run of the stack: the mean
 /// cross-entropy of the batch ([R]), the number of rows classified right
-/// ([R], f32) and, per layer, the gradients of the loss with respect to the
-/// weights ([R, in, out], masked) and the biases ([R, 1, out]).
+/// ([R], f32) and the gradients of each part of the batch (one or two
+/// halves), summed per layer by [`Grads::layer`].
 pub(super) struct Grads {
     pub(super) loss: Tensor,
     pub(super) correct: Tensor,
-    pub(super) layers: Vec<(Tensor, Tensor)>,
+    /// Per part, per layer: the (unmasked) gradients of the weights
+    /// ([R, in, out]) and the biases ([R, 1, out]).
+    parts: Vec<Vec<(Tensor, Tensor)>>,
+}
+
+impl Grads {
+    /// Layer `i`'s gradients: the parts summed (first + second), the
+    /// weights' masked with this step's mask `w_mask`, if any.
+    pub(super) fn layer(&self, i: usize, w_mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let (mut gw, mut gb) = self.parts[0][i].clone();
+        for part in &self.parts[1..] {
+            gw = (gw + &part[i].0)?;
+            gb = (gb + &part[i].1)?;
+        }
+        if let Some(m) = w_mask {
+            gw = gw.broadcast_mul(m)?;
+        }
+        Ok((gw, gb))
+    }
 }
 
 /// One step's batch: images [n, 784], labels [n], one-hot labels [n, 10].
@@ -88,32 +106,16 @@ pub(super) fn loss_and_grads(
         .collect::<Result<Vec<_>>>()?;
     let part = |start, len| partial(params, &used, batch, noise, start, len, n);
     let half = if plan.halves { n.div_ceil(2) } else { n };
-    let mut out = if half == n {
-        part(0, n)?
-    } else {
-        let (first, second) = if plan.parallel {
-            rayon::join(|| part(0, half), || part(half, n - half))
-        } else {
-            (part(0, half), part(half, n - half))
-        };
-        let (a, b) = (first?, second?);
-        Grads {
-            loss: (a.loss + b.loss)?,
-            correct: (a.correct + b.correct)?,
-            layers: a
-                .layers
-                .into_iter()
-                .zip(b.layers)
-                .map(|((wa, ba), (wb, bb))| Ok(((wa + wb)?, (ba + bb)?)))
-                .collect::<Result<_>>()?,
-        }
-    };
-    for ((gw, _), m) in out.layers.iter_mut().zip(&noise.w_masks) {
-        if let Some(m) = m {
-            *gw = gw.broadcast_mul(m)?;
-        }
+    if half == n {
+        return part(0, n);
     }
-    Ok(out)
+    let (first, second) = super::both(plan.parallel, || part(0, half), || part(half, n - half));
+    let (a, b) = (first?, second?);
+    Ok(Grads {
+        loss: (a.loss + b.loss)?,
+        correct: (a.correct + b.correct)?,
+        parts: a.parts.into_iter().chain(b.parts).collect(),
+    })
 }
 
 /// The step's share of rows `start..start + len` of a batch of `n`: its part
@@ -169,7 +171,7 @@ fn partial(
     Ok(Grads {
         loss,
         correct,
-        layers: grads,
+        parts: vec![grads],
     })
 }
 

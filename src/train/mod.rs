@@ -29,7 +29,7 @@ use candle_core::{Device, Tensor};
 
 use crate::config::TrainConfig;
 use crate::data::Dataset;
-use crate::model::Mlp;
+use crate::model::{LayerNoise, Mlp};
 use crate::record::EpochRow;
 use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
@@ -169,21 +169,37 @@ pub fn train_stack(
         for start in (0..n).step_by(bs) {
             let len = bs.min(n - start);
             let idx = order.narrow(0, start, len)?;
-            let x = data.train_x.index_select(&idx, 0)?;
-            let y = data.train_y.index_select(&idx, 0)?;
-            let targets = targets_all.index_select(&idx, 0)?;
-            let drawn = live
-                .iter()
-                .map(|&i| runs[i].draw(len, &dev))
-                .collect::<Result<Vec<_>>>()?;
-            let noise = StepNoise::new(drawn)?;
+            let gather = || -> candle_core::Result<_> {
+                let x = data.train_x.index_select(&idx, 0)?;
+                let y = data.train_y.index_select(&idx, 0)?;
+                Ok((x, y, targets_all.index_select(&idx, 0)?))
+            };
+            // Each run draws its step's noise from its own stream.
+            let mut draws: Vec<Draw> = runs
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| live.contains(i))
+                .map(|(_, r)| r.next_draw())
+                .collect();
+            let draw = || -> candle_core::Result<StepNoise> {
+                let drawn = draws
+                    .iter_mut()
+                    .map(|d| d.draw(len, &dev))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                StepNoise::new(drawn)
+            };
+            // The batch is gathered while the noise is drawn (on a second
+            // thread when there is one).
+            let (noise, batch) = both(plan.parallel, draw, gather);
+            let ((x, y, targets), noise) = (batch?, noise?);
             let batch = Batch {
                 x: &x,
                 y: &y,
                 targets: &targets,
             };
             let out = loss_and_grads(&stack.params, &batch, &noise, plan)?;
-            stack.sgd(&out.layers)?;
+            let grads = |i: usize| out.layer(i, noise.w_masks[i].as_ref());
+            stack.sgd(grads, plan.parallel)?;
             loss_sum = (loss_sum + out.loss.affine(len as f64, 0.0)?)?;
             correct = (correct + out.correct)?;
             let mut stay = Vec::with_capacity(live.len());
@@ -259,6 +275,25 @@ pub fn train_stack(
         .collect())
 }
 
+/// Runs `a` on this thread and `b` on the thread pool at once when
+/// `parallel` (the pool's other thread picks it up), else one after the
+/// other.
+fn both<RA, RB: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> RA,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    if !parallel {
+        return (a(), b());
+    }
+    let mut rb = None;
+    let ra = rayon::in_place_scope(|s| {
+        s.spawn(|_| rb = Some(b()));
+        a()
+    });
+    (ra, rb.expect("the scope waits for its spawned work"))
+}
+
 /// The stack and its members without those not at positions `stay`; the
 /// leaving runs' weights are copied into their models first.
 fn leave(
@@ -323,12 +358,30 @@ impl<'m> Run<'m> {
         }
     }
 
-    /// This step's noise for a batch of `len`, from the run's own stream.
-    fn draw(&mut self, len: usize, dev: &Device) -> Result<Vec<crate::model::LayerNoise>> {
-        let mut ctx = NoiseCtx {
+    /// What drawing this step's noise needs of the run.
+    fn next_draw(&mut self) -> Draw<'_> {
+        Draw {
+            model: &self.model,
             rng: &mut self.noise,
             progress: self.step as f64 / self.total_steps,
+        }
+    }
+}
+
+/// One run's noise stream at one step (`progress`: the share of its
+/// training done, for schedules).
+struct Draw<'r> {
+    model: &'r Mlp,
+    rng: &'r mut Rng,
+    progress: f64,
+}
+
+impl Draw<'_> {
+    fn draw(&mut self, len: usize, dev: &Device) -> candle_core::Result<Vec<LayerNoise>> {
+        let mut ctx = NoiseCtx {
+            rng: self.rng,
+            progress: self.progress,
         };
-        Ok(self.model.draw_noise(len, dev, &mut ctx)?)
+        self.model.draw_noise(len, dev, &mut ctx)
     }
 }

@@ -118,17 +118,27 @@ impl Stack {
         Self::with_params(params, rules, &dev)
     }
 
-    /// w <- w (1 - lr wd) - lr g, b <- b - lr g, per run; `grads` as
-    /// [`super::grads::Grads::layers`].
-    pub(super) fn sgd(&mut self, grads: &[(Tensor, Tensor)]) -> Result<()> {
-        for ((w, b), (gw, gb)) in self.params.iter_mut().zip(grads) {
-            let kept = match &self.decay {
+    /// The SGD step, per run: w <- w (1 - lr wd) - lr g, b <- b - lr g,
+    /// with layer `i`'s gradients from `grads(i)`. With `parallel`, the
+    /// first layer (three quarters of the parameters) is updated on one
+    /// thread while the others are on a second.
+    pub(super) fn sgd<G>(&mut self, grads: G, parallel: bool) -> Result<()>
+    where
+        G: Fn(usize) -> Result<(Tensor, Tensor)> + Sync,
+    {
+        let this = &*self;
+        let step = |i: usize| -> Result<(Tensor, Tensor)> {
+            let (gw, gb) = grads(i)?;
+            let (w, b) = &this.params[i];
+            let kept = match &this.decay {
                 Some(d) => d.times(w)?,
                 None => w.clone(),
             };
-            *w = (kept - self.lr.times(gw)?)?;
-            *b = (&*b - self.lr.times(gb)?)?;
-        }
+            Ok(((kept - this.lr.times(&gw)?)?, (b - this.lr.times(&gb)?)?))
+        };
+        let rest = || (1..this.params.len()).map(step).collect::<Result<Vec<_>>>();
+        let (first, rest) = super::both(parallel, || step(0), rest);
+        self.params = std::iter::once(first?).chain(rest?).collect();
         Ok(())
     }
 

@@ -40,8 +40,16 @@ fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
-/// One step of `m` (a stack of one) on `xs` with the noise of `seed`.
-fn step(m: &Mlp, xs: &Tensor, ys: &Tensor, targets: &Tensor, plan: StepPlan) -> grads::Grads {
+/// What one step computed: loss, hits, and per layer the summed and masked
+/// gradients.
+struct Step {
+    loss: Tensor,
+    correct: Tensor,
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+/// One step of `m` (a stack of one) on `xs` with the noise of seed 9.
+fn step(m: &Mlp, xs: &Tensor, ys: &Tensor, targets: &Tensor, plan: StepPlan) -> Step {
     let rule = stack::Sgd {
         lr: 0.5,
         weight_decay: 0.0,
@@ -55,7 +63,14 @@ fn step(m: &Mlp, xs: &Tensor, ys: &Tensor, targets: &Tensor, plan: StepPlan) -> 
         y: ys,
         targets,
     };
-    loss_and_grads(&stack.params, &batch, &noise, plan).unwrap()
+    let g = loss_and_grads(&stack.params, &batch, &noise, plan).unwrap();
+    Step {
+        layers: (0..m.layers.len())
+            .map(|i| g.layer(i, noise.w_masks[i].as_ref()).unwrap())
+            .collect(),
+        loss: g.loss,
+        correct: g.correct,
+    }
 }
 
 /// The hand-written backward pass equals candle's autograd through the
