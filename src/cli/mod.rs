@@ -18,7 +18,7 @@ use values::{
 };
 
 use crate::check::CheckOptions;
-use crate::config::{self, TrainConfig};
+use crate::config::{self, FlagSetter, NumberRange, TrainConfig};
 use crate::data::{DataOptions, TEST_SIZE, TRAIN_SIZE};
 use crate::device::{ComputeRequest, DeviceKind};
 use crate::experiments::driver::SweepPlan;
@@ -284,29 +284,10 @@ impl ComputeArgs {
     }
 }
 
+/// `drop-exp run`'s flags besides the configuration keys of
+/// [`config::RUN_FLAGS`], which [`command`] adds.
 #[derive(Debug, Clone, Args)]
 struct RunArgs {
-    /// Regulariser of both hidden layers (keeping their strengths).
-    #[arg(long, value_parser = parse_reg)]
-    reg: Option<RegKind>,
-    /// Strength (for dropout: drop probability) after the first hidden layer, in [0, 1].
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_prob)]
-    p1: Option<f64>,
-    /// Strength (for dropout: drop probability) after the second hidden layer, in [0, 1].
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_prob)]
-    p2: Option<f64>,
-    /// Number of passes over the training set.
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
-    epochs: Option<u32>,
-    /// SGD learning rate (> 0).
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_positive)]
-    lr: Option<f64>,
-    /// Mini-batch size; the last, partial batch of an epoch is kept.
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
-    batch_size: Option<u32>,
-    /// L2 penalty lambda on the weights (not biases): loss + lambda/2 * ||w||^2.
-    #[arg(long, allow_hyphen_values = true, value_parser = parse_nonnegative)]
-    weight_decay: Option<f64>,
     /// TOML file with configuration keys (those of experiments/defaults.toml but `seeds`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -367,27 +348,38 @@ pub fn command() -> clap::Command {
     for (i, spec) in EXERCISES.iter().enumerate() {
         cmd = cmd.subcommand(exercise_command(spec).display_order(i + 1));
     }
-    let book = TrainConfig::default();
-    let layer = |i: usize| format!("{}", book.layers[i].p());
-    let defaults = [
-        ("reg", book.layers[0].kind().to_string()),
-        ("p1", layer(0)),
-        ("p2", layer(1)),
-        ("epochs", book.epochs.to_string()),
-        ("lr", book.lr.to_string()),
-        ("batch_size", book.batch_size.to_string()),
-        ("weight_decay", book.weight_decay.to_string()),
-    ];
     cmd.mut_subcommand("run", |mut run| {
-        for (id, value) in defaults {
-            run = run.mut_arg(id, |a| {
-                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-                a.help(format!(
-                    "{help} [default: {value}, from experiments/defaults.toml]"
-                ))
-            });
+        // The configuration's flags first, then the others in their order.
+        let others: Vec<clap::Id> = run.get_arguments().map(|a| a.get_id().clone()).collect();
+        for (k, id) in others.into_iter().enumerate() {
+            run = run.mut_arg(id, |a| a.display_order(config::RUN_FLAGS.len() + k));
         }
-        run
+        let book = TrainConfig::default();
+        let flags = config::RUN_FLAGS.iter().enumerate().map(|(i, f)| {
+            let arg = clap::Arg::new(f.long)
+                .long(f.long)
+                .value_name(f.long.to_uppercase().replace('-', "_"))
+                .display_order(i)
+                .help(format!(
+                    "{} [default: {}, from experiments/defaults.toml]",
+                    f.help,
+                    (f.show)(&book)
+                ));
+            match f.setter {
+                FlagSetter::Reg(_) => arg.value_parser(parse_reg),
+                FlagSetter::Number(range, _) => {
+                    arg.allow_hyphen_values(true).value_parser(match range {
+                        NumberRange::Probability => parse_prob,
+                        NumberRange::Positive => parse_positive,
+                        NumberRange::NonNegative => parse_nonnegative,
+                    })
+                }
+                FlagSetter::Count(_) => arg
+                    .allow_negative_numbers(true)
+                    .value_parser(clap::value_parser!(u32).range(1..)),
+            }
+        });
+        run.args(flags)
     })
 }
 
@@ -434,7 +426,7 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
     Ok(match cli.tool {
         Tool::Run(a) => Invocation::Run {
             compute: a.compute.request(None, None),
-            opts: run_options(a)?,
+            opts: run_options(a, sub)?,
         },
         Tool::Report(a) => Invocation::Report {
             compute: a.compute.request(a.jobs, a.batch_runs),
@@ -518,8 +510,8 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
 }
 
 /// The configuration of `drop-exp run`: the defaults, then `--config`, then
-/// each `--set`, then the flags.
-fn run_options(a: RunArgs) -> Result<RunOptions> {
+/// each `--set`, then the flags of [`config::RUN_FLAGS`] (read from `m`).
+fn run_options(a: RunArgs, m: &ArgMatches) -> Result<RunOptions> {
     let mut table = config::defaults_table();
     table.retain(|k, _| TrainConfig::is_field(k));
     let mut layers = Vec::new();
@@ -533,25 +525,12 @@ fn run_options(a: RunArgs) -> Result<RunOptions> {
         config::resolve(table, layers, &TrainConfig::is_field, &keys, |t| {
             Ok(t.try_into()?)
         })?;
-    if let Some(kind) = a.reg {
-        cfg.layers = cfg.layers.map(|l| kind.with(l.p()));
-    }
-    for (i, p) in [a.p1, a.p2].into_iter().enumerate() {
-        if let Some(p) = p {
-            cfg.layers[i] = cfg.layers[i].kind().with(p);
-        }
-    }
-    if let Some(v) = a.epochs {
-        cfg.epochs = v as usize;
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = v;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = v as usize;
-    }
-    if let Some(v) = a.weight_decay {
-        cfg.weight_decay = v;
+    for f in config::RUN_FLAGS {
+        match f.setter {
+            FlagSetter::Reg(set) => m.get_one::<RegKind>(f.long).map(|&k| set(&mut cfg, k)),
+            FlagSetter::Number(_, set) => m.get_one::<f64>(f.long).map(|&v| set(&mut cfg, v)),
+            FlagSetter::Count(set) => m.get_one::<u32>(f.long).map(|&n| set(&mut cfg, n as usize)),
+        };
     }
     cfg.validate()?;
     Ok(RunOptions {

@@ -80,6 +80,32 @@ fn run_flags_override_the_defaults_file() {
         [Reg::Dropconnect { p: 0.3 }, Reg::Dropconnect { p: 0.5 }]
     );
     assert_eq!(c.lr, 0.1);
+    // Every flag of the table sets its key.
+    let c = run_config(&[
+        "run",
+        "--reg",
+        "gaussian-add",
+        "--p1",
+        "0.3",
+        "--p2",
+        "0.1",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.2",
+        "--batch-size",
+        "64",
+        "--weight-decay",
+        "0.001",
+    ]);
+    let want = TrainConfig {
+        layers: [Reg::GaussianAdd { p: 0.3 }, Reg::GaussianAdd { p: 0.1 }],
+        weight_decay: 0.001,
+        lr: 0.2,
+        batch_size: 64,
+        epochs: 2,
+    };
+    assert_eq!(c, want);
 }
 
 /// Exercises 1-7 in order, then `report`, then the tools.
@@ -107,8 +133,21 @@ fn help_shows_defaults_from_the_defaults_file() {
         .unwrap()
         .render_help()
         .to_string();
+    // One line per flag of the table, each with the defaults file's value.
+    let book = TrainConfig::default();
+    for f in config::RUN_FLAGS {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("--{} ", f.long)))
+            .unwrap_or_else(|| panic!("--{} not in help:\n{help}", f.long));
+        let default = format!(
+            "[default: {}, from experiments/defaults.toml]",
+            (f.show)(&book)
+        );
+        assert!(line.contains(&default), "{line}");
+    }
     assert!(
-        help.contains("[default: 0.5, from experiments/defaults.toml]"),
+        help.contains("--lr <LR>") && help.contains("[default: 0.5, from"),
         "{help}"
     );
 }
