@@ -17,9 +17,7 @@ use serde_json::{Map, Value};
 use crate::regularizers::{Reg, RegKind};
 
 /// The built-in defaults file.
-pub const DEFAULTS_TOML: &str = include_str!("../experiments/defaults.toml");
-/// How [`DEFAULTS_TOML`] is named in messages.
-pub const DEFAULTS_NAME: &str = "experiments/defaults.toml (built in)";
+const DEFAULTS_TOML: &str = include_str!("../experiments/defaults.toml");
 
 /// Everything that determines a run, besides its seed and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,11 +22,11 @@ use crate::record::StoredRun;
 use crate::stats;
 
 /// The level of every primary test, after Holm's correction.
-pub const ALPHA: f64 = 0.05;
+const ALPHA: f64 = 0.05;
 /// The power a seed plan aims at.
-pub const POWER: f64 = 0.8;
+const POWER: f64 = 0.8;
 /// Most seeds a plan looks at.
-pub const PLAN_CAP: usize = 500;
+const PLAN_CAP: usize = 500;
 
 /// Which way a contrast's question points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -542,7 +542,7 @@ fn finite(x: f64) -> Option<f64> {
 
 mod text;
 
-pub use text::{estimate_text, exploratory_list, p_text, primary_table, signed, verdict_text};
+pub use text::{estimate_text, exploratory_list, primary_table, verdict_text};
 
 #[cfg(test)]
 mod tests;

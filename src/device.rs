@@ -59,7 +59,7 @@ pub struct Compute {
 /// (docs/performance.md), while a kill -9 loses every run of the stacks in
 /// progress; on CUDA no measurement exists yet. `--batch-runs R` turns
 /// stacks on, on either device.
-pub const DEFAULT_BATCH_RUNS: usize = 1;
+const DEFAULT_BATCH_RUNS: usize = 1;
 
 impl Compute {
     /// For one run (`drop-exp run`): `threads` for that run, by default two

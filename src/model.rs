@@ -21,7 +21,7 @@ use crate::rng::Rng;
 /// Layer widths of the book's model.
 pub const WIDTHS: [usize; 4] = [784, 256, 256, 10];
 /// Standard deviation of the book's weight initialisation.
-pub const INIT_SD: f32 = 0.01;
+const INIT_SD: f32 = 0.01;
 
 #[derive(Debug)]
 pub struct Linear {
@@ -213,7 +213,7 @@ impl Mlp {
 
     /// This network as a stack of one, with `noise` (one entry per layer)
     /// applied, or none.
-    pub fn as_stack(&self, noise: Option<&[LayerNoise]>) -> Result<Vec<StackLayer>> {
+    fn as_stack(&self, noise: Option<&[LayerNoise]>) -> Result<Vec<StackLayer>> {
         let mut out = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let (mut w, b) = (layer.w.as_tensor().clone(), layer.b.as_tensor());

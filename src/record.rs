@@ -56,7 +56,7 @@ fn nan() -> f64 {
 }
 
 /// Reads a JSON null (how serde_json writes NaN) back as NaN.
-pub fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 

@@ -57,9 +57,6 @@ impl Estimate {
             ci_high: m + half,
         }
     }
-    pub fn half_width(&self) -> f64 {
-        (self.ci_high - self.ci_low) / 2.0
-    }
 }
 
 /// The result of a two-sided t-test of a difference (b - a).
@@ -102,7 +99,7 @@ fn student(df: f64) -> Option<StudentsT> {
 }
 
 /// Two-sided p-value of a t statistic with `df` degrees of freedom.
-pub fn two_sided_p(t: f64, df: f64) -> f64 {
+fn two_sided_p(t: f64, df: f64) -> f64 {
     match student(df) {
         Some(_) if t.is_infinite() => 0.0,
         Some(d) if t.is_finite() => (2.0 * d.sf(t.abs())).min(1.0),
@@ -111,12 +108,13 @@ pub fn two_sided_p(t: f64, df: f64) -> f64 {
 }
 
 /// Cumulative distribution function of Student's t.
-pub fn t_cdf(t: f64, df: f64) -> f64 {
+#[cfg(test)]
+fn t_cdf(t: f64, df: f64) -> f64 {
     student(df).map_or(f64::NAN, |d| d.cdf(t))
 }
 
 /// Quantile of Student's t (q in (0, 1)).
-pub fn t_quantile(q: f64, df: f64) -> f64 {
+fn t_quantile(q: f64, df: f64) -> f64 {
     match student(df) {
         Some(d) if q > 0.0 && q < 1.0 => d.inverse_cdf(q),
         _ => f64::NAN,

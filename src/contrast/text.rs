@@ -6,7 +6,7 @@ use super::{ContrastRow, Sides, Verdict, PLAN_CAP};
 use crate::stats;
 
 /// A value in the row's unit, signed: "+0.41 points".
-pub fn signed(row: &ContrastRow, x: f64) -> String {
+fn signed(row: &ContrastRow, x: f64) -> String {
     let digits = if row.unit == "points" || row.unit == "points of rate" {
         2
     } else {
@@ -83,7 +83,7 @@ pub fn verdict_text(row: &ContrastRow) -> String {
 }
 
 /// A p-value for text: three decimals, or "< 0.001", or "n/a".
-pub fn p_text(p: Option<f64>) -> String {
+fn p_text(p: Option<f64>) -> String {
     match p {
         None => "n/a".into(),
         Some(p) if p < 0.001 => "< 0.001".into(),

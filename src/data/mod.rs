@@ -20,14 +20,14 @@ use download::download;
 use idx::maybe_gunzip;
 pub use idx::{encode_images, encode_labels, parse_images, parse_labels};
 
-pub const IMAGE_SIDE: usize = 28;
-pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+const IMAGE_SIDE: usize = 28;
+const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 pub const CLASSES: usize = 10;
 pub const TRAIN_SIZE: usize = 60_000;
 pub const TEST_SIZE: usize = 10_000;
 
 /// The standard file names, without `.gz`.
-pub const FILES: [&str; 4] = [
+const FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte",
@@ -38,7 +38,7 @@ pub const FILES: [&str; 4] = [
 /// publishes Fashion-MNIST (the gzip archives differ between mirrors and
 /// packagers; their content does not). Every copy is checked against these
 /// before anything trains on it.
-pub const PINNED_SHA256: [(&str, &str); 4] = [
+const PINNED_SHA256: [(&str, &str); 4] = [
     (
         "train-images-idx3-ubyte",
         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -173,7 +173,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// The places searched for the data, in order, each with why it is there.
-pub fn search_path(opts: &DataOptions) -> Vec<(PathBuf, &'static str)> {
+fn search_path(opts: &DataOptions) -> Vec<(PathBuf, &'static str)> {
     let mut out = Vec::new();
     if let Some(dir) = &opts.data_dir {
         out.push((dir.clone(), "--data-dir"));
@@ -193,7 +193,7 @@ pub fn search_path(opts: &DataOptions) -> Vec<(PathBuf, &'static str)> {
 }
 
 /// Where downloaded data is kept.
-pub fn cache_dir() -> Option<PathBuf> {
+fn cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("drop-exp").join("fashion-mnist"))
 }
 
@@ -216,7 +216,7 @@ fn missing_files(dir: &Path) -> Vec<&'static str> {
 /// Finds a directory holding all four files. An explicitly named directory
 /// (`--data-dir`, `$DROP_EXP_DATA`) that lacks some of them is an error, not
 /// something to skip silently.
-pub fn locate(opts: &DataOptions) -> Result<Option<PathBuf>> {
+fn locate(opts: &DataOptions) -> Result<Option<PathBuf>> {
     for (dir, why) in search_path(opts) {
         let missing = missing_files(&dir);
         if missing.is_empty() {
@@ -276,7 +276,7 @@ pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
 }
 
 /// Loads the four files from `dir`.
-pub fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
+fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     let mut files = Vec::new();
     let mut read = |name: &str| -> Result<(PathBuf, Vec<u8>)> {
         let path = file_in(dir, name)
@@ -405,11 +405,11 @@ impl RawData {
 
 /// Seed of the validation split: fixed, so every run and every seed holds
 /// out the same images.
-pub const SPLIT_SEED: u64 = 0x5b11_7000;
+const SPLIT_SEED: u64 = 0x5b11_7000;
 
 /// Training images on which the generalisation gap is measured (see
 /// [`Dataset::train_eval`]).
-pub const GAP_SUBSET: usize = 5000;
+const GAP_SUBSET: usize = 5000;
 
 /// Splits training indices `0..n` into (validation, training): `validation`
 /// indices drawn without replacement by the fixed [`SPLIT_SEED`], each part

@@ -27,7 +27,7 @@ mod merge;
 mod plan;
 
 pub use merge::merge_runs;
-pub use plan::stacks;
+use plan::stacks;
 
 impl RunSpec {
     /// The cache key: configuration (in its canonical form, see
@@ -60,7 +60,7 @@ pub type Worker<'a> =
     dyn Fn(&RunSpec, &Dataset, usize, &mut dyn TrainHook) -> Result<RunResult> + Sync + 'a;
 
 /// The plain worker: train and keep the per-epoch rows.
-pub fn train_worker(
+fn train_worker(
     spec: &RunSpec,
     data: &Dataset,
     threads: usize,
@@ -124,12 +124,12 @@ pub struct SweepOptions {
 }
 
 /// The stored file of a run.
-pub fn run_path(out: &Path, key: &str) -> PathBuf {
+fn run_path(out: &Path, key: &str) -> PathBuf {
     out.join("runs").join(format!("{key}.json"))
 }
 
 /// Loads a stored run, if present and readable.
-pub fn load_run(path: &Path) -> Result<Option<StoredRun>> {
+fn load_run(path: &Path) -> Result<Option<StoredRun>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
             format!(

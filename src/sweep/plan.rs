@@ -7,7 +7,7 @@ use crate::record::RunSpec;
 /// longest first. Pieces are made smaller than `batch` when that is what
 /// keeps `jobs` workers equally busy (three stacks of 5 on two workers
 /// would leave one idle a third of the time; pieces of 3 and 2 do not).
-pub fn stacks<'s>(todo: &[&'s RunSpec], batch: usize, jobs: usize) -> Vec<Vec<&'s RunSpec>> {
+pub(super) fn stacks<'s>(todo: &[&'s RunSpec], batch: usize, jobs: usize) -> Vec<Vec<&'s RunSpec>> {
     let mut groups: Vec<Vec<&RunSpec>> = Vec::new();
     for &spec in todo {
         let same = |g: &Vec<&RunSpec>| {

@@ -10,7 +10,7 @@ use crate::model::{forward, StackLayer};
 
 /// Per network of the stack: mean cross-entropy and accuracy on `xs`
 /// ([n, 784]) with labels `ys`, regularisers off.
-pub fn evaluate(layers: &[StackLayer], xs: &Tensor, ys: &Tensor) -> Result<Vec<(f64, f64)>> {
+fn evaluate(layers: &[StackLayer], xs: &Tensor, ys: &Tensor) -> Result<Vec<(f64, f64)>> {
     let r = layers[0].w.dim(0)?;
     let n = xs.dim(0)?;
     let (mut loss_sum, mut correct) = (vec![0f64; r], vec![0f64; r]);

@@ -33,17 +33,17 @@ use crate::model::{forward, StackLayer};
 
 /// How a step splits its batch.
 #[derive(Debug, Clone, Copy)]
-pub struct StepPlan {
+pub(super) struct StepPlan {
     /// Process the batch as two halves (what the CPU does; a GPU runs the
     /// whole batch at once).
-    pub halves: bool,
+    pub(super) halves: bool,
     /// Compute the two halves on two threads at once.
-    pub parallel: bool,
+    pub(super) parallel: bool,
 }
 
 impl StepPlan {
     /// The plan for `dev` when a run has `threads` CPU threads.
-    pub fn for_device(dev: &Device, threads: usize) -> Self {
+    pub(super) fn for_device(dev: &Device, threads: usize) -> Self {
         let halves = dev.is_cpu();
         Self {
             halves,

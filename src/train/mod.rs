@@ -41,9 +41,7 @@ mod stack;
 #[cfg(test)]
 mod tests;
 
-pub use eval::evaluate;
-pub use grads::StepPlan;
-use grads::{loss_and_grads, Batch};
+use grads::{loss_and_grads, Batch, StepPlan};
 use noise::StepNoise;
 use stack::{Sgd, Stack};
 
