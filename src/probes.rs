@@ -159,7 +159,7 @@ impl TrainHook for Recorder<'_> {
         self.inner.after_step(step, epoch, model)?;
         if step.is_multiple_of(self.every) || step == 1 {
             let Some(model) = model else {
-                anyhow::bail!("probes need the model after every step: train step by step");
+                anyhow::bail!("the trainer passed no model to the probes, whose hook reads it after every step (TrainHook::reads_model)");
             };
             self.record(step, epoch, model)?;
         }
