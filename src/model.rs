@@ -102,26 +102,21 @@ pub struct Pass {
 /// stack, each network's its own product.
 pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
     let r = layers[0].w.dim(0)?;
-    let mut pass = Pass {
-        inputs: Vec::with_capacity(layers.len()),
-        gates: Vec::new(),
-        relu: Vec::new(),
-        logits: x.clone(),
-    };
-    let mut h = x.clone();
-    for (i, layer) in layers.iter().enumerate() {
-        // The first input is shared: a stride-0 view, not R copies.
-        let lhs = if i == 0 {
-            h.broadcast_as((r, h.dim(0)?, h.dim(1)?))?
-        } else {
-            h.clone()
+    // z = h W + b; the first input is shared: a stride-0 view, not R copies.
+    let affine = |h: &Tensor, layer: &StackLayer| -> Result<Tensor> {
+        let lhs = match h.rank() {
+            2 => h.broadcast_as((r, h.dim(0)?, h.dim(1)?))?,
+            _ => h.clone(),
         };
-        let z = lhs.matmul(&layer.w)?.broadcast_add(&layer.b)?;
-        pass.inputs.push(h);
-        if i + 1 == layers.len() {
-            pass.logits = z;
-            return Ok(pass);
-        }
+        lhs.matmul(&layer.w)?.broadcast_add(&layer.b)
+    };
+    let (last, hidden) = layers.split_last().expect("a network has layers");
+    let mut inputs = Vec::with_capacity(layers.len());
+    let (mut gate_list, mut relu_list) = (Vec::new(), Vec::new());
+    let mut h = x.clone();
+    for layer in hidden {
+        let z = affine(&h, layer)?;
+        inputs.push(h);
         let relu = z.relu()?;
         let mut out = relu.clone();
         if gates {
@@ -129,7 +124,7 @@ pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
             if let Some(m) = &layer.scale {
                 gate = gate.mul(m)?;
             }
-            pass.gates.push(gate);
+            gate_list.push(gate);
         }
         if let Some(m) = &layer.scale {
             out = out.mul(m)?;
@@ -137,10 +132,17 @@ pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
         if let Some(a) = &layer.shift {
             out = out.add(a)?;
         }
-        pass.relu.push(relu);
+        relu_list.push(relu);
         h = out;
     }
-    Ok(pass)
+    let logits = affine(&h, last)?;
+    inputs.push(h);
+    Ok(Pass {
+        inputs,
+        gates: gate_list,
+        relu: relu_list,
+        logits,
+    })
 }
 
 #[derive(Debug)]

@@ -44,15 +44,6 @@ pub enum ActivationNoise {
     Shift(Tensor),
 }
 
-impl ActivationNoise {
-    pub fn apply(&self, xs: &Tensor) -> Result<Tensor> {
-        match self {
-            ActivationNoise::Scale(m) => xs.mul(m),
-            ActivationNoise::Shift(a) => xs.add(a),
-        }
-    }
-}
-
 /// A training-time transformation of one hidden layer: noise on its
 /// activations (after the ReLU), a multiplicative mask on its weight matrix,
 /// or both. Each call draws fresh noise from the context's generator; `None`
@@ -86,23 +77,20 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
     ) -> Result<Option<Tensor>> {
         Ok(None)
     }
-    /// `xs` with fresh activation noise applied.
+    /// `xs` with fresh activation noise applied (for tests of a kind's
+    /// noise; training applies it in [`crate::model::forward`]).
+    #[cfg(test)]
     fn activations(&self, xs: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
         match self.activation_noise(xs.shape(), xs.device(), ctx)? {
-            Some(noise) => noise.apply(xs),
+            Some(ActivationNoise::Scale(m)) => xs.mul(&m),
+            Some(ActivationNoise::Shift(a)) => xs.add(&a),
             None => Ok(xs.clone()),
         }
     }
-    /// `w` with a fresh weight mask applied.
+    /// `w` with a fresh weight mask applied (for tests, as above).
+    #[cfg(test)]
     fn weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
         match self.weight_mask(w.shape(), w.device(), ctx)? {
-            Some(mask) => w.mul(&mask),
-            None => Ok(w.clone()),
-        }
-    }
-    /// The next layer's weights `w` with a fresh outgoing mask applied.
-    fn outgoing_weights(&self, w: &Tensor, ctx: &mut NoiseCtx) -> Result<Tensor> {
-        match self.outgoing_weight_mask(w.shape(), w.device(), ctx)? {
             Some(mask) => w.mul(&mask),
             None => Ok(w.clone()),
         }
