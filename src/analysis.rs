@@ -16,8 +16,7 @@
 use serde::Serialize;
 
 use crate::config::TrainConfig;
-use crate::record::EpochRow;
-use crate::record::StoredRun;
+use crate::record::{ConfigKey, EpochRow, Round, StoredRun};
 use crate::stats::{self, Estimate};
 
 /// Epochs averaged by the `last3` metric (kept in `summary.csv` for the CI
@@ -171,18 +170,22 @@ pub struct ConfigCols {
     pub label: String,
     #[serde(flatten)]
     pub columns: serde_json::Map<String, serde_json::Value>,
-    /// The configuration itself, for code that reads rows.
+    /// The configuration's identity, for code that reads rows.
     #[serde(skip)]
-    pub train: TrainConfig,
+    pub key: ConfigKey,
 }
 
 impl ConfigCols {
-    pub fn new(label: &str, c: &TrainConfig) -> Self {
+    pub fn new(label: &str, key: &ConfigKey) -> Self {
         Self {
             label: label.to_string(),
-            columns: c.columns(),
-            train: c.clone(),
+            columns: key.config.columns(),
+            key: key.clone(),
         }
+    }
+    /// The configuration itself.
+    pub fn train(&self) -> &TrainConfig {
+        &self.key.config
     }
 }
 
@@ -201,7 +204,7 @@ pub fn run_rows(runs: &[&StoredRun]) -> Vec<RunRow> {
     runs.iter()
         .flat_map(|r| {
             r.rows.iter().map(|e| RunRow {
-                config: ConfigCols::new(&r.spec.label, &r.spec.config),
+                config: ConfigCols::new(&r.spec.label, &r.spec.config_key()),
                 seed: r.spec.seed,
                 diverged: r.diverged,
                 epoch: e.clone(),
@@ -213,8 +216,10 @@ pub fn run_rows(runs: &[&StoredRun]) -> Vec<RunRow> {
 /// The runs of one configuration (all seeds), in seed order.
 #[derive(Debug, Clone)]
 pub struct Group<'a> {
+    /// How the configuration is written (presentation only).
     pub label: String,
     pub config: TrainConfig,
+    pub round: Round,
     pub runs: Vec<&'a StoredRun>,
     /// K of the end-of-training metric.
     pub end_k: usize,
@@ -250,9 +255,18 @@ impl Group<'_> {
     /// Whether these are runs of a confirmation on fresh seeds (see
     /// [`crate::record::FRESH_SEED_BASE`]).
     pub fn is_confirmation(&self) -> bool {
-        self.runs
-            .iter()
-            .all(|r| r.spec.seed >= crate::record::FRESH_SEED_BASE)
+        self.round == Round::Confirmation
+    }
+    /// Whether this is the configuration `key`.
+    pub fn is(&self, key: &ConfigKey) -> bool {
+        self.round == key.round && self.config == key.config
+    }
+    /// The configuration's key.
+    pub fn key(&self) -> ConfigKey {
+        ConfigKey {
+            config: self.config.clone(),
+            round: self.round,
+        }
     }
     /// Runs with at least one training-loss spike, diverged runs included.
     pub fn spiked(&self) -> usize {
@@ -294,16 +308,19 @@ impl Group<'_> {
     }
 }
 
-/// Groups runs by label, keeping first-appearance order; `end_k` is K of
-/// the end-of-training metric.
+/// Groups runs by configuration key (configuration and round), keeping
+/// first-appearance order; a group is labelled as its first run is. `end_k`
+/// is K of the end-of-training metric.
 pub fn groups<'a>(runs: &[&'a StoredRun], end_k: usize) -> Vec<Group<'a>> {
     let mut out: Vec<Group<'a>> = Vec::new();
     for r in runs {
-        match out.iter_mut().find(|g| g.label == r.spec.label) {
+        let key = r.spec.config_key();
+        match out.iter_mut().find(|g| g.is(&key)) {
             Some(g) => g.runs.push(r),
             None => out.push(Group {
                 label: r.spec.label.clone(),
-                config: r.spec.config.clone(),
+                config: key.config,
+                round: key.round,
                 runs: vec![r],
                 end_k,
             }),
@@ -398,7 +415,7 @@ pub fn summary(g: &Group) -> SummaryRow {
     );
     let (tl, gap) = (col(|m| m.train_loss), col(|m| m.gap));
     SummaryRow {
-        config: ConfigCols::new(&g.label, &g.config),
+        config: ConfigCols::new(&g.label, &g.key()),
         n: f.len(),
         n_diverged: g.diverged(),
         n_collapsed: g.collapsed(),

@@ -18,7 +18,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::analysis::{Group, Metric};
-use crate::record::StoredRun;
+use crate::record::{ConfigKey, StoredRun};
 use crate::stats;
 
 /// The level of every primary test, after Holm's correction.
@@ -118,11 +118,12 @@ pub struct Contrast {
     pub id: String,
     /// The question it answers, in a few words.
     pub question: String,
-    /// The contrast written "A − B" (or its linear form).
-    pub estimand: String,
-    /// (configuration label, weight); the weights of a difference are +1
-    /// and -1, those of a main effect ±1/2.
-    pub terms: Vec<(String, f64)>,
+    /// The contrast in words; `None` writes its terms with their
+    /// configurations' labels ("A − B").
+    pub estimand: Option<String>,
+    /// (configuration, weight); the weights of a difference are +1 and -1,
+    /// those of a main effect ±1/2.
+    pub terms: Vec<(ConfigKey, f64)>,
     pub measure: Measure,
     pub sides: Sides,
     /// The smallest effect of interest, in the measure's stored units (a
@@ -137,16 +138,16 @@ impl Contrast {
     pub fn difference(
         id: &str,
         question: &str,
-        a: &str,
-        b: &str,
+        a: ConfigKey,
+        b: ConfigKey,
         measure: Measure,
         sesoi: f64,
     ) -> Self {
         Self {
             id: id.into(),
             question: question.into(),
-            estimand: format!("{a} − {b}"),
-            terms: vec![(a.into(), 1.0), (b.into(), -1.0)],
+            estimand: None,
+            terms: vec![(a, 1.0), (b, -1.0)],
             measure,
             sides: Sides::Two,
             sesoi,
@@ -161,22 +162,40 @@ impl Contrast {
         }
     }
     /// An exploratory difference `a` − `b` on `metric`.
-    pub fn exploratory(a: &str, b: &str, metric: Metric) -> Self {
+    pub fn exploratory(a: &Group, b: &Group, metric: Metric) -> Self {
         Self {
-            id: format!("{a} − {b} [{}]", metric.name()),
+            id: format!("{} − {} [{}]", a.label, b.label, metric.name()),
             question: String::new(),
-            estimand: format!("{a} − {b}"),
-            terms: vec![(a.into(), 1.0), (b.into(), -1.0)],
+            estimand: None,
+            terms: vec![(a.key(), 1.0), (b.key(), -1.0)],
             measure: Measure::Accuracy(metric),
             sides: Sides::Two,
             sesoi: f64::NAN,
             role: Role::Exploratory,
         }
     }
-    /// The configurations it reads.
-    pub fn labels(&self) -> impl Iterator<Item = &str> {
-        self.terms.iter().map(|(l, _)| l.as_str())
+}
+
+/// Terms written with their configurations' labels: "A − B" for a
+/// difference, "0.5·A + 0.5·B − 0.5·C − 0.5·D" for a linear contrast.
+fn written(gs: &[(&Group, f64)]) -> String {
+    let mut out = String::new();
+    for (i, (g, w)) in gs.iter().enumerate() {
+        let sign = if *w < 0.0 { "−" } else { "+" };
+        match (i, sign) {
+            (0, "+") => {}
+            (0, _) => out.push('−'),
+            _ => out.push_str(&format!(" {sign} ")),
+        }
+        let m = w.abs();
+        if m != 1.0 {
+            let digits = format!("{m:.3}");
+            out.push_str(digits.trim_end_matches('0').trim_end_matches('.'));
+            out.push('·');
+        }
+        out.push_str(&g.label);
     }
+    out
 }
 
 /// What a primary contrast says, after Holm's correction over the
@@ -256,7 +275,7 @@ pub struct ContrastRow {
     pub higher_is_better: Option<bool>,
     /// The configurations read (for figures and seed plans).
     #[serde(skip)]
-    pub labels: Vec<String>,
+    pub keys: Vec<ConfigKey>,
     #[serde(skip)]
     pub is_rate: bool,
 }
@@ -327,10 +346,10 @@ pub fn evaluate(
     let mut rows = Vec::with_capacity(contrasts.len());
     for c in contrasts {
         let mut gs = Vec::new();
-        for (label, w) in &c.terms {
-            let Some(g) = groups.iter().find(|g| &g.label == label) else {
+        for (key, w) in &c.terms {
+            let Some(g) = groups.iter().find(|g| g.is(key)) else {
                 bail!(
-                    "contrast `{}` reads configuration `{label}`, which has no runs here (configurations: {}); \
+                    "contrast `{}` reads configuration `{key}`, which has no runs here (configurations: {}); \
                      the exercise's settings no longer sweep it: restore it, or rerun the sweep",
                     c.id,
                     groups.iter().map(|g| g.label.as_str()).collect::<Vec<_>>().join(", ")
@@ -354,7 +373,7 @@ fn base_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
         role: c.role,
         id: c.id.clone(),
         question: c.question.clone(),
-        contrast: c.estimand.clone(),
+        contrast: c.estimand.clone().unwrap_or_else(|| written(gs)),
         metric: c.measure.name(end_k),
         sides: c.sides,
         sesoi: (c.role == Role::Primary).then_some(c.sesoi),
@@ -375,7 +394,7 @@ fn base_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
         scale,
         unit,
         higher_is_better: c.measure.higher_is_better(),
-        labels: c.labels().map(String::from).collect(),
+        keys: c.terms.iter().map(|(k, _)| k.clone()).collect(),
         is_rate: c.measure.is_rate(),
     }
 }

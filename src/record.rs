@@ -11,6 +11,72 @@ use crate::config::TrainConfig;
 /// A run's seed tells whether it confirms; its label is only presentation.
 pub const FRESH_SEED_BASE: u64 = 1 << 32;
 
+/// Which seeds a configuration's runs use: the sweep's, or a confirmation's
+/// fresh ones (from [`FRESH_SEED_BASE`] up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    Sweep,
+    Confirmation,
+}
+
+impl Round {
+    /// The round a run of `seed` belongs to.
+    pub fn of_seed(seed: u64) -> Self {
+        if seed >= FRESH_SEED_BASE {
+            Round::Confirmation
+        } else {
+            Round::Sweep
+        }
+    }
+}
+
+/// A configuration's identity within an exercise: what trains and in which
+/// round. Contrasts, seed plans and figures find configurations by this
+/// key; a label is only how a configuration is written in tables and plots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigKey {
+    pub config: TrainConfig,
+    pub round: Round,
+}
+
+impl ConfigKey {
+    /// `config` in the sweep.
+    pub fn sweep(config: TrainConfig) -> Self {
+        Self {
+            config,
+            round: Round::Sweep,
+        }
+    }
+    /// `config` in a confirmation on fresh seeds.
+    pub fn confirmation(config: TrainConfig) -> Self {
+        Self {
+            config,
+            round: Round::Confirmation,
+        }
+    }
+}
+
+/// The configuration's columns (`layer1.kind=dropout layer1.p=0.2 ...`),
+/// for messages about a configuration that has no label at hand.
+impl std::fmt::Display for ConfigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cols: Vec<String> = self
+            .config
+            .columns()
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                v => format!("{k}={v}"),
+            })
+            .collect();
+        write!(f, "{}", cols.join(" "))?;
+        if self.round == Round::Confirmation {
+            write!(f, " (fresh seeds)")?;
+        }
+        Ok(())
+    }
+}
+
 /// One unit of work: a labelled configuration and a seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -18,6 +84,16 @@ pub struct RunSpec {
     pub label: String,
     pub config: TrainConfig,
     pub seed: u64,
+}
+
+impl RunSpec {
+    /// The key of its configuration (its round told by its seed).
+    pub fn config_key(&self) -> ConfigKey {
+        ConfigKey {
+            config: self.config.clone(),
+            round: Round::of_seed(self.seed),
+        }
+    }
 }
 
 /// One epoch's measurements. Timing columns come last so that outputs can be

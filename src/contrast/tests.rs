@@ -35,7 +35,7 @@ fn run(label: &str, seed: u64, acc: f64, epochs: usize, diverged: bool) -> Store
             label: label.into(),
             config: TrainConfig {
                 epochs,
-                ..TrainConfig::default()
+                ..key(label).config
             },
             seed,
         },
@@ -48,6 +48,16 @@ fn run(label: &str, seed: u64, acc: f64, epochs: usize, diverged: bool) -> Store
         threads: 1,
         finished_at: String::new(),
     }
+}
+
+/// A distinct configuration per name (its batch size), of 4 epochs.
+fn key(name: &str) -> ConfigKey {
+    let batch_size = name.bytes().fold(1, |h, b| h * 131 + b as usize) % 100_000;
+    ConfigKey::sweep(TrainConfig {
+        batch_size,
+        epochs: 4,
+        ..TrainConfig::default()
+    })
 }
 
 fn no_probe(_: &StoredRun, _: &ProbeMeasure) -> Option<f64> {
@@ -93,8 +103,8 @@ fn a_main_effect_is_a_per_seed_linear_contrast() {
     let main = |id: &str, terms: [(&str, f64); 4]| Contrast {
         id: id.into(),
         question: String::new(),
-        estimand: String::new(),
-        terms: terms.iter().map(|(l, w)| (l.to_string(), *w)).collect(),
+        estimand: None,
+        terms: terms.iter().map(|(l, w)| (key(l), *w)).collect(),
         measure: peak(),
         sides: Sides::Two,
         sesoi: 0.005,
@@ -116,6 +126,10 @@ fn a_main_effect_is_a_per_seed_linear_contrast() {
     assert!((rows[1].estimate - 0.0001).abs() < 1e-12);
     assert_eq!(rows[1].verdict, Some(Verdict::Equivalent));
     assert_eq!(rows[0].n, 6);
+    assert_eq!(
+        rows[0].contrast,
+        "0.5·a1b0 + 0.5·a1b1 − 0.5·a0b0 − 0.5·a0b1"
+    );
 }
 
 /// Holm runs over the primary contrasts only: an exploratory row gets an
@@ -130,11 +144,11 @@ fn exploratory_rows_are_not_tested_and_do_not_dilute() {
     all.extend(runs("c", 5, |s| 0.81 + noisy((s + 2) % 5)));
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
-    let primary = Contrast::difference("b_a", "", "b", "a", peak(), 0.005);
+    let primary = Contrast::difference("b_a", "", key("b"), key("a"), peak(), 0.005);
     let alone = evaluate(std::slice::from_ref(&primary), &gs, &ctx()).unwrap();
     let mut with = vec![primary];
-    with.push(Contrast::exploratory("c", "a", Metric::Selected));
-    with.push(Contrast::exploratory("c", "b", Metric::End));
+    with.push(Contrast::exploratory(&gs[2], &gs[0], Metric::Selected));
+    with.push(Contrast::exploratory(&gs[2], &gs[1], Metric::End));
     let rows = evaluate(&with, &gs, &ctx()).unwrap();
     assert_eq!(rows[0].p_holm, alone[0].p_holm);
     assert_eq!(rows[0].p_holm, rows[0].p);
@@ -161,8 +175,8 @@ fn one_sided_contrasts() {
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
     let contrasts = [
-        Contrast::difference("small", "", "small", "base", peak(), 0.005).greater(),
-        Contrast::difference("large", "", "large", "base", peak(), 0.005).greater(),
+        Contrast::difference("small", "", key("small"), key("base"), peak(), 0.005).greater(),
+        Contrast::difference("large", "", key("large"), key("base"), peak(), 0.005).greater(),
     ];
     let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
     assert_eq!(rows[0].verdict, Some(Verdict::ShortOfInterest));
@@ -184,9 +198,9 @@ fn undecided_contrasts_get_a_plan() {
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
     let contrasts = [
-        Contrast::difference("noisy", "", "b", "a", peak(), 0.005),
-        Contrast::difference("clear", "", "c", "a", peak(), 0.005),
-        Contrast::difference("two", "", "d", "a", peak(), 0.005),
+        Contrast::difference("noisy", "", key("b"), key("a"), peak(), 0.005),
+        Contrast::difference("clear", "", key("c"), key("a"), peak(), 0.005),
+        Contrast::difference("two", "", key("d"), key("a"), peak(), 0.005),
     ];
     let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
     assert_eq!(rows[0].verdict, Some(Verdict::Undecided));
@@ -210,8 +224,15 @@ fn a_diverged_run_keeps_its_selected_epoch() {
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
     let contrasts = [
-        Contrast::difference("peak", "", "b", "a", peak(), 0.005),
-        Contrast::difference("end", "", "b", "a", Measure::Accuracy(Metric::End), 0.005),
+        Contrast::difference("peak", "", key("b"), key("a"), peak(), 0.005),
+        Contrast::difference(
+            "end",
+            "",
+            key("b"),
+            key("a"),
+            Measure::Accuracy(Metric::End),
+            0.005,
+        ),
     ];
     let rows = evaluate(&contrasts, &gs, &ctx()).unwrap();
     assert_eq!((rows[0].n, rows[0].missing, rows[0].failed), (4, 0, 1));
@@ -226,7 +247,7 @@ fn blow_up_rates_use_fisher() {
     all.extend((0..5).map(|s| run("wild", s, 0.8, 4, true)));
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
-    let c = Contrast::difference("b", "", "wild", "stable", Measure::BlowUp, 0.0);
+    let c = Contrast::difference("b", "", key("wild"), key("stable"), Measure::BlowUp, 0.0);
     let rows = evaluate(&[c], &gs, &ctx()).unwrap();
     let r = &rows[0];
     assert_eq!(r.estimate, 1.0);
@@ -242,10 +263,56 @@ fn a_missing_configuration_is_an_error() {
     let all = runs("a", 3, |_| 0.8);
     let refs: Vec<&StoredRun> = all.iter().collect();
     let gs = groups(&refs, 2);
-    let c = Contrast::difference("x", "", "nowhere", "a", peak(), 0.005);
+    let c = Contrast::difference("x", "", key("nowhere"), key("a"), peak(), 0.005);
     let err = evaluate(&[c], &gs, &ctx()).unwrap_err().to_string();
     assert!(
-        err.contains("`nowhere`") && err.contains("configurations: a"),
+        err.contains(&format!("`{}`", key("nowhere"))) && err.contains("configurations: a"),
         "{err}"
     );
+}
+
+/// A configuration is its key, not its label: runs of one configuration
+/// stored under two labels form one group (written as the first), runs of
+/// another configuration under the same label a group of their own, and a
+/// confirmation's runs of a configuration (fresh seeds) a third. Contrasts
+/// read groups by key and write them by label.
+#[test]
+fn configurations_are_found_by_key_and_written_by_label() {
+    let relabel = |mut r: StoredRun, label: &str, seed: u64| {
+        r.spec.label = label.into();
+        r.spec.seed = seed;
+        r
+    };
+    let mut all = runs("a", 3, |s| 0.80 + 0.001 * s as f64);
+    all.extend((3..6).map(|s| {
+        relabel(
+            run("a", 0, 0.80 + 0.001 * s as f64, 4, false),
+            "old name",
+            s,
+        )
+    }));
+    all.extend(
+        runs("b", 6, |s| 0.81 + 0.001 * s as f64)
+            .into_iter()
+            .map(|r| {
+                let seed = r.spec.seed;
+                relabel(r, "a", seed)
+            }),
+    );
+    let fresh = crate::record::FRESH_SEED_BASE;
+    all.extend((0..3).map(|i| relabel(run("a", 0, 0.7, 4, false), "a [fresh]", fresh + i)));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    assert_eq!(gs.len(), 3);
+    assert!(gs[0].is(&key("a")) && gs[0].label == "a" && gs[0].runs.len() == 6);
+    assert!(gs[1].is(&key("b")) && gs[1].label == "a" && gs[1].runs.len() == 6);
+    let confirming = ConfigKey::confirmation(key("a").config);
+    assert!(gs[2].is(&confirming) && gs[2].is_confirmation() && !gs[2].is(&key("a")));
+    let c = Contrast::difference("b_a", "", key("b"), key("a"), peak(), 0.005);
+    let rows = evaluate(&[c], &gs, &ctx()).unwrap();
+    assert_eq!((rows[0].n, rows[0].contrast.as_str()), (6, "a − a"));
+    assert!((rows[0].estimate - 0.01).abs() < 1e-12);
+    let c = Contrast::difference("fresh", "", confirming, key("a"), peak(), 0.005);
+    let rows = evaluate(&[c], &gs, &ctx()).unwrap();
+    assert_eq!(rows[0].contrast, "a [fresh] − a");
 }

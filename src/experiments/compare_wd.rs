@@ -42,6 +42,7 @@ use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
 use crate::output::plot::{self, Panel, Panels, Series};
+use crate::record::ConfigKey;
 use crate::regularizers::Reg;
 use crate::regularizers::RegKind;
 
@@ -144,13 +145,33 @@ impl CompareWd {
         let ws: Vec<String> = self.decays().iter().map(|&w| plot::scientific(w)).collect();
         format!("wd ∈ {{{}}}", ws.join(", "))
     }
+    /// The configuration with or without the sweep's dropout, at weight
+    /// decay `wd` and learning rate `lr`.
+    fn config(&self, dropout: bool, wd: f64, lr: f64) -> TrainConfig {
+        let [p1, p2] = if dropout {
+            self.settings.dropout
+        } else {
+            [0.0, 0.0]
+        };
+        TrainConfig {
+            weight_decay: wd,
+            lr,
+            ..self
+                .common
+                .base
+                .with_layers([Reg::Dropout { p: p1 }, Reg::Dropout { p: p2 }])
+        }
+    }
+    fn key(&self, dropout: bool, wd: f64, lr: f64) -> ConfigKey {
+        ConfigKey::sweep(self.config(dropout, wd, lr))
+    }
     /// Terms of the configurations (dropout, every wd > 0) at `lr`, each
     /// weighted `w` / the number of weight decays.
-    fn over_decays(&self, dropout: bool, lr: f64, w: f64) -> Vec<(String, f64)> {
+    fn over_decays(&self, dropout: bool, lr: f64, w: f64) -> Vec<(ConfigKey, f64)> {
         let ws = self.decays();
         let k = ws.len() as f64;
         ws.iter()
-            .map(|&wd| (label(dropout, wd, lr), w / k))
+            .map(|&wd| (self.key(dropout, wd, lr), w / k))
             .collect()
     }
 }
@@ -158,21 +179,11 @@ impl CompareWd {
 impl Experiment for CompareWd {
     super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let base = &self.common.base;
-        let [p1, p2] = self.settings.dropout;
         let mut out = Vec::new();
         for &lr in &self.settings.lrs {
             for dropout in [false, true] {
                 for &wd in &self.settings.weight_decays {
-                    let (q1, q2) = if dropout { (p1, p2) } else { (0.0, 0.0) };
-                    out.push((
-                        label(dropout, wd, lr),
-                        TrainConfig {
-                            weight_decay: wd,
-                            lr,
-                            ..base.with_layers([Reg::Dropout { p: q1 }, Reg::Dropout { p: q2 }])
-                        },
-                    ));
+                    out.push((label(dropout, wd, lr), self.config(dropout, wd, lr)));
                 }
             }
         }
@@ -186,12 +197,12 @@ impl Experiment for CompareWd {
         let end = Measure::Accuracy(Metric::End);
         let sesoi = self.common.margin / 100.0;
         let avg = self.decays_text();
-        let neither = (label(false, 0.0, lr), -1.0);
-        let dropout = label(true, 0.0, lr);
+        let neither = (self.key(false, 0.0, lr), -1.0);
+        let dropout = self.key(true, 0.0, lr);
         let contrast = |id: &str, question: &str, estimand: String, terms, measure| Contrast {
             id: id.into(),
             question: question.into(),
-            estimand,
+            estimand: Some(estimand),
             terms,
             measure,
             sides: Sides::Two,
@@ -207,7 +218,7 @@ impl Experiment for CompareWd {
         let mut inter = self.over_decays(true, lr, 1.0);
         inter.extend(self.over_decays(false, lr, -1.0));
         inter.push((dropout.clone(), -1.0));
-        inter.push((label(false, 0.0, lr), 1.0));
+        inter.push((self.key(false, 0.0, lr), 1.0));
         let mut out = vec![
             contrast(
                 "wd",
@@ -241,7 +252,7 @@ impl Experiment for CompareWd {
         let book = self.settings.lrs[0];
         if book != lr {
             let mut wd_up = self.over_decays(false, book, 1.0);
-            wd_up.push((label(false, 0.0, book), -1.0));
+            wd_up.push((self.key(false, 0.0, book), -1.0));
             let mut dropout_up = self.over_decays(true, book, 1.0);
             dropout_up.extend(self.over_decays(false, book, -1.0));
             out.push(contrast(
@@ -261,15 +272,15 @@ impl Experiment for CompareWd {
         }
         out
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
         let mut out = Vec::new();
         for &lr in &self.settings.lrs {
-            let neither = label(false, 0.0, lr);
-            out.push((neither.clone(), label(true, 0.0, lr)));
+            let neither = self.key(false, 0.0, lr);
+            out.push((neither.clone(), self.key(true, 0.0, lr)));
             for &wd in self.settings.weight_decays.iter().filter(|&&w| w > 0.0) {
-                out.push((neither.clone(), label(false, wd, lr)));
-                out.push((neither.clone(), label(true, wd, lr)));
-                out.push((label(true, 0.0, lr), label(true, wd, lr)));
+                out.push((neither.clone(), self.key(false, wd, lr)));
+                out.push((neither.clone(), self.key(true, wd, lr)));
+                out.push((self.key(true, 0.0, lr), self.key(true, wd, lr)));
             }
         }
         out
@@ -370,8 +381,8 @@ impl CompareWd {
                 } else {
                     ("no dropout".into(), figures::WEIGHT_DECAY)
                 };
-                let labels: Vec<String> = wds.iter().map(|&wd| label(d, wd, lr)).collect();
-                figures::headline_line(r, name, color, &labels, Metric::End)
+                let keys: Vec<ConfigKey> = wds.iter().map(|&wd| self.key(d, wd, lr)).collect();
+                figures::headline_line(r, name, color, &keys, Metric::End)
             })
             .collect();
         Panel {

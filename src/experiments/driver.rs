@@ -14,7 +14,7 @@ use crate::contrast::{self, Contrast, ContrastRow};
 use crate::data::{self, DataIdentity, DataOptions};
 use crate::device::Compute;
 use crate::output::{write_csv, write_json};
-use crate::record::{RunSpec, StoredRun, FRESH_SEED_BASE};
+use crate::record::{ConfigKey, RunSpec, StoredRun, FRESH_SEED_BASE};
 use crate::sweep::{self, Shard, SweepOptions};
 
 /// What a finished sweep answers, for `drop-exp report`.
@@ -231,8 +231,9 @@ fn planned_specs(
         );
     }
     let mut specs = Vec::new();
-    for (label, config) in exp.configs() {
-        let Some(&(_, n)) = want.iter().find(|(l, _)| *l == label) else {
+    for (label, config) in super::distinct(exp.configs()) {
+        let key = ConfigKey::sweep(config.clone());
+        let Some(&(_, n)) = want.iter().find(|(k, _)| *k == key) else {
             continue;
         };
         for seed in c.seeds as u64..n as u64 {
@@ -302,21 +303,21 @@ fn analyse<'a>(
     let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
     let mut contrasts = exp.contrasts();
     contrasts.extend(confirming.iter().cloned());
-    let answered = |a: &str, b: &str, m: Metric| {
+    let answered = |a: &Group, b: &Group, m: Metric| {
         contrasts.iter().any(|c| {
             c.measure == contrast::Measure::Accuracy(m)
-                && c.terms == [(a.to_string(), 1.0), (b.to_string(), -1.0)]
+                && c.terms == [(a.key(), 1.0), (b.key(), -1.0)]
         })
     };
     let mut exploratory = Vec::new();
-    for (a, b) in exp.pairs() {
-        let present = |l: &str| groups.iter().any(|g| g.label == l);
-        if !(present(&a) && present(&b)) {
+    for (a, b) in exp.pairs().into_iter().filter(|(a, b)| a != b) {
+        let find = |k: &ConfigKey| groups.iter().find(|g| g.is(k));
+        let (Some(a), Some(b)) = (find(&a), find(&b)) else {
             continue;
-        }
+        };
         for m in Metric::EXPLORATORY {
-            if !answered(&b, &a, m) {
-                exploratory.push(Contrast::exploratory(&b, &a, m));
+            if !answered(b, a, m) {
+                exploratory.push(Contrast::exploratory(b, a, m));
             }
         }
     }

@@ -45,6 +45,7 @@ use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
 use crate::output::plot::{self, Panel, Panels, Series};
+use crate::record::ConfigKey;
 use crate::regularizers::RegKind;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -133,6 +134,17 @@ impl DropConnectExp {
     pub fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
+    /// `kind` at rate `p` after both hidden layers.
+    fn config(&self, kind: RegKind, p: f64) -> TrainConfig {
+        self.common.base.with_layers([kind.with(p); 2])
+    }
+    fn key(&self, kind: RegKind, p: f64) -> ConfigKey {
+        ConfigKey::sweep(self.config(kind, p))
+    }
+    /// No regularisation.
+    fn none(&self) -> ConfigKey {
+        ConfigKey::sweep(dropout_config(&self.common, 0.0, 0.0))
+    }
 }
 
 impl Experiment for DropConnectExp {
@@ -145,8 +157,8 @@ impl Experiment for DropConnectExp {
             .map(|&kind| {
                 let mut terms = Vec::new();
                 for &p in &pooled {
-                    terms.push((label(kind, p), 1.0 / k));
-                    terms.push((label(RegKind::Dropout, p), -1.0 / k));
+                    terms.push((self.key(kind, p), 1.0 / k));
+                    terms.push((self.key(RegKind::Dropout, p), -1.0 / k));
                 }
                 Contrast {
                     id: format!("{kind}"),
@@ -154,7 +166,7 @@ impl Experiment for DropConnectExp {
                         "is {} better or worse than dropout at equal rates?",
                         method(kind)
                     ),
-                    estimand: format!(
+                    estimand: Some(format!(
                         "{} − dropout, mean over p ∈ {{{}}}",
                         method(kind),
                         pooled
@@ -162,7 +174,7 @@ impl Experiment for DropConnectExp {
                             .map(|p| p.to_string())
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ),
+                    )),
                     terms,
                     measure: Measure::Accuracy(Metric::Selected),
                     sides: Sides::Two,
@@ -176,23 +188,20 @@ impl Experiment for DropConnectExp {
         let mut out = vec![(NONE.to_string(), dropout_config(&self.common, 0.0, 0.0))];
         for kind in KINDS {
             for &p in &self.settings.rates {
-                out.push((
-                    label(kind, p),
-                    self.common.base.with_layers([kind.with(p); 2]),
-                ));
+                out.push((label(kind, p), self.config(kind, p)));
             }
         }
         out
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
         let mut out = Vec::new();
         for &p in &self.settings.rates {
-            for kind in &KINDS[1..] {
-                out.push((label(RegKind::Dropout, p), label(*kind, p)));
+            for &kind in &KINDS[1..] {
+                out.push((self.key(RegKind::Dropout, p), self.key(kind, p)));
             }
         }
-        for (l, _) in self.configs().into_iter().skip(1) {
-            out.push((NONE.to_string(), l));
+        for (_, c) in self.configs().into_iter().skip(1) {
+            out.push((self.none(), ConfigKey::sweep(c)));
         }
         out
     }
@@ -202,12 +211,12 @@ impl Experiment for DropConnectExp {
         let series: Vec<Series> = KINDS
             .iter()
             .map(|&kind| {
-                let labels: Vec<String> = rates.iter().map(|&p| label(kind, p)).collect();
+                let keys: Vec<ConfigKey> = rates.iter().map(|&p| self.key(kind, p)).collect();
                 figures::headline_line(
                     r,
                     method(kind).into(),
                     figures::kind_color(kind),
-                    &labels,
+                    &keys,
                     Metric::Selected,
                 )
             })
@@ -215,7 +224,7 @@ impl Experiment for DropConnectExp {
         let none = r
             .summary
             .iter()
-            .find(|s| s.config.label == NONE)
+            .find(|s| s.config.key == self.none())
             .map(|s| 100.0 * s.selected_mean);
         plot::save(
             &r.out.join("rates.png"),
@@ -257,7 +266,7 @@ impl Experiment for DropConnectExp {
                 "Exercise {}: test accuracy, DropConnect and dropout (no regularisation in both)",
                 SPEC.number
             ),
-            |g| (g.label != NONE).then(|| method(g.config.layers[0].kind()).to_string()),
+            |g| (!g.is(&self.none())).then(|| method(g.config.layers[0].kind()).to_string()),
         )?;
         let reading = |kind: RegKind| {
             format!(

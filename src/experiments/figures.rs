@@ -18,7 +18,7 @@ use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{verdict_text, ContrastRow, Verdict};
 use crate::output::plot::{self, DotRow, Dots, Panel, Panels, Rgb, Series};
-use crate::record::EpochRow;
+use crate::record::{ConfigKey, EpochRow};
 use crate::regularizers::RegKind;
 use crate::stats::Estimate;
 
@@ -53,7 +53,7 @@ pub fn family_color(c: &TrainConfig) -> Rgb {
 
 /// The colour of each configuration of `r`: its family's, in darker and
 /// lighter shades where a family has several members.
-pub fn config_colors(r: &Finished) -> Vec<(String, Rgb)> {
+pub fn config_colors(r: &Finished) -> Vec<(ConfigKey, Rgb)> {
     let families: Vec<Rgb> = r.groups.iter().map(|g| family_color(&g.config)).collect();
     r.groups
         .iter()
@@ -74,15 +74,15 @@ pub fn config_colors(r: &Finished) -> Vec<(String, Rgb)> {
             } else {
                 families[i].lighter(0.6 * (t - 0.5))
             };
-            (g.label.clone(), c)
+            (g.key(), c)
         })
         .collect()
 }
 
-fn color_of(colors: &[(String, Rgb)], label: &str) -> Rgb {
+fn color_of(colors: &[(ConfigKey, Rgb)], key: Option<&ConfigKey>) -> Rgb {
     colors
         .iter()
-        .find(|(l, _)| l == label)
+        .find(|(k, _)| Some(k) == key)
         .map_or(NONE, |(_, c)| *c)
 }
 
@@ -130,7 +130,7 @@ pub fn effects(
                 value: scale * c.estimate,
                 lo: c.ci_low.map_or(f64::NAN, |x| scale * x),
                 hi: c.ci_high.map_or(f64::NAN, |x| scale * x),
-                color: color_of(&colors, c.labels.first().map_or("", |l| l.as_str())),
+                color: color_of(&colors, c.keys.first()),
                 note: Some((note, verdict_color(c.verdict))),
             }
         })
@@ -208,7 +208,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
             value: 100.0 * s.selected_mean,
             lo: 100.0 * s.selected_ci_low,
             hi: 100.0 * s.selected_ci_high,
-            color: color_of(&colors, &s.config.label),
+            color: color_of(&colors, Some(&s.config.key)),
             note: None,
         })
         .collect();
@@ -225,20 +225,20 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
 }
 
 /// A line over categories (x = 0, 1, ...) of the peak or end-of-training accuracy (%) of
-/// the configurations labelled `labels`, with 95% CI bars.
+/// the configurations `keys`, with 95% CI bars.
 pub fn headline_line(
     r: &Finished,
     name: String,
     color: Rgb,
-    labels: &[String],
+    keys: &[ConfigKey],
     metric: Metric,
 ) -> Series {
-    let points = labels
+    let points = keys
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| {
+        .filter_map(|(i, k)| {
             // A configuration the sweep lacks leaves a gap, not a panic.
-            let s = r.summary.iter().find(|s| s.config.label == *l)?;
+            let s = r.summary.iter().find(|s| s.config.key == *k)?;
             let (m, lo, hi) = match metric {
                 Metric::End => (s.end_mean, s.end_ci_low, s.end_ci_high),
                 _ => (s.selected_mean, s.selected_ci_low, s.selected_ci_high),
@@ -263,7 +263,7 @@ pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64, scale: f64) -> Vec<Se
         .map(|g| {
             let mut s = Series::band(
                 legend(g),
-                color_of(&colors, &g.label),
+                color_of(&colors, Some(&g.key())),
                 g.curve(f)
                     .into_iter()
                     .map(|(e, est): (usize, Estimate)| {

@@ -44,6 +44,7 @@ use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure};
 use crate::output::plot::{self, Panel, Panels, Series};
+use crate::record::ConfigKey;
 use crate::record::EpochRow;
 use crate::stats;
 
@@ -99,6 +100,16 @@ pub struct Longer {
 impl Longer {
     pub fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
+    }
+    /// Dropout at rates `p` and learning rate `lr`.
+    fn config(&self, p: [f64; 2], lr: f64) -> TrainConfig {
+        TrainConfig {
+            lr,
+            ..super::dropout_config(&self.common, p[0], p[1])
+        }
+    }
+    fn key(&self, p: [f64; 2], lr: f64) -> ConfigKey {
+        ConfigKey::sweep(self.config(p, lr))
     }
 }
 
@@ -220,9 +231,10 @@ impl Longer {
         let mut series = Vec::new();
         if let Some(none) = self.none().filter(|&n| n != reference) {
             for lr in [self.stable_lr()] {
-                let (Ok(with), Ok(without)) =
-                    (r.group(&label(reference, lr)), r.group(&label(none, lr)))
-                else {
+                let (Ok(with), Ok(without)) = (
+                    r.group(&self.key(reference, lr)),
+                    r.group(&self.key(none, lr)),
+                ) else {
                     continue;
                 };
                 let epochs = self.common.base.epochs;
@@ -307,8 +319,7 @@ impl Experiment for Longer {
         let mut out = Vec::new();
         for &lr in &self.settings.lrs {
             for &p in &self.settings.rates {
-                let c = super::dropout_config(&self.common, p[0], p[1]);
-                out.push((label(p, lr), TrainConfig { lr, ..c }));
+                out.push((label(p, lr), self.config(p, lr)));
             }
         }
         out
@@ -320,22 +331,22 @@ impl Experiment for Longer {
         };
         let lr = self.stable_lr();
         let sesoi = self.common.margin / 100.0;
-        let (with, without) = (label(reference, lr), label(none, lr));
+        let (with, without) = (self.key(reference, lr), self.key(none, lr));
         let from = self.gap_from();
         let mut out = vec![
             Contrast::difference(
                 "end",
                 &format!("does dropout change accuracy at the end of long training (lr {lr})?"),
-                &with,
-                &without,
+                with.clone(),
+                without.clone(),
                 Measure::Accuracy(Metric::End),
                 sesoi,
             ),
             Contrast::difference(
                 "gap_growth",
                 &format!("does the train-test gap grow more without dropout (lr {lr})?"),
-                &without,
-                &with,
+                without,
+                with,
                 Measure::GapGrowth { from },
                 sesoi,
             )
@@ -346,20 +357,20 @@ impl Experiment for Longer {
             out.push(Contrast::difference(
                 "blowups",
                 &format!("does dropout change how often training blows up (lr {book})?"),
-                &label(none, book),
-                &label(reference, book),
+                self.key(none, book),
+                self.key(reference, book),
                 Measure::BlowUp,
                 0.0,
             ));
         }
         out
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
         let reference = self.settings.rates[0];
         let mut out = Vec::new();
         for &lr in &self.settings.lrs {
             for &p in &self.settings.rates[1..] {
-                out.push((label(reference, lr), label(p, lr)));
+                out.push((self.key(reference, lr), self.key(p, lr)));
             }
         }
         out
@@ -421,7 +432,7 @@ impl Longer {
         v += "| lr | configuration | blew up | diverged or collapsed |\n|---|---|---|---|\n";
         for &lr in &self.settings.lrs {
             for &p in &self.settings.rates {
-                let g = r.group(&label(p, lr))?;
+                let g = r.group(&self.key(p, lr))?;
                 v += &format!(
                     "| {lr} | {} | {} | {} |\n",
                     super::rates_label(p[0], p[1]),
@@ -431,7 +442,7 @@ impl Longer {
             }
         }
         if let Some(none) = self.none() {
-            let g = r.group(&label(none, self.stable_lr()))?;
+            let g = r.group(&self.key(none, self.stable_lr()))?;
             v += &if g.spiked() == 0 {
                 format!("\nAt lr {}, no run without dropout blew up: the accuracy contrasts there measure dropout as a regulariser, not as a stabiliser.\n\n", self.stable_lr())
             } else {

@@ -35,7 +35,7 @@ use anyhow::Context;
 use crate::analysis::{Group, SummaryRow};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, ContrastRow, ProbeMeasure, Role};
-use crate::record::{RunSpec, StoredRun};
+use crate::record::{ConfigKey, RunSpec, StoredRun};
 use crate::regularizers::Reg;
 use crate::sweep::Worker;
 
@@ -51,23 +51,20 @@ pub struct Finished<'a> {
 }
 
 impl Finished<'_> {
-    /// The runs of the configuration `label`; an error naming it when the
+    /// The runs of the configuration `key`; an error naming it when the
     /// sweep has none.
-    pub fn group(&self, label: &str) -> Result<&Group<'_>> {
-        self.groups
-            .iter()
-            .find(|g| g.label == label)
-            .with_context(|| {
-                format!(
-                    "no configuration labelled `{label}` in {} (configurations: {})",
-                    self.out.display(),
-                    self.groups
-                        .iter()
-                        .map(|g| g.label.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+    pub fn group(&self, key: &ConfigKey) -> Result<&Group<'_>> {
+        self.groups.iter().find(|g| g.is(key)).with_context(|| {
+            format!(
+                "no runs of the configuration `{key}` in {} (configurations: {})",
+                self.out.display(),
+                self.groups
+                    .iter()
+                    .map(|g| g.label.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
     }
     /// The primary contrasts, in declared order.
     pub fn primary(&self) -> Vec<&ContrastRow> {
@@ -94,8 +91,9 @@ impl Finished<'_> {
 }
 
 /// Configurations rerun on fresh seeds to confirm a choice (see
-/// [`Experiment::confirm`]); their labels must differ from the sweep's.
-/// Its contrasts join the exercise's primary ones.
+/// [`Experiment::confirm`]): labelled configurations, whose keys are
+/// [`ConfigKey::confirmation`]s. Its contrasts join the exercise's primary
+/// ones.
 #[derive(Debug, Clone)]
 pub struct Confirmation {
     pub configs: Vec<(String, TrainConfig)>,
@@ -127,14 +125,16 @@ pub trait Experiment: Sync {
     fn common(&self) -> &Common;
     /// Its own resolved settings, as recorded in `sweep.json`.
     fn settings(&self) -> serde_json::Value;
-    /// Labelled configurations, in display order.
+    /// Labelled configurations, in display order; a configuration is
+    /// identified by itself ([`ConfigKey::sweep`]), its label is how tables
+    /// and plots write it.
     fn configs(&self) -> Vec<(String, TrainConfig)>;
     /// Its questions, declared before any run: the primary contrasts,
     /// Holm-adjusted together and each given a verdict.
     fn contrasts(&self) -> Vec<Contrast>;
     /// Pairs (a, b) compared as exploratory contrasts b − a (estimate and
     /// interval only) on the peak and end-of-training metrics.
-    fn pairs(&self) -> Vec<(String, String)>;
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)>;
     /// The value of a run on one of its own measures ([`crate::contrast::Measure::Probe`]).
     fn probe_value(&self, _run: &StoredRun, _measure: &ProbeMeasure) -> Option<f64> {
         None
@@ -165,7 +165,7 @@ pub trait Experiment: Sync {
 
     /// Configurations x seeds.
     fn specs(&self) -> Vec<RunSpec> {
-        let configs = self.configs();
+        let configs = distinct(self.configs());
         let mut out = Vec::new();
         for seed in self.common().seeds() {
             for (label, config) in &configs {
@@ -178,6 +178,19 @@ pub trait Experiment: Sync {
         }
         out
     }
+}
+
+/// `configs` with each configuration once, under the first of its labels:
+/// a configuration is itself, whatever it is called (dropout at rate 0 is
+/// no regularisation).
+pub fn distinct(configs: Vec<(String, TrainConfig)>) -> Vec<(String, TrainConfig)> {
+    let mut out: Vec<(String, TrainConfig)> = Vec::with_capacity(configs.len());
+    for (label, config) in configs {
+        if out.iter().all(|(_, c)| *c != config) {
+            out.push((label, config));
+        }
+    }
+    out
 }
 
 /// The base configuration with dropout at rates (p1, p2).
@@ -208,10 +221,15 @@ pub fn stable_lr(lrs: &[f64]) -> f64 {
 }
 
 /// The first configuration against each of the others.
-pub fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(String, String)> {
+pub fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(ConfigKey, ConfigKey)> {
     configs
         .iter()
         .skip(1)
-        .map(|(l, _)| (configs[0].0.clone(), l.clone()))
+        .map(|(_, c)| {
+            (
+                ConfigKey::sweep(configs[0].1.clone()),
+                ConfigKey::sweep(c.clone()),
+            )
+        })
         .collect()
 }

@@ -55,6 +55,7 @@ use super::{dropout_config, Common, Confirmation, Experiment, Finished};
 use crate::analysis::{Metric, SummaryRow};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
+use crate::record::ConfigKey;
 use crate::regularizers::RegKind;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -115,6 +116,22 @@ impl OtherNoise {
         let [a, b] = self.settings.baseline;
         format!("dropout ({a},{b})")
     }
+    /// Dropout at the baseline's rates.
+    fn baseline(&self) -> TrainConfig {
+        let [b1, b2] = self.settings.baseline;
+        dropout_config(&self.common, b1, b2)
+    }
+    /// Noise of `kind` at strengths (p1, p2).
+    fn config(&self, kind: RegKind, [p1, p2]: [f64; 2]) -> TrainConfig {
+        self.common.base.with_layers([kind.with(p1), kind.with(p2)])
+    }
+    fn key(&self, kind: RegKind, p: [f64; 2]) -> ConfigKey {
+        ConfigKey::sweep(self.config(kind, p))
+    }
+    /// Constant dropout at half of strength (p1, p2).
+    fn half(&self, [p1, p2]: [f64; 2]) -> ConfigKey {
+        ConfigKey::sweep(dropout_config(&self.common, p1 / 2.0, p2 / 2.0))
+    }
 
     /// Constant dropout at half of strength (p1, p2): annealed dropout's
     /// mean rate.
@@ -135,9 +152,8 @@ impl OtherNoise {
     /// mean validation accuracy (at each run's selected epoch), if
     /// validation was measured. A tie goes to the baseline.
     fn validation_winner<'a>(&self, r: &'a Finished) -> Option<&'a SummaryRow> {
-        let base = self.baseline_label();
-        // The main sweep's configurations (a confirmation's are told apart
-        // by their seeds, not their labels).
+        let base = ConfigKey::sweep(self.baseline());
+        // The main sweep's configurations.
         let main: Vec<&SummaryRow> = r
             .groups
             .iter()
@@ -148,10 +164,10 @@ impl OtherNoise {
         let others = main
             .iter()
             .copied()
-            .filter(|s| s.config.train.layers[0].kind() != RegKind::Dropout);
+            .filter(|s| s.config.train().layers[0].kind() != RegKind::Dropout);
         // `max_by` keeps the last of equal maxima: the baseline comes last.
         others
-            .chain(main.iter().copied().filter(|s| s.config.label == base))
+            .chain(main.iter().copied().filter(|s| s.config.key == base))
             .filter(|s| s.val_acc_mean.is_finite())
             .max_by(|a, b| a.val_acc_mean.total_cmp(&b.val_acc_mean))
     }
@@ -169,15 +185,16 @@ impl Experiment for OtherNoise {
         let k = self.settings.strengths.len() as f64;
         let mut terms = Vec::new();
         for &[p1, p2] in &self.settings.strengths {
-            terms.push((format!("{} ({p1},{p2})", RegKind::AnnealedDropout), 1.0 / k));
-            terms.push((Self::half_label([p1, p2]), -1.0 / k));
+            terms.push((self.key(RegKind::AnnealedDropout, [p1, p2]), 1.0 / k));
+            terms.push((self.half([p1, p2]), -1.0 / k));
         }
         vec![Contrast {
             id: "annealing".into(),
             question: "does annealing the rate beat constant dropout at the same mean rate?".into(),
-            estimand:
+            estimand: Some(
                 "annealed dropout − constant dropout at its mean rate, mean over the strengths"
                     .into(),
+            ),
             terms,
             measure: Measure::Accuracy(Metric::Selected),
             sides: Sides::Two,
@@ -186,15 +203,10 @@ impl Experiment for OtherNoise {
         }]
     }
     fn configs(&self) -> Vec<(String, TrainConfig)> {
-        let [b1, b2] = self.settings.baseline;
-        let mut out = vec![(self.baseline_label(), dropout_config(&self.common, b1, b2))];
+        let mut out = vec![(self.baseline_label(), self.baseline())];
         for &kind in &self.settings.kinds {
             for &[p1, p2] in &self.settings.strengths {
-                let label = format!("{kind} ({p1},{p2})");
-                if out.iter().all(|(l, _)| *l != label) {
-                    let layers = [kind.with(p1), kind.with(p2)];
-                    out.push((label, self.common.base.with_layers(layers)));
-                }
+                out.push((format!("{kind} ({p1},{p2})"), self.config(kind, [p1, p2])));
             }
         }
         if self.annealed() {
@@ -205,20 +217,11 @@ impl Experiment for OtherNoise {
         }
         out
     }
-    fn pairs(&self) -> Vec<(String, String)> {
-        let base = self.baseline_label();
-        let mut out: Vec<(String, String)> = self
-            .configs()
-            .into_iter()
-            .skip(1)
-            .map(|(l, _)| (base.clone(), l))
-            .collect();
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
+        let mut out = super::first_vs_rest(&self.configs());
         if self.annealed() {
-            for &[p1, p2] in &self.settings.strengths {
-                out.push((
-                    Self::half_label([p1, p2]),
-                    format!("{} ({p1},{p2})", RegKind::AnnealedDropout),
-                ));
+            for &p in &self.settings.strengths {
+                out.push((self.half(p), self.key(RegKind::AnnealedDropout, p)));
             }
         }
         out
@@ -228,28 +231,24 @@ impl Experiment for OtherNoise {
     /// seeds; nothing when the baseline itself wins on validation.
     fn confirm(&self, r: &Finished) -> Option<Confirmation> {
         let winner = self.validation_winner(r)?;
-        let base = self.baseline_label();
-        if winner.config.label == base {
+        let base = self.baseline();
+        if *winner.config.train() == base {
             return None;
         }
-        let base_config = self.configs().into_iter().next()?.1;
-        let (b, w) = (
-            format!("{base}{FRESH}"),
-            format!("{}{FRESH}", winner.config.label),
-        );
+        let chosen = winner.config.train().clone();
         let beats = Contrast::difference(
             "confirmation",
             "does the validation-chosen kind beat dropout on fresh seeds?",
-            &w,
-            &b,
+            ConfigKey::confirmation(chosen.clone()),
+            ConfigKey::confirmation(base.clone()),
             Measure::Accuracy(Metric::Selected),
             self.common.margin / 100.0,
         )
         .greater();
         Some(Confirmation {
             configs: vec![
-                (b.clone(), base_config),
-                (w.clone(), winner.config.train.clone()),
+                (format!("{}{FRESH}", self.baseline_label()), base),
+                (format!("{}{FRESH}", winner.config.label), chosen),
             ],
             contrasts: vec![beats],
         })
@@ -271,16 +270,17 @@ impl Experiment for OtherNoise {
             &Metric::Selected.describe(r.end_k()),
             &r.primary(),
         )?;
-        let baseline = self.baseline_label();
+        let baseline = ConfigKey::sweep(self.baseline());
         figures::accuracy_panels(
             r,
             &r.out.join("curves.png"),
             &format!(
-                "Exercise {}: test accuracy by kind of noise, against {baseline}",
-                SPEC.number
+                "Exercise {}: test accuracy by kind of noise, against {}",
+                SPEC.number,
+                self.baseline_label()
             ),
             |g| {
-                (g.label != baseline).then(|| {
+                (!g.is(&baseline)).then(|| {
                     let kind = g.config.layers[0].kind();
                     if g.is_confirmation() {
                         "confirmation on fresh seeds".to_string()
@@ -310,7 +310,7 @@ impl OtherNoise {
         let Some(winner) = self.validation_winner(r) else {
             return "Without a validation split no configuration is chosen (the test set never chooses); nothing is confirmed.".into();
         };
-        if winner.config.label == base {
+        if *winner.config.train() == self.baseline() {
             return format!(
                 "On validation, no kind of noise did better than {base} (the baseline had the best mean validation accuracy, {:.2}%), so none is a candidate to beat it.",
                 100.0 * winner.val_acc_mean

@@ -51,4 +51,59 @@ mod tests {
             }
         }
     }
+
+    /// Every configuration an exercise's contrasts and pairs read is one it
+    /// sweeps (by key: configuration and round), with its default settings
+    /// and with rate 0 swept; its labels are distinct.
+    #[test]
+    fn contrasts_and_pairs_read_swept_configurations() {
+        use super::super::settings::{resolve, Layer};
+        use crate::record::ConfigKey;
+        // Dropout at rate 0 is no regularisation: one configuration, under
+        // the first of its labels.
+        let extra = [
+            ("swap-rates", "grid = [0.0, 0.5]"),
+            ("dropconnect", "rates = [0.0, 0.2]\nunpooled_rates = []"),
+        ];
+        let cases = EXERCISES.iter().map(|s| (*s, "")).chain(
+            extra
+                .iter()
+                .map(|(name, text)| (find(name).unwrap(), *text)),
+        );
+        for (s, text) in cases {
+            let what = if text.is_empty() { "defaults" } else { text };
+            let exp = resolve(s, vec![Layer::text(what, text)]).unwrap();
+            let configs = super::super::distinct(exp.configs());
+            let keys: Vec<ConfigKey> = configs
+                .iter()
+                .map(|(_, c)| ConfigKey::sweep(c.clone()))
+                .collect();
+            for c in exp.contrasts() {
+                for (k, _) in &c.terms {
+                    assert!(
+                        keys.contains(k),
+                        "{} {what}: contrast {} reads {k}",
+                        s.name,
+                        c.id
+                    );
+                }
+            }
+            for (a, b) in exp.pairs() {
+                assert!(
+                    keys.contains(&a) && keys.contains(&b),
+                    "{} {what}: pair {a} / {b}",
+                    s.name
+                );
+            }
+            let mut labels: Vec<&str> = configs.iter().map(|(l, _)| l.as_str()).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            assert_eq!(
+                labels.len(),
+                configs.len(),
+                "{} {what}: a label repeats",
+                s.name
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! reads the pilot and trains the plan).
 
 use crate::contrast::{ContrastRow, Role, Verdict};
+use crate::record::ConfigKey;
 
 /// Whether a primary contrast gets planned seeds: undecided, not a rate
 /// (its runs' failures are the outcome), no run of its configurations failed.
@@ -16,14 +17,14 @@ pub fn want_row(row: &ContrastRow) -> bool {
 /// The seeds each configuration needs: for each contrast that
 /// [`want_row`], its plan (at most `max`, and `max` where 80% power is out
 /// of reach), for each configuration it reads; the most any contrast asks.
-pub fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(String, u32)> {
-    let mut want: Vec<(String, u32)> = Vec::new();
+pub fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(ConfigKey, u32)> {
+    let mut want: Vec<(ConfigKey, u32)> = Vec::new();
     for row in rows.iter().filter(|r| want_row(r)) {
         let n = row.planned_seeds().map_or(max, |n| (n as u32).min(max));
-        for label in &row.labels {
-            match want.iter_mut().find(|(l, _)| l == label) {
+        for key in &row.keys {
+            match want.iter_mut().find(|(k, _)| k == key) {
                 Some((_, m)) => *m = (*m).max(n),
-                None => want.push((label.clone(), n)),
+                None => want.push((key.clone(), n)),
             }
         }
     }
@@ -33,7 +34,17 @@ pub fn seed_plan(rows: &[ContrastRow], max: u32) -> Vec<(String, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TrainConfig;
     use crate::contrast::{Role, Sides};
+
+    /// A distinct configuration per name (its batch size).
+    fn key(name: &str) -> ConfigKey {
+        let batch_size = name.bytes().fold(1, |h, b| h * 131 + b as usize) % 100_000;
+        ConfigKey::sweep(TrainConfig {
+            batch_size,
+            ..TrainConfig::default()
+        })
+    }
 
     fn row(id: &str, labels: &[&str], verdict: Verdict, plan: Option<usize>) -> ContrastRow {
         ContrastRow {
@@ -61,7 +72,7 @@ mod tests {
             scale: 100.0,
             unit: "points",
             higher_is_better: Some(true),
-            labels: labels.iter().map(|l| l.to_string()).collect(),
+            keys: labels.iter().map(|l| key(l)).collect(),
             is_rate: false,
         }
     }
@@ -91,10 +102,10 @@ mod tests {
         assert_eq!(
             plan,
             vec![
-                ("a".to_string(), 7),
-                ("b".to_string(), 12),
-                ("c".to_string(), 12),
-                ("u".to_string(), 12),
+                (key("a"), 7),
+                (key("b"), 12),
+                (key("c"), 12),
+                (key("u"), 12)
             ]
         );
     }

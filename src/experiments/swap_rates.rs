@@ -31,11 +31,12 @@ use super::figures;
 use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue, QUICK};
-use super::{rate_configs, rates_label, Common, Experiment, Finished};
+use super::{dropout_config, rate_configs, Common, Experiment, Finished};
 use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
 use crate::output::plot::{self, Heatmap};
+use crate::record::ConfigKey;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
     name: "swap-rates",
@@ -137,25 +138,25 @@ impl Experiment for SwapRates {
         };
         let peak = Measure::Accuracy(Metric::Selected);
         let sesoi = self.common.margin / 100.0;
-        let l = rates_label;
+        let l = |p1, p2| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
         let mut out = vec![Contrast::difference(
             "swap",
             "does swapping the two rates change accuracy?",
-            &l(hi, lo),
-            &l(lo, hi),
+            l(hi, lo),
+            l(lo, hi),
             peak.clone(),
             sesoi,
         )];
         let swept = self.pairs_swept();
         if [[lo, lo], [hi, hi]].iter().all(|p| swept.contains(p)) {
-            let main = |id: &str, layer: &str, terms: Vec<(String, f64)>| Contrast {
+            let main = |id: &str, layer: &str, terms: Vec<(ConfigKey, f64)>| Contrast {
                 id: id.into(),
                 question: format!("does the {layer} layer's rate matter ({lo} → {hi})?"),
-                estimand: format!(
+                estimand: Some(format!(
                     "mean over the other layer's rate of p{} = {hi} − p{} = {lo}",
                     if layer == "first" { 1 } else { 2 },
                     if layer == "first" { 1 } else { 2 }
-                ),
+                )),
                 terms,
                 measure: peak.clone(),
                 sides: Sides::Two,
@@ -188,18 +189,19 @@ impl Experiment for SwapRates {
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         rate_configs(&self.common, &self.pairs_swept())
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
+        let key = |p1, p2| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
         let [r1, r2] = self.reference();
-        let reference = rates_label(r1, r2);
-        let mut out: Vec<(String, String)> = self
+        let reference = key(r1, r2);
+        let mut out: Vec<(ConfigKey, ConfigKey)> = self
             .configs()
             .into_iter()
-            .map(|(l, _)| l)
-            .filter(|l| *l != reference)
-            .map(|l| (reference.clone(), l))
+            .map(|(_, c)| ConfigKey::sweep(c))
+            .filter(|k| *k != reference)
+            .map(|k| (reference.clone(), k))
             .collect();
         for (a, b) in self.swaps() {
-            let pair = (rates_label(a, b), rates_label(b, a));
+            let pair = (key(a, b), key(b, a));
             if !out.contains(&pair) {
                 out.push(pair);
             }
@@ -239,7 +241,7 @@ impl Experiment for SwapRates {
                         .map(|&p2| {
                             r.summary
                                 .iter()
-                                .find(|s| s.config.train.layers.map(|l| l.p()) == [p1, p2])
+                                .find(|s| s.config.train().layers.map(|l| l.p()) == [p1, p2])
                                 .map_or(f64::NAN, |s| s.selected_mean)
                         })
                         .collect()

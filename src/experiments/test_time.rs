@@ -34,6 +34,7 @@ use crate::data::Dataset;
 use crate::mc_dropout::{evaluate_mc, McRow, Mode};
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
+use crate::record::ConfigKey;
 use crate::record::{RunSpec, StoredRun};
 use crate::regularizers::RegKind;
 use crate::rng::{Rng, Stream};
@@ -256,8 +257,8 @@ impl TestTime {
         Contrast {
             id: id.into(),
             question: question.into(),
-            estimand: format!("MC dropout, K = {k} − dropout off"),
-            terms: vec![(rates_label(p1, p2), 1.0)],
+            estimand: Some(format!("MC dropout, K = {k} − dropout off")),
+            terms: vec![(ConfigKey::sweep(dropout_config(&self.common, p1, p2)), 1.0)],
             measure: Measure::Probe(ProbeMeasure {
                 id: q * 100_000 + k as usize,
                 name: format!("{name} of the final model (paired within each run)"),
@@ -278,7 +279,7 @@ impl Experiment for TestTime {
         let [p1, p2] = self.settings.rates;
         vec![(rates_label(p1, p2), dropout_config(&self.common, p1, p2))]
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
         Vec::new()
     }
     fn contrasts(&self) -> Vec<Contrast> {

@@ -42,13 +42,14 @@ use super::figures;
 use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
-use super::{rates_label, Common, Experiment, Finished};
+use super::{dropout_config, rates_label, Common, Experiment, Finished};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, ProbeMeasure, Role, Sides};
 use crate::data::Dataset;
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::output::write_csv;
 use crate::probes::{ProbeRow, Recorder, Stage};
+use crate::record::ConfigKey;
 use crate::record::{RunSpec, StoredRun};
 use crate::stats::{self, Estimate};
 use crate::sweep::{RunResult, Worker};
@@ -147,27 +148,49 @@ impl Variance {
         }
     }
 
-    /// Every stored run's probe rows; a run whose rows do not decode is an error.
-    fn rows(r: &Finished) -> Result<Vec<ProbeRow>> {
+    /// Every stored run's probe rows, by configuration, each row's `model`
+    /// the configuration's label now; a run whose rows do not decode is an
+    /// error.
+    fn rows(r: &Finished) -> Result<Vec<(ConfigKey, Vec<ProbeRow>)>> {
         let mut out = Vec::new();
-        for run in r.groups.iter().flat_map(|g| g.runs.iter()) {
-            out.extend(crate::sweep::decode_extra::<Vec<ProbeRow>>(run, r.out)?);
+        for g in &r.groups {
+            let mut rows = Vec::new();
+            for run in &g.runs {
+                rows.extend(crate::sweep::decode_extra::<Vec<ProbeRow>>(run, r.out)?);
+            }
+            for row in &mut rows {
+                row.model = g.label.clone();
+            }
+            out.push((g.key(), rows));
         }
         Ok(out)
     }
+
+    /// The probe rows of the dropout rates `p`, if swept.
+    fn rows_of<'a>(
+        &self,
+        by_config: &'a [(ConfigKey, Vec<ProbeRow>)],
+        p: [f64; 2],
+    ) -> &'a [ProbeRow] {
+        let key = ConfigKey::sweep(dropout_config(&self.common, p[0], p[1]));
+        by_config
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(&[], |(_, rows)| rows.as_slice())
+    }
 }
 
-/// Mean over seeds (with 95% CI) of a probe quantity, per step.
+/// Mean over seeds (with 95% CI) of a probe quantity, per step, from one
+/// configuration's rows.
 fn curve(
     rows: &[ProbeRow],
-    model: &str,
     layer: usize,
     stage: Stage,
     f: fn(&ProbeRow) -> f64,
 ) -> Vec<(f64, Estimate)> {
     let mut steps: Vec<usize> = rows
         .iter()
-        .filter(|r| r.model == model && r.layer == layer && r.stage == stage)
+        .filter(|r| r.layer == layer && r.stage == stage)
         .map(|r| r.step)
         .collect();
     steps.sort_unstable();
@@ -177,7 +200,7 @@ fn curve(
         .map(|s| {
             let xs: Vec<f64> = rows
                 .iter()
-                .filter(|r| r.model == model && r.layer == layer && r.stage == stage && r.step == s)
+                .filter(|r| r.layer == layer && r.stage == stage && r.step == s)
                 .map(f)
                 .collect();
             (s as f64, Estimate::of(&xs))
@@ -190,16 +213,12 @@ impl Experiment for Variance {
     fn configs(&self) -> Vec<(String, TrainConfig)> {
         super::rate_configs(&self.common, &self.settings.rates)
     }
-    fn pairs(&self) -> Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
         super::first_vs_rest(&self.configs())
     }
     fn contrasts(&self) -> Vec<Contrast> {
-        let labels: Vec<String> = self
-            .settings
-            .rates
-            .iter()
-            .map(|&[a, b]| rates_label(a, b))
-            .collect();
+        let rates = &self.settings.rates;
+        let key = |[p1, p2]: [f64; 2]| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
         let Some(none) = self
             .settings
             .rates
@@ -208,7 +227,7 @@ impl Experiment for Variance {
         else {
             return Vec::new();
         };
-        let Some(with) = (0..labels.len()).find(|&i| i != none) else {
+        let Some(with) = (0..rates.len()).find(|&i| i != none) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -219,8 +238,12 @@ impl Experiment for Variance {
                     question: format!(
                         "does dropout change layer {layer}'s variance by the end of epoch {epoch}?"
                     ),
-                    estimand: format!("ln(variance {} / variance {})", labels[with], labels[none]),
-                    terms: vec![(labels[with].clone(), 1.0), (labels[none].clone(), -1.0)],
+                    estimand: Some(format!(
+                        "ln(variance {} / variance {})",
+                        rates_label(rates[with][0], rates[with][1]),
+                        rates_label(rates[none][0], rates[none][1])
+                    )),
+                    terms: vec![(key(rates[with]), 1.0), (key(rates[none]), -1.0)],
                     measure: Measure::Probe(ProbeMeasure {
                         id: layer * 1000 + epoch,
                         name: format!(
@@ -257,7 +280,8 @@ impl Experiment for Variance {
 
     fn conclude(&self, r: &Finished) -> Result<String> {
         let rows = Self::rows(r)?;
-        write_csv(&r.out.join("variance.csv"), &rows)?;
+        let all: Vec<&ProbeRow> = rows.iter().flat_map(|(_, rs)| rs).collect();
+        write_csv(&r.out.join("variance.csv"), &all)?;
         if self.settings.plot {
             self.variance_figure(r, &rows)?;
         }
@@ -303,7 +327,7 @@ impl Experiment for Variance {
 }
 
 impl Variance {
-    fn verdict(&self, r: &Finished, rows: &[ProbeRow]) -> String {
+    fn verdict(&self, r: &Finished, rows: &[(ConfigKey, Vec<ProbeRow>)]) -> String {
         let mut v = format!(
             "# {}\n\n{}; {} probes per epoch on the first {} training images. The primary contrasts read the last probe of epochs {:?}.\n\n",
             SPEC.heading(),
@@ -322,12 +346,14 @@ impl Variance {
     /// layer's variance by (s^2 + p mu^2) / ((1 - p) s^2). One estimator
     /// everywhere: per seed, the measured ratio and the predicted factor,
     /// then their means over seeds.
-    fn factor_check(&self, rows: &[ProbeRow]) -> String {
-        let last_step = rows.iter().map(|r| r.step).max().unwrap_or(0);
-        let first_step = rows.iter().map(|r| r.step).min().unwrap_or(0);
+    fn factor_check(&self, by_config: &[(ConfigKey, Vec<ProbeRow>)]) -> String {
+        let steps = || by_config.iter().flat_map(|(_, rs)| rs).map(|r| r.step);
+        let last_step = steps().max().unwrap_or(0);
+        let first_step = steps().min().unwrap_or(0);
         let mut v = "## A check: what dropout does to the variance in training mode\n\nPer seed, the variance after the dropout layer over the variance before it (training mode, probe batch), against the factor (s² + p mu²) / ((1 − p) s²) predicted from that seed's mean mu and variance s² before dropout, if the mask is independent of the activations; then the mean over seeds. It exceeds 1/(1 − p) because ReLU outputs have a positive mean that the mask also spreads. This checks the implementation; it holds by construction and does not answer the question.\n\n| model | layer | p | step | measured factor (95% CI over seeds) | predicted factor |\n|---|---|---|---|---|---|\n".to_string();
         for &[p1, p2] in &self.settings.rates {
             let model = rates_label(p1, p2);
+            let rows = self.rows_of(by_config, [p1, p2]);
             for (layer, p) in [(1, p1), (2, p2)] {
                 if p == 0.0 {
                     continue;
@@ -336,8 +362,7 @@ impl Variance {
                     let at = |stage: Stage, seed: u64| {
                         rows.iter()
                             .find(|r| {
-                                r.model == model
-                                    && r.layer == layer
+                                r.layer == layer
                                     && r.stage == stage
                                     && r.step == step
                                     && r.seed == seed
@@ -377,17 +402,23 @@ impl Variance {
 impl Variance {
     /// `variance.png`: per hidden layer, the variance of the activations over
     /// training, a colour per model (its family's), a line style per stage.
-    fn variance_figure(&self, r: &Finished, rows: &[ProbeRow]) -> Result<()> {
+    fn variance_figure(
+        &self,
+        r: &Finished,
+        by_config: &[(ConfigKey, Vec<ProbeRow>)],
+    ) -> Result<()> {
         let colors = figures::config_colors(r);
         let mut panels = Vec::new();
         for layer in 1..=2 {
             let mut series = Vec::new();
             for &[p1, p2] in &self.settings.rates {
                 let model = rates_label(p1, p2);
+                let rows = self.rows_of(by_config, [p1, p2]);
+                let key = ConfigKey::sweep(dropout_config(&self.common, p1, p2));
                 let p = if layer == 1 { p1 } else { p2 };
                 let base = colors
                     .iter()
-                    .find(|(l, _)| *l == model)
+                    .find(|(k, _)| *k == key)
                     .map_or(figures::NONE, |(_, c)| *c);
                 for stage in Stage::ALL {
                     if stage == Stage::TrainPost && p == 0.0 {
@@ -405,7 +436,7 @@ impl Variance {
                     let mut s = Series::band(
                         format!("{model}, {}", stage.describe()),
                         color,
-                        curve(rows, &model, layer, stage, |r| r.variance.ln())
+                        curve(rows, layer, stage, |r| r.variance.ln())
                             .into_iter()
                             .map(|(x, e)| (x, e.mean.exp(), e.ci_low.exp(), e.ci_high.exp()))
                             .collect(),
