@@ -40,34 +40,34 @@ pub const COLLAPSED_ACC: f64 = 0.15;
 /// An epoch whose mean training loss is more than this factor above the
 /// previous epoch's is a loss spike: the run blew up, whether or not it
 /// recovered. A healthy run's epoch loss falls, or rises by a few percent.
-pub const SPIKE_FACTOR: f64 = 1.5;
+const SPIKE_FACTOR: f64 = 1.5;
 
 /// Per-run summary numbers.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RunMetrics {
+struct RunMetrics {
     /// Test accuracy at the epoch with the best validation accuracy (the
     /// final epoch without a validation split).
-    pub selected: f64,
-    pub selected_epoch: usize,
+    selected: f64,
+    selected_epoch: usize,
     /// Validation accuracy at that epoch (NaN without a split).
-    pub val_acc: f64,
+    val_acc: f64,
     /// Mean test accuracy of the last (up to) three epochs.
-    pub last3: f64,
+    last3: f64,
     /// Mean test accuracy of the last (up to) K epochs.
-    pub end: f64,
-    pub final_acc: f64,
-    pub train_loss: f64,
+    end: f64,
+    final_acc: f64,
+    train_loss: f64,
     /// Evaluation-mode accuracy on the fixed training subset minus test
     /// accuracy, at the selected epoch: the generalisation gap.
-    pub gap: f64,
+    gap: f64,
     /// Epochs whose training loss jumped (see [`SPIKE_FACTOR`]).
-    pub spikes: usize,
+    spikes: usize,
 }
 
 impl RunMetrics {
     /// The metrics of a run's epochs, K for the end-of-training mean (None
     /// without any epoch).
-    pub fn of(rows: &[EpochRow], end_k: usize) -> Option<Self> {
+    fn of(rows: &[EpochRow], end_k: usize) -> Option<Self> {
         let last = rows.last()?;
         let mean_tail = |k: usize| {
             let tail = &rows[rows.len().saturating_sub(k.max(1))..];
@@ -99,7 +99,7 @@ impl RunMetrics {
 
 /// Epochs of `rows` whose training loss exceeds the previous epoch's by
 /// more than [`SPIKE_FACTOR`] (a non-finite loss counts as a spike).
-pub fn spikes(rows: &[EpochRow]) -> usize {
+fn spikes(rows: &[EpochRow]) -> usize {
     rows.windows(2)
         .filter(|w| {
             let (before, after) = (w[0].train_loss, w[1].train_loss);
@@ -123,7 +123,7 @@ pub enum Metric {
 impl Metric {
     /// The metrics exploratory comparisons are given on.
     pub const EXPLORATORY: [Metric; 2] = [Metric::Selected, Metric::End];
-    pub fn of(self, m: &RunMetrics) -> f64 {
+    fn of(self, m: &RunMetrics) -> f64 {
         match self {
             Metric::Selected => m.selected,
             Metric::End => m.end,
@@ -169,14 +169,14 @@ impl Metric {
 pub struct ConfigCols {
     pub label: String,
     #[serde(flatten)]
-    pub columns: serde_json::Map<String, serde_json::Value>,
+    columns: serde_json::Map<String, serde_json::Value>,
     /// The configuration's identity, for code that reads rows.
     #[serde(skip)]
     pub key: ConfigKey,
 }
 
 impl ConfigCols {
-    pub fn new(label: &str, key: &ConfigKey) -> Self {
+    fn new(label: &str, key: &ConfigKey) -> Self {
         Self {
             label: label.to_string(),
             columns: key.config.columns(),
@@ -193,11 +193,11 @@ impl ConfigCols {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
     #[serde(flatten)]
-    pub config: ConfigCols,
-    pub seed: u64,
-    pub diverged: bool,
+    config: ConfigCols,
+    seed: u64,
+    diverged: bool,
     #[serde(flatten)]
-    pub epoch: EpochRow,
+    epoch: EpochRow,
 }
 
 pub fn run_rows(runs: &[&StoredRun]) -> Vec<RunRow> {
@@ -219,16 +219,16 @@ pub struct Group<'a> {
     /// How the configuration is written (presentation only).
     pub label: String,
     pub config: TrainConfig,
-    pub round: Round,
+    round: Round,
     pub runs: Vec<&'a StoredRun>,
     /// K of the end-of-training metric.
-    pub end_k: usize,
+    end_k: usize,
 }
 
 impl Group<'_> {
     /// (seed, metrics) of the runs that neither diverged nor collapsed:
     /// what the accuracy statistics use.
-    pub fn finished(&self) -> Vec<(u64, RunMetrics)> {
+    fn finished(&self) -> Vec<(u64, RunMetrics)> {
         self.completed()
             .into_iter()
             .filter(|(_, m)| m.final_acc > COLLAPSED_ACC)
@@ -280,11 +280,11 @@ impl Group<'_> {
         self.diverged() + self.collapsed()
     }
     /// `metric` of every run for which it is defined (see [`Metric::of_run`]).
-    pub fn values(&self, metric: Metric) -> Vec<f64> {
+    fn values(&self, metric: Metric) -> Vec<f64> {
         self.by_seed(metric).into_iter().map(|(_, v)| v).collect()
     }
     /// (seed, value) of every run for which `metric` is defined.
-    pub fn by_seed(&self, metric: Metric) -> Vec<(u64, f64)> {
+    fn by_seed(&self, metric: Metric) -> Vec<(u64, f64)> {
         self.runs
             .iter()
             .filter_map(|r| Some((r.spec.seed, metric.of_run(r, self.end_k)?)))
@@ -351,15 +351,15 @@ pub struct SummaryRow {
     pub failed_ci_high: f64,
     /// Runs with at least one training-loss spike (diverged runs included),
     /// with the same interval: how often the run blew up, recovered or not.
-    pub n_spiked: usize,
-    pub spiked_ci_low: f64,
-    pub spiked_ci_high: f64,
+    n_spiked: usize,
+    spiked_ci_low: f64,
+    spiked_ci_high: f64,
     /// Runs with a selected epoch (those that blew up later included): the
     /// `selected_*` statistics are over these.
     pub n_selected: usize,
     /// Test accuracy at the epoch selected on validation (the peak metric).
     pub selected_mean: f64,
-    pub selected_sd: f64,
+    selected_sd: f64,
     pub selected_ci_low: f64,
     pub selected_ci_high: f64,
     pub selected_epoch_mean: f64,
@@ -371,23 +371,23 @@ pub struct SummaryRow {
     pub end_epochs: usize,
     /// Mean test accuracy of the last K epochs (the end-of-training metric).
     pub end_mean: f64,
-    pub end_sd: f64,
+    end_sd: f64,
     pub end_ci_low: f64,
     pub end_ci_high: f64,
-    pub last3_mean: f64,
-    pub last3_sd: f64,
-    pub last3_ci_low: f64,
-    pub last3_ci_high: f64,
-    pub final_mean: f64,
-    pub final_sd: f64,
-    pub final_ci_low: f64,
-    pub final_ci_high: f64,
+    last3_mean: f64,
+    last3_sd: f64,
+    last3_ci_low: f64,
+    last3_ci_high: f64,
+    final_mean: f64,
+    final_sd: f64,
+    final_ci_low: f64,
+    final_ci_high: f64,
     pub train_loss_mean: f64,
-    pub train_loss_sd: f64,
+    train_loss_sd: f64,
     /// Evaluation-mode accuracy on the fixed training subset minus test
     /// accuracy, at the selected epoch.
     pub gap_mean: f64,
-    pub gap_sd: f64,
+    gap_sd: f64,
 }
 
 pub fn summary(g: &Group) -> SummaryRow {

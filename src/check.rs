@@ -55,16 +55,16 @@ impl Default for Tolerance {
 
 /// Mean, sd and n of one quantity for one configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Stat {
-    pub mean: f64,
-    pub sd: f64,
-    pub n: usize,
+struct Stat {
+    mean: f64,
+    sd: f64,
+    n: usize,
 }
 
 /// A quantity compared between the two files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Quantity {
+enum Quantity {
     /// Mean over seeds of each run's last-3-epoch test accuracy.
     Last3Acc,
     /// Final-epoch test accuracy.
@@ -74,9 +74,9 @@ pub enum Quantity {
 }
 
 impl Quantity {
-    pub const ALL: [Quantity; 3] = [Quantity::Last3Acc, Quantity::FinalAcc, Quantity::TrainLoss];
+    const ALL: [Quantity; 3] = [Quantity::Last3Acc, Quantity::FinalAcc, Quantity::TrainLoss];
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Quantity::Last3Acc => "last3_acc",
             Quantity::FinalAcc => "final_acc",
@@ -101,20 +101,20 @@ impl Quantity {
 /// A configuration's quantities as read from one file.
 #[derive(Debug, Clone, Default)]
 pub struct Side {
-    pub quantities: BTreeMap<Quantity, Stat>,
+    quantities: BTreeMap<Quantity, Stat>,
 }
 
 /// How a quantity moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+enum Verdict {
     Ok,
     Regressed,
     Improved,
 }
 
 /// The allowed difference for two sides of one quantity.
-pub fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
+fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
     let sd_b = if base.n >= 2 && base.sd.is_finite() {
         base.sd
     } else {
@@ -135,25 +135,25 @@ pub fn allowed(base: Stat, cur: Stat, floor: f64, k: f64) -> f64 {
 
 /// One line of the comparison.
 #[derive(Debug, Clone, Serialize)]
-pub struct Line {
-    pub configuration: String,
-    pub quantity: Quantity,
-    pub baseline: Stat,
-    pub current: Stat,
-    pub diff: f64,
-    pub allowed: f64,
-    pub verdict: Verdict,
+struct Line {
+    configuration: String,
+    quantity: Quantity,
+    baseline: Stat,
+    current: Stat,
+    diff: f64,
+    allowed: f64,
+    verdict: Verdict,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub baseline: PathBuf,
-    pub current: PathBuf,
-    pub tolerance: Tolerance,
-    pub lines: Vec<Line>,
-    pub regressed: usize,
-    pub improved: usize,
-    pub failed: bool,
+struct Outcome {
+    baseline: PathBuf,
+    current: PathBuf,
+    tolerance: Tolerance,
+    lines: Vec<Line>,
+    regressed: usize,
+    improved: usize,
+    failed: bool,
 }
 
 /// One file's header and rows, with helpers that name the file in errors.
@@ -357,7 +357,7 @@ fn compare_stat(k: &str, q: Quantity, bs: Stat, cs: Stat, tol: Tolerance) -> Res
 }
 
 /// Compares two files.
-pub fn check(
+fn check(
     base_path: &Path,
     cur_path: &Path,
     tol: Tolerance,
@@ -409,7 +409,7 @@ pub fn check(
 }
 
 /// The human-readable report.
-pub fn render(o: &Outcome) -> String {
+fn render(o: &Outcome) -> String {
     let mut s = String::new();
     for l in &o.lines {
         let (scale, unit) = if l.quantity == Quantity::TrainLoss {

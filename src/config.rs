@@ -206,7 +206,7 @@ impl TrainConfig {
 /// Flattens a serialised configuration into CSV columns: nested fields are
 /// joined with `.`, and the elements of a list field `xs` are named `x1`,
 /// `x2`, ... (so `layers` gives `layer1.kind`, `layer1.p`, `layer2.kind`, ...).
-pub fn columns(v: &Value) -> Map<String, Value> {
+fn columns(v: &Value) -> Map<String, Value> {
     fn walk(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
         let join = |k: &str| {
             if prefix.is_empty() {
@@ -347,7 +347,7 @@ pub fn overlay(base: &mut toml::Table, over: toml::Table) {
 /// One layer of settings and where it came from (for messages): the
 /// exercise's file, a preset, the user's `--config`, a `--set`, the flags.
 pub struct Layer {
-    pub source: String,
+    source: String,
     pub table: toml::Table,
 }
 
@@ -410,7 +410,7 @@ pub fn resolve<T>(
 }
 
 /// Reads a TOML file as a table; the error names the file.
-pub fn read_toml(path: &std::path::Path) -> Result<toml::Table> {
+fn read_toml(path: &std::path::Path) -> Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}; check the path", path.display()))?;
     toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))

@@ -80,7 +80,7 @@ pub struct ProbeMeasure {
 
 impl Measure {
     /// The measure in words, for every table and sentence.
-    pub fn name(&self, end_k: usize) -> String {
+    fn name(&self, end_k: usize) -> String {
         match self {
             Measure::Accuracy(m) => m.describe(end_k),
             Measure::GapGrowth { from } => format!(
@@ -91,14 +91,14 @@ impl Measure {
         }
     }
     /// Factor from the stored value to the written one, and its unit.
-    pub fn scale(&self) -> (f64, &'static str) {
+    fn scale(&self) -> (f64, &'static str) {
         match self {
             Measure::Accuracy(_) | Measure::GapGrowth { .. } => (100.0, "points"),
             Measure::BlowUp => (100.0, "points of rate"),
             Measure::Probe(p) => (p.scale, p.unit),
         }
     }
-    pub fn higher_is_better(&self) -> Option<bool> {
+    fn higher_is_better(&self) -> Option<bool> {
         match self {
             Measure::Accuracy(_) => Some(true),
             Measure::GapGrowth { .. } => None,
@@ -311,7 +311,7 @@ impl ContrastRow {
 /// (None for [`Measure::Probe`], and where the run has no such value: a run
 /// that diverged has no end-of-training value, one that diverged before any
 /// validated epoch no selected one).
-pub fn run_value(run: &StoredRun, measure: &Measure, end_k: usize) -> Option<f64> {
+fn run_value(run: &StoredRun, measure: &Measure, end_k: usize) -> Option<f64> {
     match measure {
         Measure::Accuracy(metric) => metric.of_run(run, end_k),
         Measure::GapGrowth { from } => {

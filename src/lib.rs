@@ -30,6 +30,6 @@ pub mod sweep;
 pub mod train;
 
 /// The version and commit this binary was built from.
-pub fn provenance() -> (&'static str, &'static str) {
+fn provenance() -> (&'static str, &'static str) {
     (env!("CARGO_PKG_VERSION"), env!("DROP_EXP_GIT_COMMIT"))
 }

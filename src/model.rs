@@ -53,7 +53,7 @@ pub struct Trace {
     pub relu: Vec<Tensor>,
     /// Per hidden layer: output of the regulariser (equal to `relu` in eval mode).
     pub after: Vec<Tensor>,
-    pub logits: Tensor,
+    logits: Tensor,
 }
 
 /// The noise of one training step for one layer of one network.
@@ -91,7 +91,7 @@ pub struct Pass {
     /// backward pass multiplies by); empty unless asked for.
     pub gates: Vec<Tensor>,
     /// Per hidden layer, the ReLU output before the noise.
-    pub relu: Vec<Tensor>,
+    relu: Vec<Tensor>,
     /// Logits, [R, n, 10].
     pub logits: Tensor,
 }
@@ -168,7 +168,7 @@ impl Mlp {
     }
 
     /// The regulariser after hidden layer `i` (`None` for the output layer).
-    pub fn slot(&self, i: usize) -> Option<&dyn Regularizer> {
+    fn slot(&self, i: usize) -> Option<&dyn Regularizer> {
         self.slots.get(i).map(|s| s.as_ref())
     }
 

@@ -28,13 +28,6 @@ pub enum Stage {
 
 impl Stage {
     pub const ALL: [Stage; 3] = [Stage::TrainPre, Stage::TrainPost, Stage::Eval];
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::TrainPre => "train_pre",
-            Stage::TrainPost => "train_post",
-            Stage::Eval => "eval",
-        }
-    }
     /// For legends.
     pub fn describe(self) -> &'static str {
         match self {
@@ -55,13 +48,13 @@ pub struct ProbeRow {
     pub stage: Stage,
     pub mean: f64,
     pub variance: f64,
-    pub unit_variance: f64,
+    unit_variance: f64,
     pub seed: u64,
 }
 
 /// Mean, variance over all elements, and mean per-column (unit) variance of
 /// an [n, units] matrix.
-pub fn moments(xs: &Tensor) -> candle_core::Result<(f64, f64, f64)> {
+fn moments(xs: &Tensor) -> candle_core::Result<(f64, f64, f64)> {
     let rows: Vec<Vec<f32>> = xs.to_vec2()?;
     let n = rows.len() as f64;
     let units = rows.first().map_or(0, |r| r.len());

@@ -21,7 +21,7 @@ pub enum Round {
 
 impl Round {
     /// The round a run of `seed` belongs to.
-    pub fn of_seed(seed: u64) -> Self {
+    fn of_seed(seed: u64) -> Self {
         if seed >= FRESH_SEED_BASE {
             Round::Confirmation
         } else {

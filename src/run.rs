@@ -33,7 +33,7 @@ pub struct RunOptions {
 /// How a run ended, as recorded in `run.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RunStatus {
+enum RunStatus {
     /// Training (or killed before it could record anything else).
     Running,
     Finished,
@@ -45,21 +45,21 @@ pub enum RunStatus {
 
 /// The provenance and outcome written to `run.json`.
 #[derive(Debug, Serialize)]
-pub struct RunRecord<'a> {
-    pub drop_exp_version: &'static str,
-    pub git_commit: &'static str,
-    pub config: &'a TrainConfig,
-    pub seed: u64,
-    pub device: &'static str,
-    pub threads: usize,
-    pub data: &'a DataIdentity,
-    pub started_at: String,
-    pub status: RunStatus,
-    pub finished_at: Option<String>,
-    pub seconds: Option<f64>,
+struct RunRecord<'a> {
+    drop_exp_version: &'static str,
+    git_commit: &'static str,
+    config: &'a TrainConfig,
+    seed: u64,
+    device: &'static str,
+    threads: usize,
+    data: &'a DataIdentity,
+    started_at: String,
+    status: RunStatus,
+    finished_at: Option<String>,
+    seconds: Option<f64>,
     /// Epochs finished (and in metrics.csv).
-    pub epochs_done: usize,
-    pub final_epoch: Option<EpochRow>,
+    epochs_done: usize,
+    final_epoch: Option<EpochRow>,
 }
 
 /// The progress bar, plus metrics.csv rewritten after each epoch and the

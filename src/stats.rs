@@ -68,7 +68,7 @@ pub struct TTest {
     pub se: f64,
     pub ci_low: f64,
     pub ci_high: f64,
-    pub t: f64,
+    t: f64,
     pub df: f64,
     pub p: f64,
 }

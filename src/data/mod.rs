@@ -109,19 +109,19 @@ impl DataOptions {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct DataIdentity {
     /// The directory the files were read from, or `synthetic`.
-    pub source: String,
+    source: String,
     /// SHA-256 of each file as found on disk (name, hex digest).
-    pub files: Vec<(String, String)>,
-    pub train_examples: usize,
-    pub test_examples: usize,
+    files: Vec<(String, String)>,
+    train_examples: usize,
+    test_examples: usize,
     /// Training examples held out for validation (absent in records written
     /// before validation existed: none).
     #[serde(default)]
-    pub validation_examples: usize,
+    validation_examples: usize,
     /// The files were not checked against the pinned Fashion-MNIST digests
     /// (an explicit opt-out, for tests); absent when they were.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unpinned: bool,
+    unpinned: bool,
 }
 
 impl DataIdentity {
@@ -333,11 +333,11 @@ fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
 }
 
 /// Images as bytes (row-major, 784 per image) and labels, before subsetting.
-pub struct RawData {
-    pub train_images: Vec<u8>,
-    pub train_labels: Vec<u8>,
-    pub test_images: Vec<u8>,
-    pub test_labels: Vec<u8>,
+struct RawData {
+    train_images: Vec<u8>,
+    train_labels: Vec<u8>,
+    test_images: Vec<u8>,
+    test_labels: Vec<u8>,
 }
 
 impl RawData {

@@ -74,14 +74,14 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+struct Settings {
     /// The dropout rates (p1, p2) of the "on" setting.
-    pub dropout: [f64; 2],
+    dropout: [f64; 2],
     /// Weight decays; 0 is added if missing (it is the baseline).
-    pub weight_decays: Vec<f64>,
+    weight_decays: Vec<f64>,
     /// Learning rates, each a separate set of comparisons; the first is the
     /// book's.
-    pub lrs: Vec<f64>,
+    lrs: Vec<f64>,
 }
 
 impl super::CheckSettings for Settings {
@@ -106,7 +106,7 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct CompareWd {
+struct CompareWd {
     common: Common,
     settings: Settings,
 }
@@ -120,7 +120,7 @@ fn label(dropout: bool, wd: f64, lr: f64) -> String {
 }
 
 impl CompareWd {
-    pub fn new(common: Common, mut settings: Settings) -> Self {
+    fn new(common: Common, mut settings: Settings) -> Self {
         if !settings.weight_decays.contains(&0.0) {
             settings.weight_decays.insert(0, 0.0);
         }

@@ -43,22 +43,22 @@ pub struct SweepPlan {
 
 /// The resolved sweep, written before any run starts.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SweepRecord {
-    pub experiment: String,
-    pub common: Common,
-    pub settings: serde_json::Value,
-    pub runs: Vec<RunSpec>,
-    pub data: DataIdentity,
-    pub drop_exp_version: String,
-    pub git_commit: String,
-    pub device: String,
-    pub threads_per_job: usize,
-    pub jobs: usize,
+struct SweepRecord {
+    experiment: String,
+    common: Common,
+    settings: serde_json::Value,
+    runs: Vec<RunSpec>,
+    data: DataIdentity,
+    drop_exp_version: String,
+    git_commit: String,
+    device: String,
+    threads_per_job: usize,
+    jobs: usize,
     /// The most runs of one seed trained together as one stack (see [`crate::train`]).
     #[serde(default = "one")]
-    pub batch_runs: usize,
+    batch_runs: usize,
     #[serde(default)]
-    pub shard: Option<String>,
+    shard: Option<String>,
 }
 
 fn one() -> usize {
@@ -375,7 +375,7 @@ fn report_end(
 /// plots. Returns the answer when the sweep is complete and finished.
 /// `specs` may hold a confirmation's runs on fresh seeds after the main
 /// sweep's; their comparisons are a family of their own.
-pub fn write_outputs(
+fn write_outputs(
     exp: &dyn Experiment,
     specs: &[RunSpec],
     out: &Path,
@@ -438,7 +438,7 @@ pub fn write_outputs(
 }
 
 /// Rebuilds an experiment from its `sweep.json` (for `merge`).
-pub fn restore(record: &SweepRecord) -> Result<Box<dyn Experiment>> {
+fn restore(record: &SweepRecord) -> Result<Box<dyn Experiment>> {
     let spec = registry::find(&record.experiment).with_context(|| {
         format!(
             "unknown experiment `{}` in sweep.json; was it written by another version of drop-exp?",

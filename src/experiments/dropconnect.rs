@@ -68,12 +68,12 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub rates: Vec<f64>,
+struct Settings {
+    rates: Vec<f64>,
     /// Rates left out of the primary contrasts' average (where a method
     /// does not train); they stay as exploratory rows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unpooled_rates: Vec<f64>,
+    unpooled_rates: Vec<f64>,
 }
 
 impl Settings {
@@ -103,7 +103,7 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct DropConnectExp {
+struct DropConnectExp {
     common: Common,
     settings: Settings,
 }
@@ -131,7 +131,7 @@ fn label(kind: RegKind, p: f64) -> String {
 }
 
 impl DropConnectExp {
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
     /// `kind` at rate `p` after both hidden layers.

@@ -43,7 +43,7 @@ pub fn kind_color(kind: RegKind) -> Rgb {
 
 /// The family colour of a configuration: its regulariser's kind, weight
 /// decay when that is all it has, grey when it has nothing.
-pub fn family_color(c: &TrainConfig) -> Rgb {
+fn family_color(c: &TrainConfig) -> Rgb {
     match c.layers.iter().find(|l| l.p() > 0.0) {
         Some(l) => kind_color(l.kind()),
         None if c.weight_decay > 0.0 => WEIGHT_DECAY,
@@ -87,7 +87,7 @@ fn color_of(colors: &[(ConfigKey, Rgb)], key: Option<&ConfigKey>) -> Rgb {
 }
 
 /// How a verdict is written on a figure.
-pub fn verdict_color(v: Option<Verdict>) -> Rgb {
+fn verdict_color(v: Option<Verdict>) -> Rgb {
     match v {
         Some(Verdict::Higher | Verdict::Lower) => Rgb(0, 110, 0),
         Some(Verdict::Equivalent | Verdict::ShortOfInterest) => Rgb(31, 90, 160),
@@ -177,7 +177,7 @@ fn off_scale(mut rows: Vec<DotRow>, margin: f64) -> Vec<DotRow> {
 
 /// A forest plot of paired differences in test accuracy (points), with the
 /// equivalence margin (points) shaded.
-pub fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
+fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
     Dots {
         title: title.to_string(),
         x_label: "difference in test accuracy (points), paired by seed, 95% CI".into(),
@@ -193,7 +193,7 @@ pub fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
 }
 
 /// The axis label of the peak accuracy (test accuracy at the validation-selected epoch).
-pub const HEADLINE_AXIS: &str =
+const HEADLINE_AXIS: &str =
     "test accuracy (%) at the epoch selected on validation, 95% CI over seeds";
 
 /// The peak accuracy of every configuration, in percent, with its 95%

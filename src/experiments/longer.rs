@@ -70,11 +70,11 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+struct Settings {
     /// (p1, p2) pairs; the first is the reference.
-    pub rates: Vec<[f64; 2]>,
+    rates: Vec<[f64; 2]>,
     /// Learning rates, each with every pair; the first is the book's.
-    pub lrs: Vec<f64>,
+    lrs: Vec<f64>,
 }
 
 impl super::CheckSettings for Settings {
@@ -92,13 +92,13 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct Longer {
+struct Longer {
     common: Common,
     settings: Settings,
 }
 
 impl Longer {
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
     /// Dropout at rates `p` and learning rate `lr`.

@@ -42,18 +42,18 @@ use crate::sweep::Worker;
 /// What an experiment concludes from: its finished runs, grouped, and its
 /// contrasts answered.
 pub struct Finished<'a> {
-    pub out: &'a Path,
-    pub groups: Vec<Group<'a>>,
-    pub summary: Vec<SummaryRow>,
+    out: &'a Path,
+    groups: Vec<Group<'a>>,
+    summary: Vec<SummaryRow>,
     /// The primary contrasts (decided) and the exploratory ones.
-    pub contrasts: Vec<ContrastRow>,
-    pub common: &'a Common,
+    contrasts: Vec<ContrastRow>,
+    common: &'a Common,
 }
 
 impl Finished<'_> {
     /// The runs of the configuration `key`; an error naming it when the
     /// sweep has none.
-    pub fn group(&self, key: &ConfigKey) -> Result<&Group<'_>> {
+    fn group(&self, key: &ConfigKey) -> Result<&Group<'_>> {
         self.groups.iter().find(|g| g.is(key)).with_context(|| {
             format!(
                 "no runs of the configuration `{key}` in {} (configurations: {})",
@@ -67,25 +67,25 @@ impl Finished<'_> {
         })
     }
     /// The primary contrasts, in declared order.
-    pub fn primary(&self) -> Vec<&ContrastRow> {
+    fn primary(&self) -> Vec<&ContrastRow> {
         self.contrasts
             .iter()
             .filter(|c| c.role == Role::Primary)
             .collect()
     }
     /// The exploratory contrasts.
-    pub fn exploratory(&self) -> Vec<&ContrastRow> {
+    fn exploratory(&self) -> Vec<&ContrastRow> {
         self.contrasts
             .iter()
             .filter(|c| c.role == Role::Exploratory)
             .collect()
     }
     /// The contrast `id`.
-    pub fn contrast(&self, id: &str) -> Option<&ContrastRow> {
+    fn contrast(&self, id: &str) -> Option<&ContrastRow> {
         self.contrasts.iter().find(|c| c.id == id)
     }
     /// K of the end-of-training metric.
-    pub fn end_k(&self) -> usize {
+    fn end_k(&self) -> usize {
         self.common.end_k()
     }
 }
@@ -96,8 +96,8 @@ impl Finished<'_> {
 /// ones.
 #[derive(Debug, Clone)]
 pub struct Confirmation {
-    pub configs: Vec<(String, TrainConfig)>,
-    pub contrasts: Vec<Contrast>,
+    configs: Vec<(String, TrainConfig)>,
+    contrasts: Vec<Contrast>,
 }
 
 /// The three accessors every experiment writes the same way (its spec, its
@@ -183,7 +183,7 @@ pub trait Experiment: Sync {
 /// `configs` with each configuration once, under the first of its labels:
 /// a configuration is itself, whatever it is called (dropout at rate 0 is
 /// no regularisation).
-pub fn distinct(configs: Vec<(String, TrainConfig)>) -> Vec<(String, TrainConfig)> {
+fn distinct(configs: Vec<(String, TrainConfig)>) -> Vec<(String, TrainConfig)> {
     let mut out: Vec<(String, TrainConfig)> = Vec::with_capacity(configs.len());
     for (label, config) in configs {
         if out.iter().all(|(_, c)| *c != config) {
@@ -194,19 +194,19 @@ pub fn distinct(configs: Vec<(String, TrainConfig)>) -> Vec<(String, TrainConfig
 }
 
 /// The base configuration with dropout at rates (p1, p2).
-pub fn dropout_config(common: &Common, p1: f64, p2: f64) -> TrainConfig {
+fn dropout_config(common: &Common, p1: f64, p2: f64) -> TrainConfig {
     common
         .base
         .with_layers([Reg::Dropout { p: p1 }, Reg::Dropout { p: p2 }])
 }
 
 /// Label of a (p1, p2) dropout pair.
-pub fn rates_label(p1: f64, p2: f64) -> String {
+fn rates_label(p1: f64, p2: f64) -> String {
     format!("p=({p1},{p2})")
 }
 
 /// The book's configuration at each dropout pair, labelled by its rates.
-pub fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainConfig)> {
+fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainConfig)> {
     rates
         .iter()
         .map(|&[p1, p2]| (rates_label(p1, p2), dropout_config(common, p1, p2)))
@@ -216,12 +216,12 @@ pub fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainCo
 /// The smallest of the learning rates an exercise sweeps: the one its
 /// accuracy questions are read at, where training without dropout is
 /// stable (exercises 2 and 5).
-pub fn stable_lr(lrs: &[f64]) -> f64 {
+fn stable_lr(lrs: &[f64]) -> f64 {
     lrs.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// The first configuration against each of the others.
-pub fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(ConfigKey, ConfigKey)> {
+fn first_vs_rest(configs: &[(String, TrainConfig)]) -> Vec<(ConfigKey, ConfigKey)> {
     configs
         .iter()
         .skip(1)

@@ -79,10 +79,10 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub baseline: [f64; 2],
-    pub kinds: Vec<RegKind>,
-    pub strengths: Vec<[f64; 2]>,
+struct Settings {
+    baseline: [f64; 2],
+    kinds: Vec<RegKind>,
+    strengths: Vec<[f64; 2]>,
 }
 
 impl super::CheckSettings for Settings {
@@ -103,13 +103,13 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct OtherNoise {
+struct OtherNoise {
     common: Common,
     settings: Settings,
 }
 
 impl OtherNoise {
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
     fn baseline_label(&self) -> String {

@@ -38,7 +38,7 @@ pub struct Common {
     /// K of the end-of-training metric (mean test accuracy of the last K
     /// epochs) [default: a fifth of the epochs].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_epochs: Option<u32>,
+    end_epochs: Option<u32>,
     /// After the first `seeds` seeds, train once more the seeds that give
     /// each undecided primary contrast 80% power at its smallest effect of
     /// interest (at most `max_seeds`), for its configurations only.
@@ -55,7 +55,7 @@ impl Common {
     /// The settings-file keys that belong to `Common` itself (the base
     /// configuration's keys sit at the top level of a settings file too).
     /// A unit test checks this list against the struct.
-    pub const KEYS: [&'static str; 8] = [
+    const KEYS: [&'static str; 8] = [
         "seeds",
         "train_subset",
         "test_subset",

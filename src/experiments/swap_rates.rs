@@ -64,12 +64,12 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
+struct Settings {
     /// (p1, p2) pairs; the first is the reference.
-    pub rates: Vec<[f64; 2]>,
+    rates: Vec<[f64; 2]>,
     /// When set, every (p1, p2) in grid x grid, replacing `rates`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grid: Option<Vec<f64>>,
+    grid: Option<Vec<f64>>,
 }
 
 impl super::CheckSettings for Settings {
@@ -88,13 +88,13 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct SwapRates {
+struct SwapRates {
     common: Common,
     settings: Settings,
 }
 
 impl SwapRates {
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         Self { common, settings }
     }
 

@@ -61,10 +61,10 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub rates: [f64; 2],
-    pub passes: Vec<u32>,
-    pub ece_bins: u32,
+struct Settings {
+    rates: [f64; 2],
+    passes: Vec<u32>,
+    ece_bins: u32,
 }
 
 impl super::CheckSettings for Settings {
@@ -80,14 +80,14 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct TestTime {
+struct TestTime {
     common: Common,
     settings: Settings,
     worker: Box<Worker<'static>>,
 }
 
 impl TestTime {
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         let s = settings.clone();
         let worker =
             move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {
@@ -137,31 +137,31 @@ impl TestTime {
 /// its paired difference to deterministic evaluation (exploratory; the
 /// primary contrasts are in `comparisons.csv`).
 #[derive(Debug, Clone, Serialize)]
-pub struct McSummary {
-    pub mode: Mode,
-    pub k: u32,
-    pub passes: u32,
-    pub n: usize,
-    pub accuracy_mean: f64,
-    pub accuracy_ci_low: f64,
-    pub accuracy_ci_high: f64,
-    pub nll_mean: f64,
-    pub nll_ci_low: f64,
-    pub nll_ci_high: f64,
-    pub ece_mean: f64,
-    pub ece_ci_low: f64,
-    pub ece_ci_high: f64,
+struct McSummary {
+    mode: Mode,
+    k: u32,
+    passes: u32,
+    n: usize,
+    accuracy_mean: f64,
+    accuracy_ci_low: f64,
+    accuracy_ci_high: f64,
+    nll_mean: f64,
+    nll_ci_low: f64,
+    nll_ci_high: f64,
+    ece_mean: f64,
+    ece_ci_low: f64,
+    ece_ci_high: f64,
     /// Paired (by seed) differences to deterministic evaluation, each with
     /// its 95% CI.
-    pub accuracy_diff: f64,
-    pub accuracy_diff_ci_low: f64,
-    pub accuracy_diff_ci_high: f64,
-    pub nll_diff: f64,
-    pub nll_diff_ci_low: f64,
-    pub nll_diff_ci_high: f64,
-    pub ece_diff: f64,
-    pub ece_diff_ci_low: f64,
-    pub ece_diff_ci_high: f64,
+    accuracy_diff: f64,
+    accuracy_diff_ci_low: f64,
+    accuracy_diff_ci_high: f64,
+    nll_diff: f64,
+    nll_diff_ci_low: f64,
+    nll_diff_ci_high: f64,
+    ece_diff: f64,
+    ece_diff_ci_low: f64,
+    ece_diff_ci_high: f64,
 }
 
 /// A quantity of `mc.csv`: its name and how to read it.

@@ -80,13 +80,13 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub rates: Vec<[f64; 2]>,
-    pub probes_per_epoch: u32,
-    pub probe_size: u32,
+struct Settings {
+    rates: Vec<[f64; 2]>,
+    probes_per_epoch: u32,
+    probe_size: u32,
     /// Draw `variance.png` (`--plot`).
     #[serde(default)]
-    pub plot: bool,
+    plot: bool,
 }
 
 impl super::CheckSettings for Settings {
@@ -102,7 +102,7 @@ impl super::CheckSettings for Settings {
     }
 }
 
-pub struct Variance {
+struct Variance {
     common: Common,
     settings: Settings,
     worker: Box<Worker<'static>>,
@@ -123,7 +123,7 @@ impl Variance {
         c
     }
 
-    pub fn new(common: Common, settings: Settings) -> Self {
+    fn new(common: Common, settings: Settings) -> Self {
         let s = settings.clone();
         let worker =
             move |spec: &RunSpec, data: &Dataset, threads: usize, hook: &mut dyn TrainHook| {

@@ -21,7 +21,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Writes a file through `write(tmp)` into a temporary path next to `path`,
 /// then renames it into place; the temporary file is removed on failure.
 /// For writers (such as plot backends) that want a path rather than bytes.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)
@@ -56,7 +56,7 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
 /// union of the rows' fields in order of first appearance (rows whose
 /// regularisers have different parameters have different fields); a field
 /// a row lacks is left empty.
-pub fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
+fn csv_bytes<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
     let mut maps = Vec::with_capacity(rows.len());
     let mut header: Vec<String> = Vec::new();
     for r in rows {

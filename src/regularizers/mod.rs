@@ -99,7 +99,7 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
 
 /// The identity: no regularisation.
 #[derive(Debug, Clone, Copy)]
-pub struct Identity;
+struct Identity;
 
 impl Regularizer for Identity {}
 
@@ -239,7 +239,7 @@ impl RegKind {
         RegKind::AnnealedDropout,
     ];
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             RegKind::Dropout => "dropout",
             RegKind::Dropconnect => "dropconnect",

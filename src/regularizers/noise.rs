@@ -209,7 +209,7 @@ impl AnnealedDropout {
     }
 
     /// The rate at training progress `t` in [0, 1].
-    pub fn rate(&self, t: f64) -> f64 {
+    fn rate(&self, t: f64) -> f64 {
         self.p * (1.0 - t.clamp(0.0, 1.0))
     }
 }

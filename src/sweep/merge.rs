@@ -12,7 +12,7 @@ impl StoredRun {
     /// bit (a NaN loss equal to itself): every metric of every epoch, the
     /// diverged flag and the measurements; the timing columns, the machine
     /// and the time it finished may differ.
-    pub fn same_results(&self, other: &StoredRun) -> bool {
+    fn same_results(&self, other: &StoredRun) -> bool {
         fn bits(x: f64) -> u64 {
             // JSON carries no NaN payload: every stored NaN reads back as
             // the same one.

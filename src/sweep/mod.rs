@@ -34,7 +34,7 @@ impl RunSpec {
     /// [`crate::config::canonical_json`]), seed, data and trainer revision,
     /// nothing else (not the label, the thread count or the job count, which
     /// do not change results).
-    pub fn key(&self, data_digest: &str) -> String {
+    fn key(&self, data_digest: &str) -> String {
         let mut h = Sha256::new();
         h.update(crate::config::canonical_json(&self.config).expect("config serialises"));
         h.update(self.seed.to_le_bytes());
@@ -99,7 +99,7 @@ impl std::str::FromStr for Shard {
 
 impl Shard {
     /// Whether run number `i` (0-based, in sweep order) belongs to this shard.
-    pub fn owns(&self, i: usize) -> bool {
+    fn owns(&self, i: usize) -> bool {
         i % self.count == self.index - 1
     }
 }

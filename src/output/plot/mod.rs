@@ -28,10 +28,10 @@ use plotters::style::FontStyle;
 
 const FONT: &str = "sans-serif";
 /// Size of every figure, in pixels (the SVG's too).
-pub const SIZE: (u32, u32) = (1200, 800);
+const SIZE: (u32, u32) = (1200, 800);
 
 /// What drawing returns: any backend's error, boxed.
-pub type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// Something that can draw itself on any plotters backend.
 pub trait Figure {
@@ -62,7 +62,7 @@ impl Rgb {
 }
 
 /// Text and reference lines.
-pub const INK: Rgb = Rgb(40, 40, 40);
+const INK: Rgb = Rgb(40, 40, 40);
 
 fn register() {
     static ONCE: Once = Once::new();
@@ -128,7 +128,7 @@ fn pad((lo, hi): (f64, f64), frac: f64) -> (f64, f64) {
 
 /// A tick label with no more digits than it needs; values within a
 /// billionth of `span` of zero are zero.
-pub fn number(y: f64, span: f64) -> String {
+fn number(y: f64, span: f64) -> String {
     let a = y.abs();
     if a <= 1e-9 * span.abs().max(1e-300) || a == 0.0 {
         return "0".into();
