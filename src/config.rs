@@ -2,7 +2,7 @@
 //!
 //! [`TrainConfig`] is the only place its fields are listed. Its defaults are
 //! the book's, read from `experiments/defaults.toml`; the CSV configuration
-//! columns ([`columns`]), `check`'s matching and the sweep cache key
+//! columns (`columns`), `check`'s matching and the sweep cache key
 //! ([`canonical_json`]) are all derived from its serialised form, so a new
 //! field or a new regulariser kind with parameters of its own needs no
 //! hand-kept copy anywhere.
@@ -197,7 +197,7 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The configuration's CSV columns, in field order (see [`columns`]).
+    /// The configuration's CSV columns, in field order (see `columns`).
     pub fn columns(&self) -> Map<String, Value> {
         columns(&serde_json::to_value(self).expect("a configuration serialises"))
     }

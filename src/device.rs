@@ -28,7 +28,7 @@ impl FromStr for DeviceKind {
     }
 }
 
-/// What the user asked for; [`Compute::resolve`] fills in the defaults.
+/// What the user asked for; [`Compute::single`] and [`Compute::sweep`] fill in the defaults.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ComputeRequest {
     pub device: DeviceKind,

@@ -1,6 +1,6 @@
 //! MC dropout: a trained model evaluated with its regularisers on, K noisy
 //! passes averaged, against the deterministic pass (exercise 4). Passes draw
-//! their own noise stream ([`Stream::Probe`]).
+//! their own noise stream ([`crate::rng::Stream::Probe`]).
 
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};

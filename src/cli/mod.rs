@@ -341,7 +341,7 @@ impl Invocation {
     }
 }
 
-/// The whole command: the tools from [`Tool`] and one subcommand per
+/// The whole command: the tools from `Tool` and one subcommand per
 /// exercise, in the registry's order, before them.
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command();

@@ -143,7 +143,7 @@ impl DataIdentity {
     }
 }
 
-/// Fashion-MNIST on a device: images [n, 784] f32 in [0, 1], labels [n] u32.
+/// Fashion-MNIST on a device: images \[n, 784\] f32 in \[0, 1\], labels \[n\] u32.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub train_x: Tensor,
@@ -160,7 +160,7 @@ impl Dataset {
         self.identity.train_examples
     }
     /// The fixed training images on which the generalisation gap is
-    /// measured in evaluation mode: the first [`GAP_SUBSET`] (or all, if
+    /// measured in evaluation mode: the first `GAP_SUBSET` (or all, if
     /// fewer).
     pub fn train_eval(&self) -> candle_core::Result<(Tensor, Tensor)> {
         let n = GAP_SUBSET.min(self.train_len());

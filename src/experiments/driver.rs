@@ -34,7 +34,7 @@ pub struct Answered {
 /// Where a sweep writes and which part of it this process runs.
 #[derive(Debug, Clone, Default)]
 pub struct SweepPlan {
-    /// Output folder [default: results/<experiment>].
+    /// Output folder (default: `results/<experiment>`).
     pub out: Option<PathBuf>,
     pub shard: Option<Shard>,
     /// Redo runs already stored.

@@ -4,23 +4,23 @@
 //! seeds) and, once they are finished, into a verdict and plots. The rest is
 //! shared: [`registry`] lists the exercises, [`settings`] layers their TOML
 //! settings, [`driver`] runs the sweep and writes the common outputs
-//! (`runs.csv`, `summary.csv`, `comparisons.csv`), and [`markdown`] and
-//! [`figures`] hold what several verdicts and plots have in common.
+//! (`runs.csv`, `summary.csv`, `comparisons.csv`), and `markdown` and
+//! `figures` hold what several verdicts and plots have in common.
 
-pub mod compare_wd;
+mod compare_wd;
 pub mod driver;
-pub mod dropconnect;
-pub mod figures;
-pub mod longer;
-pub mod markdown;
-pub mod other_noise;
+mod dropconnect;
+mod figures;
+mod longer;
+mod markdown;
+mod other_noise;
 pub mod registry;
-pub mod seed_plan;
+mod seed_plan;
 pub mod settings;
 pub mod spec;
-pub mod swap_rates;
-pub mod test_time;
-pub mod variance;
+mod swap_rates;
+mod test_time;
+mod variance;
 
 use std::path::Path;
 

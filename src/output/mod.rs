@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 /// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, creating the directory if needed (see [`write_atomic_with`]).
+/// and a rename, creating the directory if needed (see `write_atomic_with`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |tmp| {
         std::fs::write(tmp, bytes)

@@ -101,7 +101,7 @@ impl Regularizer for GaussianAdd {
 /// h' = h * u,  u ~ U(1 - a, 1 + a),  a = sqrt(3 p / (1 - p))
 /// ```
 ///
-/// Unbiased, with Var[u] = a^2 / 3 = p / (1 - p), dropout's variance.
+/// Unbiased, with Var(u) = a^2 / 3 = p / (1 - p), dropout's variance.
 #[derive(Debug, Clone, Copy)]
 pub struct UniformMult {
     a: f32,
@@ -141,7 +141,7 @@ impl Regularizer for UniformMult {
 /// h' = h * exp(mu + s * eps),  eps ~ N(0, 1),  s^2 = -ln(1 - p),  mu = -s^2 / 2
 /// ```
 ///
-/// E[m] = 1 and Var[m] = exp(s^2) - 1 = p / (1 - p): dropout's mean and
+/// E(m) = 1 and Var(m) = exp(s^2) - 1 = p / (1 - p): dropout's mean and
 /// variance at rate p, with a multiplier that is positive at every rate
 /// (unlike the Gaussian's, or the uniform's above p = 0.25).
 #[derive(Debug, Clone, Copy)]

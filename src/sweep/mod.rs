@@ -240,7 +240,7 @@ pub struct SweepOutcome {
 
 /// Runs every spec this shard owns that is not stored yet, `jobs` at a time:
 /// with `worker`, one run at a time each; without one (plain training),
-/// runs of one seed together in stacks of up to `batch_runs` ([`stacks`]). `on_done` is called (under a lock) after each run is
+/// runs of one seed together in stacks of up to `batch_runs` (`plan::stacks`). `on_done` is called (under a lock) after each run is
 /// stored, so callers can refresh their outputs. Runs that another drop-exp
 /// process is training in the same folder are waited for, not trained
 /// twice. Failures are collected and returned, not raised.

@@ -13,9 +13,9 @@
 //!
 //! Runs of one seed see the same initial weights and the same batches in
 //! the same order (the seed alone fixes both); they differ only in
-//! configuration. A stack trains R such runs at once: weights [R, in, out],
+//! configuration. A stack trains R such runs at once: weights \[R, in, out\],
 //! each product batched over the stack ([`crate::model::forward`],
-//! [`grads`]), each run with its own noise stream, regulariser, learning
+//! `grads`), each run with its own noise stream, regulariser, learning
 //! rate and weight decay. A run that diverges (a non-finite loss) or
 //! finishes its epochs leaves the stack at the end of that epoch, keeping
 //! what was measured; the others go on. The same code runs on the CPU and on
