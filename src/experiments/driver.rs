@@ -309,15 +309,18 @@ fn analyse<'a>(
                 && c.terms == [(a.key(), 1.0), (b.key(), -1.0)]
         })
     };
-    let mut exploratory = Vec::new();
+    let mut exploratory: Vec<Contrast> = Vec::new();
+    // A pair of one configuration with itself (two labels of one
+    // configuration), or one already given, adds nothing.
     for (a, b) in exp.pairs().into_iter().filter(|(a, b)| a != b) {
         let find = |k: &ConfigKey| groups.iter().find(|g| g.is(k));
         let (Some(a), Some(b)) = (find(&a), find(&b)) else {
             continue;
         };
         for m in Metric::EXPLORATORY {
-            if !answered(b, a, m) {
-                exploratory.push(Contrast::exploratory(b, a, m));
+            let c = Contrast::exploratory(b, a, m);
+            if !answered(b, a, m) && exploratory.iter().all(|e| e.id != c.id) {
+                exploratory.push(c);
             }
         }
     }

@@ -382,11 +382,10 @@ pub fn accuracy_panels(
     panel_of: impl Fn(&Group) -> Option<String>,
 ) -> Result<()> {
     let panels = accuracy_panel_list(r, panel_of);
-    let cols = if panels.len() > 2 {
-        2
-    } else {
-        panels.len().max(1)
-    };
+    // Written as a clamp: rustc 1.95.0 (LLVM 22.1.2) compiled the same cap
+    // written as `if n > 2 { 2 } else { n.max(1) }` to `n.max(1)` in some
+    // release builds, laying six panels out in one row.
+    let cols = panels.len().clamp(1, 2);
     plot::save(
         path,
         &Panels {
