@@ -506,15 +506,19 @@ impl Sweep<'_> {
 }
 
 /// The stored runs for `specs`, in order; `None` where a run is missing.
-/// A run carries the label its spec has now: labels are presentation, not
-/// part of the key, so renaming a configuration reuses its runs.
+/// A run found by its spec's key carries that spec: the label it has now
+/// (labels are presentation, not part of the key, so renaming a
+/// configuration reuses its runs), and the configuration exactly as the
+/// code builds it, which is what configurations are matched on (see
+/// [`crate::record::ConfigKey`]), whatever a number's round trip through
+/// JSON gave.
 pub fn collect(specs: &[RunSpec], out: &Path, data_digest: &str) -> Result<Vec<Option<StoredRun>>> {
     specs
         .iter()
         .map(|s| {
             let run = load_run(&run_path(out, &s.key(data_digest)))?;
             Ok(run.map(|mut r| {
-                r.spec.label = s.label.clone();
+                r.spec = s.clone();
                 r
             }))
         })
