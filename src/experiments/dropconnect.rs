@@ -143,7 +143,7 @@ impl DropConnectExp {
     }
     /// No regularisation.
     fn none(&self) -> ConfigKey {
-        ConfigKey::sweep(dropout_config(&self.common, 0.0, 0.0))
+        super::dropout_key(&self.common, 0.0, 0.0)
     }
 }
 

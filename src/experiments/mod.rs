@@ -200,6 +200,12 @@ fn dropout_config(common: &Common, p1: f64, p2: f64) -> TrainConfig {
         .with_layers([Reg::Dropout { p: p1 }, Reg::Dropout { p: p2 }])
 }
 
+/// The key of the base configuration with dropout at rates (p1, p2), in the
+/// sweep.
+fn dropout_key(common: &Common, p1: f64, p2: f64) -> ConfigKey {
+    ConfigKey::sweep(dropout_config(common, p1, p2))
+}
+
 /// Label of a (p1, p2) dropout pair.
 fn rates_label(p1: f64, p2: f64) -> String {
     format!("p=({p1},{p2})")

@@ -130,7 +130,7 @@ impl OtherNoise {
     }
     /// Constant dropout at half of strength (p1, p2).
     fn half(&self, [p1, p2]: [f64; 2]) -> ConfigKey {
-        ConfigKey::sweep(dropout_config(&self.common, p1 / 2.0, p2 / 2.0))
+        super::dropout_key(&self.common, p1 / 2.0, p2 / 2.0)
     }
 
     /// Constant dropout at half of strength (p1, p2): annealed dropout's

@@ -31,7 +31,7 @@ use super::figures;
 use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue, QUICK};
-use super::{dropout_config, rate_configs, Common, Experiment, Finished};
+use super::{dropout_key, rate_configs, Common, Experiment, Finished};
 use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
@@ -138,7 +138,7 @@ impl Experiment for SwapRates {
         };
         let peak = Measure::Accuracy(Metric::Selected);
         let sesoi = self.common.margin / 100.0;
-        let l = |p1, p2| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
+        let l = |p1, p2| dropout_key(&self.common, p1, p2);
         let mut out = vec![Contrast::difference(
             "swap",
             "does swapping the two rates change accuracy?",
@@ -190,7 +190,7 @@ impl Experiment for SwapRates {
         rate_configs(&self.common, &self.pairs_swept())
     }
     fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
-        let key = |p1, p2| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
+        let key = |p1, p2| dropout_key(&self.common, p1, p2);
         let [r1, r2] = self.reference();
         let reference = key(r1, r2);
         let mut out: Vec<(ConfigKey, ConfigKey)> = self

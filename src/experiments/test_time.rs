@@ -258,7 +258,7 @@ impl TestTime {
             id: id.into(),
             question: question.into(),
             estimand: Some(format!("MC dropout, K = {k} − dropout off")),
-            terms: vec![(ConfigKey::sweep(dropout_config(&self.common, p1, p2)), 1.0)],
+            terms: vec![(super::dropout_key(&self.common, p1, p2), 1.0)],
             measure: Measure::Probe(ProbeMeasure {
                 id: q * 100_000 + k as usize,
                 name: format!("{name} of the final model (paired within each run)"),

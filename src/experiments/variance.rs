@@ -42,7 +42,7 @@ use super::figures;
 use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
-use super::{dropout_config, rates_label, Common, Experiment, Finished};
+use super::{dropout_key, rates_label, Common, Experiment, Finished};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, ProbeMeasure, Role, Sides};
 use crate::data::Dataset;
@@ -166,16 +166,11 @@ impl Variance {
         Ok(out)
     }
 
-    /// The probe rows of the dropout rates `p`, if swept.
-    fn rows_of<'a>(
-        &self,
-        by_config: &'a [(ConfigKey, Vec<ProbeRow>)],
-        p: [f64; 2],
-    ) -> &'a [ProbeRow] {
-        let key = ConfigKey::sweep(dropout_config(&self.common, p[0], p[1]));
+    /// The probe rows of the configuration `key`, if swept.
+    fn rows_of<'a>(by_config: &'a [(ConfigKey, Vec<ProbeRow>)], key: &ConfigKey) -> &'a [ProbeRow] {
         by_config
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| k == key)
             .map_or(&[], |(_, rows)| rows.as_slice())
     }
 }
@@ -218,7 +213,7 @@ impl Experiment for Variance {
     }
     fn contrasts(&self) -> Vec<Contrast> {
         let rates = &self.settings.rates;
-        let key = |[p1, p2]: [f64; 2]| ConfigKey::sweep(dropout_config(&self.common, p1, p2));
+        let key = |[p1, p2]: [f64; 2]| dropout_key(&self.common, p1, p2);
         let Some(none) = self
             .settings
             .rates
@@ -353,7 +348,7 @@ impl Variance {
         let mut v = "## A check: what dropout does to the variance in training mode\n\nPer seed, the variance after the dropout layer over the variance before it (training mode, probe batch), against the factor (s² + p mu²) / ((1 − p) s²) predicted from that seed's mean mu and variance s² before dropout, if the mask is independent of the activations; then the mean over seeds. It exceeds 1/(1 − p) because ReLU outputs have a positive mean that the mask also spreads. This checks the implementation; it holds by construction and does not answer the question.\n\n| model | layer | p | step | measured factor (95% CI over seeds) | predicted factor |\n|---|---|---|---|---|---|\n".to_string();
         for &[p1, p2] in &self.settings.rates {
             let model = rates_label(p1, p2);
-            let rows = self.rows_of(by_config, [p1, p2]);
+            let rows = Self::rows_of(by_config, &dropout_key(&self.common, p1, p2));
             for (layer, p) in [(1, p1), (2, p2)] {
                 if p == 0.0 {
                     continue;
@@ -413,8 +408,8 @@ impl Variance {
             let mut series = Vec::new();
             for &[p1, p2] in &self.settings.rates {
                 let model = rates_label(p1, p2);
-                let rows = self.rows_of(by_config, [p1, p2]);
-                let key = ConfigKey::sweep(dropout_config(&self.common, p1, p2));
+                let key = dropout_key(&self.common, p1, p2);
+                let rows = Self::rows_of(by_config, &key);
                 let p = if layer == 1 { p1 } else { p2 };
                 let base = colors
                     .iter()
