@@ -218,8 +218,7 @@ pub fn run_rows(runs: &[&StoredRun]) -> Vec<RunRow> {
 pub struct Group<'a> {
     /// How the configuration is written (presentation only).
     pub label: String,
-    pub config: TrainConfig,
-    round: Round,
+    key: ConfigKey,
     pub runs: Vec<&'a StoredRun>,
     /// K of the end-of-training metric.
     end_k: usize,
@@ -255,18 +254,19 @@ impl Group<'_> {
     /// Whether these are runs of a confirmation on fresh seeds (see
     /// [`crate::record::FRESH_SEED_BASE`]).
     pub fn is_confirmation(&self) -> bool {
-        self.round == Round::Confirmation
+        self.key.round == Round::Confirmation
     }
     /// Whether this is the configuration `key`.
     pub fn is(&self, key: &ConfigKey) -> bool {
-        self.round == key.round && self.config == key.config
+        &self.key == key
     }
     /// The configuration's key.
-    pub fn key(&self) -> ConfigKey {
-        ConfigKey {
-            config: self.config.clone(),
-            round: self.round,
-        }
+    pub fn key(&self) -> &ConfigKey {
+        &self.key
+    }
+    /// The configuration itself.
+    pub fn config(&self) -> &TrainConfig {
+        &self.key.config
     }
     /// Runs with at least one training-loss spike, diverged runs included.
     pub fn spiked(&self) -> usize {
@@ -319,8 +319,7 @@ pub fn groups<'a>(runs: &[&'a StoredRun], end_k: usize) -> Vec<Group<'a>> {
             Some(g) => g.runs.push(r),
             None => out.push(Group {
                 label: r.spec.label.clone(),
-                config: key.config,
-                round: key.round,
+                key,
                 runs: vec![r],
                 end_k,
             }),
@@ -415,7 +414,7 @@ pub fn summary(g: &Group) -> SummaryRow {
     );
     let (tl, gap) = (col(|m| m.train_loss), col(|m| m.gap));
     SummaryRow {
-        config: ConfigCols::new(&g.label, &g.key()),
+        config: ConfigCols::new(&g.label, g.key()),
         n: f.len(),
         n_diverged: g.diverged(),
         n_collapsed: g.collapsed(),

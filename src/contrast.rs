@@ -167,7 +167,7 @@ impl Contrast {
             id: format!("{} − {} [{}]", a.label, b.label, metric.name()),
             question: String::new(),
             estimand: None,
-            terms: vec![(a.key(), 1.0), (b.key(), -1.0)],
+            terms: vec![(a.key().clone(), 1.0), (b.key().clone(), -1.0)],
             measure: Measure::Accuracy(metric),
             sides: Sides::Two,
             sesoi: f64::NAN,

@@ -308,14 +308,14 @@ impl Experiment for CompareWd {
                 SPEC.number
             ),
             |g| {
-                let with = if g.config.layers.iter().any(|l| l.p() > 0.0) {
+                let with = if g.config().layers.iter().any(|l| l.p() > 0.0) {
                     "with"
                 } else {
                     "without"
                 };
                 Some(format!(
                     "lr {}, {with} dropout, by weight decay",
-                    g.config.lr
+                    g.config().lr
                 ))
             },
         )?;

@@ -303,11 +303,11 @@ fn analyse<'a>(
     let summary: Vec<SummaryRow> = groups.iter().map(analysis::summary).collect();
     let mut contrasts = exp.contrasts();
     contrasts.extend(confirming.iter().cloned());
-    let answered = |a: &Group, b: &Group, m: Metric| {
-        contrasts.iter().any(|c| {
-            c.measure == contrast::Measure::Accuracy(m)
-                && c.terms == [(a.key(), 1.0), (b.key(), -1.0)]
-        })
+    // Whether `among` already holds the same comparison.
+    let given = |c: &Contrast, among: &[Contrast]| {
+        among
+            .iter()
+            .any(|p| p.measure == c.measure && p.terms == c.terms)
     };
     let mut exploratory: Vec<Contrast> = Vec::new();
     // A pair of one configuration with itself (two labels of one
@@ -319,7 +319,7 @@ fn analyse<'a>(
         };
         for m in Metric::EXPLORATORY {
             let c = Contrast::exploratory(b, a, m);
-            if !answered(b, a, m) && exploratory.iter().all(|e| e.id != c.id) {
+            if !given(&c, &contrasts) && !given(&c, &exploratory) {
                 exploratory.push(c);
             }
         }

@@ -266,7 +266,7 @@ impl Experiment for DropConnectExp {
                 "Exercise {}: test accuracy, DropConnect and dropout (no regularisation in both)",
                 SPEC.number
             ),
-            |g| (!g.is(&self.none())).then(|| method(g.config.layers[0].kind()).to_string()),
+            |g| (!g.is(&self.none())).then(|| method(g.config().layers[0].kind()).to_string()),
         )?;
         let reading = |kind: RegKind| {
             format!(

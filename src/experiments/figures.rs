@@ -54,7 +54,7 @@ fn family_color(c: &TrainConfig) -> Rgb {
 /// The colour of each configuration of `r`: its family's, in darker and
 /// lighter shades where a family has several members.
 pub fn config_colors(r: &Finished) -> Vec<(ConfigKey, Rgb)> {
-    let families: Vec<Rgb> = r.groups.iter().map(|g| family_color(&g.config)).collect();
+    let families: Vec<Rgb> = r.groups.iter().map(|g| family_color(g.config())).collect();
     r.groups
         .iter()
         .enumerate()
@@ -74,7 +74,7 @@ pub fn config_colors(r: &Finished) -> Vec<(ConfigKey, Rgb)> {
             } else {
                 families[i].lighter(0.6 * (t - 0.5))
             };
-            (g.key(), c)
+            (g.key().clone(), c)
         })
         .collect()
 }
@@ -263,7 +263,7 @@ pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64, scale: f64) -> Vec<Se
         .map(|g| {
             let mut s = Series::band(
                 legend(g),
-                color_of(&colors, Some(&g.key())),
+                color_of(&colors, Some(g.key())),
                 g.curve(f)
                     .into_iter()
                     .map(|(e, est): (usize, Estimate)| {

@@ -122,7 +122,7 @@ impl Longer {
     /// `curves.png` (test accuracy), `loss.png` (training loss) and
     /// `gap.png`, one panel per learning rate.
     fn curves(&self, r: &Finished) -> Result<()> {
-        let by_lr = |g: &Group| Some(format!("lr {}", g.config.lr));
+        let by_lr = |g: &Group| Some(format!("lr {}", g.config().lr));
         let mut panels = figures::accuracy_panel_list(r, by_lr);
         // One scale for every learning rate: the panels compare by eye.
         let ranges: Vec<(f64, f64)> = panels.iter().map(|p| p.data_y_range()).collect();
@@ -154,7 +154,7 @@ impl Longer {
                     let series: Vec<_> = all
                         .iter()
                         .zip(&r.groups)
-                        .filter(|(_, g)| g.config.lr == lr)
+                        .filter(|(_, g)| g.config().lr == lr)
                         .map(|(s, _)| s.clone())
                         .collect();
                     let log = loss && figures::wants_log(&series);

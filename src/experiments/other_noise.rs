@@ -281,7 +281,7 @@ impl Experiment for OtherNoise {
             ),
             |g| {
                 (!g.is(&baseline)).then(|| {
-                    let kind = g.config.layers[0].kind();
+                    let kind = g.config().layers[0].kind();
                     if g.is_confirmation() {
                         "confirmation on fresh seeds".to_string()
                     } else if kind == RegKind::Dropout {

@@ -161,7 +161,7 @@ impl Variance {
             for row in &mut rows {
                 row.model = g.label.clone();
             }
-            out.push((g.key(), rows));
+            out.push((g.key().clone(), rows));
         }
         Ok(out)
     }
