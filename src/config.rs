@@ -33,6 +33,66 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Passes over the training set.
     pub epochs: usize,
+    /// How gradients are computed: `auto` (the hand-written backward when it
+    /// covers both regularisers, else candle's autograd), `hand` or
+    /// `autograd`. Left out of the serialised form at `auto`, so every
+    /// configuration stored before the choice existed keeps its key.
+    #[serde(default, skip_serializing_if = "Backward::is_auto")]
+    pub backward: Backward,
+}
+
+/// The choice of gradient path (`--backward`, `backward = "..."`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backward {
+    /// The hand-written backward when it covers the configuration, else
+    /// autograd.
+    #[default]
+    Auto,
+    /// The hand-written backward (`crate::train`'s fast path).
+    Hand,
+    /// candle's autograd through the regularisers' own operations.
+    Autograd,
+}
+
+impl Backward {
+    pub const ALL: [Backward; 3] = [Backward::Auto, Backward::Hand, Backward::Autograd];
+
+    fn is_auto(&self) -> bool {
+        *self == Backward::Auto
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backward::Auto => "auto",
+            Backward::Hand => "hand",
+            Backward::Autograd => "autograd",
+        }
+    }
+}
+
+impl std::fmt::Display for Backward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backward {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Backward::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backward `{s}`; expected auto, hand or autograd"))
+    }
+}
+
+/// The gradient path that trains a run: what [`Backward`] resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradPath {
+    Hand,
+    Autograd,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +119,8 @@ pub enum FlagSetter {
     Number(NumberRange, fn(&mut TrainConfig, f64)),
     /// A whole number of at least 1.
     Count(fn(&mut TrainConfig, usize)),
+    /// A gradient path.
+    Backward(fn(&mut TrainConfig, Backward)),
 }
 
 /// The range a numeric flag accepts (checked when the flag is parsed).
@@ -133,6 +195,13 @@ pub const RUN_FLAGS: &[RunFlag] = &[
         setter: FlagSetter::Number(NumberRange::NonNegative, |c, v| c.weight_decay = v),
         show: |c| c.weight_decay.to_string(),
     },
+    RunFlag {
+        long: "backward",
+        help: "Gradient path: auto (the hand-written backward where it covers the regularisers, \
+               else candle's autograd), hand, or autograd",
+        setter: FlagSetter::Backward(|c, b| c.backward = b),
+        show: |c| c.backward.to_string(),
+    },
 ];
 
 /// The defaults file as a TOML table.
@@ -155,6 +224,7 @@ impl TrainConfig {
                     lr: 1.0,
                     batch_size: 1,
                     epochs: 1,
+                    backward: Backward::Autograd,
                 };
                 match serde_json::to_value(any).expect("serialises") {
                     Value::Object(m) => m.keys().cloned().collect(),
@@ -173,11 +243,45 @@ impl TrainConfig {
         }
     }
 
+    /// The gradient path that trains this configuration: the one forced,
+    /// or under `auto` the hand-written backward when it covers every
+    /// regulariser.
+    pub fn grad_path(&self) -> GradPath {
+        match self.backward {
+            Backward::Hand => GradPath::Hand,
+            Backward::Autograd => GradPath::Autograd,
+            Backward::Auto => match self.layers.iter().all(Reg::hand_written) {
+                true => GradPath::Hand,
+                false => GradPath::Autograd,
+            },
+        }
+    }
+
+    /// The configuration as its identity: a forced path that `auto` would
+    /// pick anyway is written as `auto`, so forcing it keeps the key (and
+    /// the stored runs) of the unforced configuration.
+    pub fn identity(&self) -> Self {
+        let mut auto = self.clone();
+        auto.backward = Backward::Auto;
+        match auto.grad_path() == self.grad_path() {
+            true => auto,
+            false => self.clone(),
+        }
+    }
+
     /// Checks every value; the error names the key and the allowed range.
     pub fn validate(&self) -> Result<()> {
         for (i, reg) in self.layers.iter().enumerate() {
             reg.validate()
                 .map_err(|e| anyhow::anyhow!("layers[{i}] ({reg}): {e}"))?;
+            if self.backward == Backward::Hand && !reg.hand_written() {
+                bail!(
+                    "layers[{i}] ({reg}): the hand-written backward cannot train {}; it covers {}. \
+                     Use `backward = \"auto\"` (--backward auto) or `autograd`",
+                    reg.kind(),
+                    crate::regularizers::RegKind::hand_written_names().join(", ")
+                );
+            }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("lr = {} must be a finite number greater than 0", self.lr);

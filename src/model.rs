@@ -15,7 +15,7 @@
 
 use candle_core::{Device, Result, Shape, Tensor, Var};
 
-use crate::regularizers::{ActivationNoise, NoiseCtx, Regularizer};
+use crate::regularizers::{ActivationNoise, LayerView, Learned, NoiseCtx, Regularizer};
 use crate::rng::Rng;
 
 /// Layer widths of the book's model.
@@ -96,11 +96,25 @@ pub struct Pass {
     pub logits: Tensor,
 }
 
+/// The regularisers' own operations, for a pass through one network (a
+/// stack of one): (b) to (e) of [`crate::regularizers`], drawing from `ctx`.
+pub struct Hooks<'h, 'c> {
+    /// The regulariser after each hidden layer.
+    pub slots: Vec<&'h dyn Regularizer>,
+    pub ctx: &'h mut NoiseCtx<'c>,
+}
+
 /// The forward pass of a stack of networks on one batch `x` ([n, 784],
 /// shared by every network of the stack): z = h W + b, and after each hidden
 /// layer h = relu(z) * scale + shift. The products are batched over the
-/// stack, each network's its own product.
-pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
+/// stack, each network's its own product. With `hooks` (a stack of one),
+/// each hidden layer's regulariser may replace z and transform h.
+pub fn forward(
+    layers: &[StackLayer],
+    x: &Tensor,
+    gates: bool,
+    mut hooks: Option<Hooks>,
+) -> Result<Pass> {
     let r = layers[0].w.dim(0)?;
     // z = h W + b; the first input is shared: a stride-0 view, not R copies.
     let affine = |h: &Tensor, layer: &StackLayer| -> Result<Tensor> {
@@ -114,8 +128,27 @@ pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
     let mut inputs = Vec::with_capacity(layers.len());
     let (mut gate_list, mut relu_list) = (Vec::new(), Vec::new());
     let mut h = x.clone();
-    for layer in hidden {
-        let z = affine(&h, layer)?;
+    for (i, layer) in hidden.iter().enumerate() {
+        let replaced = match hooks.as_mut() {
+            Some(hk) => {
+                let xs = match h.rank() {
+                    3 => h.squeeze(0)?,
+                    _ => h.clone(),
+                };
+                let w = layer.w.squeeze(0)?;
+                let view = LayerView {
+                    xs: &xs,
+                    w: &w,
+                    b: &layer.b.squeeze(0)?,
+                };
+                hk.slots[i].pre_activations(&view, hk.ctx)?
+            }
+            None => None,
+        };
+        let z = match replaced {
+            Some(z) => z.unsqueeze(0)?,
+            None => affine(&h, layer)?,
+        };
         inputs.push(h);
         let relu = z.relu()?;
         let mut out = relu.clone();
@@ -131,6 +164,11 @@ pub fn forward(layers: &[StackLayer], x: &Tensor, gates: bool) -> Result<Pass> {
         }
         if let Some(a) = &layer.shift {
             out = out.add(a)?;
+        }
+        if let Some(hk) = hooks.as_mut() {
+            out = hk.slots[i]
+                .transform(&out.squeeze(0)?, hk.ctx)?
+                .unsqueeze(0)?;
         }
         relu_list.push(relu);
         h = out;
@@ -213,31 +251,31 @@ impl Mlp {
         Ok(out)
     }
 
+    /// The regulariser after each hidden layer.
+    pub fn slots(&self) -> Vec<&dyn Regularizer> {
+        self.slots.iter().map(|s| s.as_ref()).collect()
+    }
+
+    /// The stochastic passes a training step needs: the most any
+    /// regulariser asks for.
+    pub fn passes(&self) -> usize {
+        self.slots.iter().map(|s| s.passes()).max().unwrap_or(1)
+    }
+
+    /// Every parameter the regularisers learn.
+    pub fn learned(&self) -> Vec<Learned<'_>> {
+        self.slots.iter().flat_map(|s| s.learned()).collect()
+    }
+
     /// This network as a stack of one, with `noise` (one entry per layer)
     /// applied, or none.
     fn as_stack(&self, noise: Option<&[LayerNoise]>) -> Result<Vec<StackLayer>> {
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (mut w, b) = (layer.w.as_tensor().clone(), layer.b.as_tensor());
-            let (mut scale, mut shift) = (None, None);
-            if let Some(n) = noise.map(|n| &n[i]) {
-                if let Some(m) = &n.w_mask {
-                    w = w.mul(m)?;
-                }
-                match &n.noise {
-                    Some(ActivationNoise::Scale(m)) => scale = Some(m.unsqueeze(0)?),
-                    Some(ActivationNoise::Shift(a)) => shift = Some(a.unsqueeze(0)?),
-                    None => {}
-                }
-            }
-            out.push(StackLayer {
-                w: w.unsqueeze(0)?,
-                b: b.reshape((1, 1, b.elem_count()))?,
-                scale,
-                shift,
-            });
-        }
-        Ok(out)
+        let params: Vec<(Tensor, Tensor)> = self
+            .layers
+            .iter()
+            .map(|l| (l.w.as_tensor().clone(), l.b.as_tensor().clone()))
+            .collect();
+        stack_of_one(&params, noise)
     }
 
     /// Logits for `xs` ([n, 784]); the regularisers act only when `train`.
@@ -251,7 +289,12 @@ impl Mlp {
             true => Some(self.draw_noise(xs.dim(0)?, xs.device(), ctx)?),
             false => None,
         };
-        let pass = forward(&self.as_stack(noise.as_deref())?, xs, false)?;
+        let slots = self.slots();
+        let hooks = match train {
+            true => Some(Hooks { slots, ctx }),
+            false => None,
+        };
+        let pass = forward(&self.as_stack(noise.as_deref())?, xs, false, hooks)?;
         let (mut relu, mut after) = (Vec::new(), Vec::new());
         for (r, h) in pass.relu.iter().zip(&pass.inputs[1..]) {
             relu.push(r.squeeze(0)?);
@@ -263,4 +306,35 @@ impl Mlp {
             logits: pass.logits.squeeze(0)?,
         })
     }
+}
+
+/// One network's parameters (per layer: weights [in, out], bias [out] or
+/// [1, out]) as a stack of one, with `noise` (one entry per layer) applied,
+/// or none.
+pub fn stack_of_one(
+    params: &[(Tensor, Tensor)],
+    noise: Option<&[LayerNoise]>,
+) -> Result<Vec<StackLayer>> {
+    let mut out = Vec::with_capacity(params.len());
+    for (i, (w, b)) in params.iter().enumerate() {
+        let mut w = w.clone();
+        let (mut scale, mut shift) = (None, None);
+        if let Some(n) = noise.map(|n| &n[i]) {
+            if let Some(m) = &n.w_mask {
+                w = w.mul(m)?;
+            }
+            match &n.noise {
+                Some(ActivationNoise::Scale(m)) => scale = Some(m.unsqueeze(0)?),
+                Some(ActivationNoise::Shift(a)) => shift = Some(a.unsqueeze(0)?),
+                None => {}
+            }
+        }
+        out.push(StackLayer {
+            w: w.unsqueeze(0)?,
+            b: b.reshape((1, 1, b.elem_count()))?,
+            scale,
+            shift,
+        });
+    }
+    Ok(out)
 }

@@ -377,6 +377,14 @@ pub fn command() -> clap::Command {
                 FlagSetter::Count(_) => arg
                     .allow_negative_numbers(true)
                     .value_parser(clap::value_parser!(u32).range(1..)),
+                FlagSetter::Backward(_) => arg.value_parser(
+                    <clap::builder::PossibleValuesParser as clap::builder::TypedValueParser>::map(
+                        clap::builder::PossibleValuesParser::new(
+                            config::Backward::ALL.map(config::Backward::name),
+                        ),
+                        |s| s.parse::<config::Backward>().expect("a listed value"),
+                    ),
+                ),
             }
         });
         run.args(flags)
@@ -530,6 +538,9 @@ fn run_options(a: RunArgs, m: &ArgMatches) -> Result<RunOptions> {
             FlagSetter::Reg(set) => m.get_one::<RegKind>(f.long).map(|&k| set(&mut cfg, k)),
             FlagSetter::Number(_, set) => m.get_one::<f64>(f.long).map(|&v| set(&mut cfg, v)),
             FlagSetter::Count(set) => m.get_one::<u32>(f.long).map(|&n| set(&mut cfg, n as usize)),
+            FlagSetter::Backward(set) => m
+                .get_one::<config::Backward>(f.long)
+                .map(|&b| set(&mut cfg, b)),
         };
     }
     cfg.validate()?;

@@ -97,6 +97,8 @@ fn run_flags_override_the_defaults_file() {
         "64",
         "--weight-decay",
         "0.001",
+        "--backward",
+        "autograd",
     ]);
     let want = TrainConfig {
         layers: [Reg::GaussianAdd { p: 0.3 }, Reg::GaussianAdd { p: 0.1 }],
@@ -104,6 +106,7 @@ fn run_flags_override_the_defaults_file() {
         lr: 0.2,
         batch_size: 64,
         epochs: 2,
+        backward: crate::config::Backward::Autograd,
     };
     assert_eq!(c, want);
 }

@@ -38,6 +38,9 @@ pub fn kind_color(kind: RegKind) -> Rgb {
         RegKind::UniformMult => Rgb(148, 103, 189),
         RegKind::LognormalMult => Rgb(23, 190, 207),
         RegKind::AnnealedDropout => Rgb(140, 86, 75),
+        RegKind::ConcreteDropout => Rgb(227, 119, 194),
+        RegKind::RDrop => Rgb(127, 127, 127),
+        RegKind::DropconnectGauss => Rgb(255, 187, 120),
     }
 }
 

@@ -1,26 +1,46 @@
 //! Regularisers that plug into the model's slot after each hidden layer.
 //!
-//! Each is one small type implementing [`Regularizer`]. It may transform the
-//! layer's activations, its weight matrix, or both, in training mode only; in
-//! evaluation mode the model never calls it. The model holds a
+//! Each is one small type implementing [`Regularizer`], in training mode
+//! only; in evaluation mode the model never calls it. The model holds a
 //! `Box<dyn Regularizer>` per hidden layer and does not know which kind it
-//! was given.
+//! was given. A regulariser may
+//!
+//! - (a) state scale or shift noise on the activations and masks on the
+//!   weights, which both gradient paths train (the hand-written backward of
+//!   `crate::train` differentiates through them);
+//! - (b) replace its layer's pre-activations or transform its activations
+//!   with candle operations ([`Regularizer::pre_activations`],
+//!   [`Regularizer::transform`]);
+//! - (c) ask for several stochastic passes and add a loss term over their
+//!   logits ([`Regularizer::passes`], [`Regularizer::pass_loss`]);
+//! - (d) own learned parameters with their own learning rate and a penalty
+//!   ([`Regularizer::learned`], [`Regularizer::penalty`]);
+//! - (e) put noise on the weights per example, through (b).
+//!
+//! (b) to (e) are trained through candle's autograd only; a kind says
+//! whether the hand-written backward covers it ([`Reg::hand_written`]).
 //!
 //! Every random number comes from the [`NoiseCtx`]'s seeded generator: masks
 //! and noise are drawn on the host in bulk and uploaded as one tensor.
 
+mod concrete;
 mod dropconnect;
+mod dropconnect_gauss;
 mod dropout;
 mod noise;
+mod rdrop;
 
+pub use concrete::ConcreteDropout;
 pub use dropconnect::{DropConnect, DropConnectOut};
+pub use dropconnect_gauss::DropConnectGauss;
 pub use dropout::Dropout;
 pub use noise::{AnnealedDropout, GaussianAdd, GaussianMult, LogNormalMult, UniformMult};
+pub use rdrop::RDrop;
 
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::{Device, Result, Shape, Tensor};
+use candle_core::{Device, Result, Shape, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
@@ -44,10 +64,29 @@ pub enum ActivationNoise {
     Shift(Tensor),
 }
 
+/// What the autograd hooks of a hidden layer's regulariser see of the
+/// layer: its input, weights (masked, if the step masks them) and bias.
+pub struct LayerView<'a> {
+    /// The layer's input, [n, in].
+    pub xs: &'a Tensor,
+    /// The weights, [in, out].
+    pub w: &'a Tensor,
+    /// The bias, [1, out].
+    pub b: &'a Tensor,
+}
+
+/// A parameter a regulariser learns, stepped by plain SGD at `lr` (the
+/// run's own learning rate when `None`), never decayed.
+pub struct Learned<'a> {
+    pub var: &'a Var,
+    pub lr: Option<f64>,
+}
+
 /// A training-time transformation of one hidden layer: noise on its
 /// activations (after the ReLU), a multiplicative mask on its weight matrix,
-/// or both. Each call draws fresh noise from the context's generator; `None`
-/// leaves the layer alone and draws nothing.
+/// or both, and the autograd-only hooks (b) to (e) of the module's header.
+/// Each call draws fresh noise from the context's generator; `None` leaves
+/// the layer alone and draws nothing.
 pub trait Regularizer: Send + Sync + fmt::Debug {
     /// Noise for activations of `shape`. Default: none.
     fn activation_noise(
@@ -75,6 +114,37 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
         _dev: &Device,
         _ctx: &mut NoiseCtx,
     ) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// (b, e) The layer's pre-activations in place of `xs W + b` (for
+    /// per-example weight noise, local reparameterisation). Default: `None`,
+    /// the plain product.
+    fn pre_activations(&self, _layer: &LayerView, _ctx: &mut NoiseCtx) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// (b) The activations `h` (after the ReLU and any stated noise),
+    /// transformed. Default: unchanged.
+    fn transform(&self, h: &Tensor, _ctx: &mut NoiseCtx) -> Result<Tensor> {
+        Ok(h.clone())
+    }
+    /// (c) The stochastic forward passes a step needs (each with its own
+    /// noise). Default: 1.
+    fn passes(&self) -> usize {
+        1
+    }
+    /// (c) A loss term over the passes' logits ([n, 10] each), added to the
+    /// mean of their cross-entropies. Default: none.
+    fn pass_loss(&self, _logits: &[Tensor]) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    /// (d) The parameters this regulariser learns. Default: none.
+    fn learned(&self) -> Vec<Learned<'_>> {
+        Vec::new()
+    }
+    /// (d) A penalty added to the loss, given the weights that consume the
+    /// layer (`next_w`, [out, next]) and the number of training examples.
+    /// Default: none.
+    fn penalty(&self, _next_w: &Tensor, _n_train: usize) -> Result<Option<Tensor>> {
         Ok(None)
     }
     /// `xs` with fresh activation noise applied (for tests of a kind's
@@ -133,6 +203,27 @@ pub enum Reg {
     LognormalMult { p: f64 },
     /// Dropout whose rate falls linearly from `p` to 0 over training.
     AnnealedDropout { p: f64 },
+    /// Concrete dropout (Gal et al. 2017): a relaxed Bernoulli mask whose
+    /// rate is learned, starting at `p`; `temperature` of the relaxation,
+    /// `length_scale` of the prior that sets the penalty.
+    ConcreteDropout {
+        p: f64,
+        #[serde(default = "concrete::default_temperature")]
+        temperature: f64,
+        #[serde(default = "concrete::default_length_scale")]
+        length_scale: f64,
+    },
+    /// R-Drop (Liang et al. 2021): dropout at rate `p` in two passes, plus
+    /// `alpha` times the symmetric KL divergence of their predictions.
+    RDrop {
+        p: f64,
+        #[serde(default = "rdrop::default_alpha")]
+        alpha: f64,
+    },
+    /// DropConnect on the weights that produce the hidden layer, per
+    /// example, in its Gaussian form by local reparameterisation (Kingma et
+    /// al. 2015); `p` is the drop probability.
+    DropconnectGauss { p: f64 },
 }
 
 impl Reg {
@@ -147,10 +238,21 @@ impl Reg {
             Reg::UniformMult { .. } => RegKind::UniformMult,
             Reg::LognormalMult { .. } => RegKind::LognormalMult,
             Reg::AnnealedDropout { .. } => RegKind::AnnealedDropout,
+            Reg::ConcreteDropout { .. } => RegKind::ConcreteDropout,
+            Reg::RDrop { .. } => RegKind::RDrop,
+            Reg::DropconnectGauss { .. } => RegKind::DropconnectGauss,
         }
     }
 
-    /// The strength parameter `p` (every current kind has exactly one).
+    /// Whether the hand-written backward trains this regulariser (it
+    /// states all its noise as (a) of the module's header); otherwise only
+    /// candle's autograd does.
+    pub fn hand_written(&self) -> bool {
+        self.kind().hand_written()
+    }
+
+    /// The strength `p` that every kind has (a rate, or a noise's standard
+    /// deviation); a kind's other parameters are named fields of its own.
     pub fn p(&self) -> f64 {
         match *self {
             Reg::Dropout { p }
@@ -160,7 +262,10 @@ impl Reg {
             | Reg::GaussianAdd { p }
             | Reg::UniformMult { p }
             | Reg::LognormalMult { p }
-            | Reg::AnnealedDropout { p } => p,
+            | Reg::AnnealedDropout { p }
+            | Reg::ConcreteDropout { p, .. }
+            | Reg::RDrop { p, .. }
+            | Reg::DropconnectGauss { p } => p,
         }
     }
 
@@ -179,22 +284,58 @@ impl Reg {
                 ));
             }
         }
-        if p == 1.0 && matches!(self, Reg::GaussianMult { .. } | Reg::LognormalMult { .. }) {
+        match *self {
+            Reg::ConcreteDropout {
+                temperature,
+                length_scale,
+                ..
+            } => {
+                if !(temperature.is_finite() && temperature > 0.0) {
+                    return Err(format!(
+                        "concrete-dropout temperature = {temperature} must be a finite number \
+                         greater than 0 (0.1 is the paper's)"
+                    ));
+                }
+                if !(length_scale.is_finite() && length_scale >= 0.0) {
+                    return Err(format!(
+                        "concrete-dropout length_scale = {length_scale} must be a finite number \
+                         of at least 0"
+                    ));
+                }
+            }
+            Reg::RDrop { alpha, .. } if !(alpha.is_finite() && alpha >= 0.0) => {
+                return Err(format!(
+                    "r-drop alpha = {alpha} must be a finite number of at least 0"
+                ));
+            }
+            _ => {}
+        }
+        if p == 1.0
+            && matches!(
+                self,
+                Reg::GaussianMult { .. }
+                    | Reg::LognormalMult { .. }
+                    | Reg::ConcreteDropout { .. }
+                    | Reg::DropconnectGauss { .. }
+            )
+        {
             return Err(format!(
-                "p = 1 is not allowed for {} (its noise variance p/(1-p) is infinite); use a value below 1",
+                "p = 1 is not allowed for {} (its noise variance p/(1-p), or its rate's logit, is \
+                 infinite); use a value below 1",
                 self.kind()
             ));
         }
         Ok(())
     }
 
-    /// Builds the regulariser (parameters already validated).
-    pub fn build(&self) -> Box<dyn Regularizer> {
+    /// Builds the regulariser (parameters already validated), its learned
+    /// parameters, if any, on `dev`.
+    pub fn build(&self, dev: &Device) -> Result<Box<dyn Regularizer>> {
         let p = self.p();
         if p == 0.0 {
-            return Box::new(Identity);
+            return Ok(Box::new(Identity));
         }
-        match self {
+        Ok(match *self {
             Reg::Dropout { .. } => Box::new(Dropout::new(p)),
             Reg::Dropconnect { .. } => Box::new(DropConnect::new(p)),
             Reg::DropconnectOut { .. } => Box::new(DropConnectOut::new(p)),
@@ -203,7 +344,14 @@ impl Reg {
             Reg::UniformMult { .. } => Box::new(UniformMult::new(p)),
             Reg::LognormalMult { .. } => Box::new(LogNormalMult::new(p)),
             Reg::AnnealedDropout { .. } => Box::new(AnnealedDropout::new(p)),
-        }
+            Reg::ConcreteDropout {
+                temperature,
+                length_scale,
+                ..
+            } => Box::new(ConcreteDropout::new(p, temperature, length_scale, dev)?),
+            Reg::RDrop { alpha, .. } => Box::new(RDrop::new(p, alpha)),
+            Reg::DropconnectGauss { .. } => Box::new(DropConnectGauss::new(p)),
+        })
     }
 }
 
@@ -225,6 +373,9 @@ pub enum RegKind {
     UniformMult,
     LognormalMult,
     AnnealedDropout,
+    ConcreteDropout,
+    RDrop,
+    DropconnectGauss,
 }
 
 impl RegKind {
@@ -237,7 +388,75 @@ impl RegKind {
         RegKind::UniformMult,
         RegKind::LognormalMult,
         RegKind::AnnealedDropout,
+        RegKind::ConcreteDropout,
+        RegKind::RDrop,
+        RegKind::DropconnectGauss,
     ];
+
+    /// Whether the hand-written backward trains this kind.
+    pub fn hand_written(self) -> bool {
+        !matches!(
+            self,
+            RegKind::ConcreteDropout | RegKind::RDrop | RegKind::DropconnectGauss
+        )
+    }
+
+    /// The names of the kinds the hand-written backward trains.
+    pub fn hand_written_names() -> Vec<&'static str> {
+        RegKind::ALL
+            .iter()
+            .filter(|k| k.hand_written())
+            .map(|k| k.name())
+            .collect()
+    }
+
+    /// The kind's formula in one line and its source, for `drop-exp kinds`.
+    pub fn summary(self) -> (&'static str, &'static str) {
+        match self {
+            RegKind::Dropout => (
+                "h' = h m / (1-p), m ~ Bernoulli(1-p) per unit",
+                "Srivastava et al. 2014",
+            ),
+            RegKind::Dropconnect => (
+                "W' = W M / (1-p) on the producing weights, one M per mini-batch",
+                "Wan et al. 2013 (mask shared by the batch)",
+            ),
+            RegKind::DropconnectOut => (
+                "W' = W M / (1-p) on the consuming weights, one M per mini-batch",
+                "Wan et al. 2013 (mask shared by the batch)",
+            ),
+            RegKind::GaussianMult => (
+                "h' = h (1 + s e), e ~ N(0,1), s^2 = p/(1-p)",
+                "Srivastava et al. 2014 (Gaussian dropout)",
+            ),
+            RegKind::GaussianAdd => ("h' = h + p e, e ~ N(0,1)", "additive noise injection"),
+            RegKind::UniformMult => (
+                "h' = h u, u uniform with mean 1 and variance p/(1-p) (p <= 0.25)",
+                "uniform multiplicative noise",
+            ),
+            RegKind::LognormalMult => (
+                "h' = h exp(m + s e), mean 1, variance p/(1-p)",
+                "log-normal multiplicative noise",
+            ),
+            RegKind::AnnealedDropout => (
+                "dropout at rate p (1 - t), t the share of training done",
+                "Rennie et al. 2014 (annealed dropout)",
+            ),
+            RegKind::ConcreteDropout => (
+                "h' = h (1 - sigmoid((logit q + logit u) / T)) / (1-q), q learned; \
+                 + penalty l^2 ||W||^2/(N(1-q)) - 2 K H(q)/N",
+                "Gal, Hron and Kendall 2017",
+            ),
+            RegKind::RDrop => (
+                "dropout in 2 passes; loss = mean CE + alpha (KL(P1||P2) + KL(P2||P1)) / 2",
+                "Liang et al. 2021",
+            ),
+            RegKind::DropconnectGauss => (
+                "z = x W + b + sqrt((x^2)(W^2) p/(1-p)) e, e ~ N(0,1) per example",
+                "Wan et al. 2013; Kingma, Salimans and Welling 2015 (local reparameterisation)",
+            ),
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -249,6 +468,9 @@ impl RegKind {
             RegKind::UniformMult => "uniform-mult",
             RegKind::LognormalMult => "lognormal-mult",
             RegKind::AnnealedDropout => "annealed-dropout",
+            RegKind::ConcreteDropout => "concrete-dropout",
+            RegKind::RDrop => "r-drop",
+            RegKind::DropconnectGauss => "dropconnect-gauss",
         }
     }
 
@@ -263,6 +485,16 @@ impl RegKind {
             RegKind::UniformMult => Reg::UniformMult { p },
             RegKind::LognormalMult => Reg::LognormalMult { p },
             RegKind::AnnealedDropout => Reg::AnnealedDropout { p },
+            RegKind::ConcreteDropout => Reg::ConcreteDropout {
+                p,
+                temperature: concrete::default_temperature(),
+                length_scale: concrete::default_length_scale(),
+            },
+            RegKind::RDrop => Reg::RDrop {
+                p,
+                alpha: rdrop::default_alpha(),
+            },
+            RegKind::DropconnectGauss => Reg::DropconnectGauss { p },
         }
     }
 }

@@ -33,7 +33,12 @@ impl GaussianMult {
 }
 
 /// A host buffer of `n` standard normals, uploaded as `like`'s shape.
-fn normals(rng: &mut Rng, shape: &Shape, dev: &Device, f: impl Fn(f32) -> f32) -> Result<Tensor> {
+pub(super) fn normals(
+    rng: &mut Rng,
+    shape: &Shape,
+    dev: &Device,
+    f: impl Fn(f32) -> f32,
+) -> Result<Tensor> {
     let mut buf = vec![0f32; shape.elem_count()];
     rng.fill_normal(&mut buf);
     for x in buf.iter_mut() {

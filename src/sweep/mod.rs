@@ -36,7 +36,9 @@ impl RunSpec {
     /// do not change results).
     fn key(&self, data_digest: &str) -> String {
         let mut h = Sha256::new();
-        h.update(crate::config::canonical_json(&self.config).expect("config serialises"));
+        h.update(
+            crate::config::canonical_json(&self.config.identity()).expect("config serialises"),
+        );
         h.update(self.seed.to_le_bytes());
         h.update(data_digest.as_bytes());
         h.update(crate::train::TRAINER_REVISION.to_le_bytes());

@@ -19,7 +19,7 @@ fn evaluate(layers: &[StackLayer], xs: &Tensor, ys: &Tensor) -> Result<Vec<(f64,
         let len = CHUNK.min(n - start);
         let x = xs.narrow(0, start, len)?;
         let y = ys.narrow(0, start, len)?;
-        let logits = forward(layers, &x, false)?.logits;
+        let logits = forward(layers, &x, false, None)?.logits;
         // candle_nn's cross-entropy, per network: the mean of the label's
         // negative log-probability.
         let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;

@@ -1,7 +1,9 @@
 //! One training step's forward and backward pass for a stack of runs,
 //! written out by hand.
 //!
-//! Training does not use candle's autograd. For this fixed network the
+//! This is the fast path: it trains the regularisers whose noise is stated
+//! as scale and shift noise and weight masks; `super::autograd` trains the
+//! rest through candle's autograd. For this fixed network the
 //! backward pass is a few products, and writing it out skips work autograd
 //! cannot know is unneeded: the gradient with respect to the input images (a
 //! [batch, 256] x [256, 784] product per step, a quarter of all the
@@ -59,21 +61,24 @@ impl StepPlan {
 pub(super) struct Grads {
     pub(super) loss: Tensor,
     pub(super) correct: Tensor,
-    /// Per part, per layer: the (unmasked) gradients of the weights
-    /// ([R, in, out]) and the biases ([R, 1, out]).
-    parts: Vec<Vec<(Tensor, Tensor)>>,
+    /// Per part, per layer: the gradients of the weights ([R, in, out]) and
+    /// the biases ([R, 1, out]), before the weight masks.
+    pub(super) parts: Vec<Vec<(Tensor, Tensor)>>,
+    /// Per layer, the step's weight masks that the parts' weight gradients
+    /// are still to be multiplied by, if any.
+    pub(super) w_masks: Vec<Option<Tensor>>,
 }
 
 impl Grads {
     /// Layer `i`'s gradients: the parts summed (first + second), the
-    /// weights' masked with this step's mask `w_mask`, if any.
-    pub(super) fn layer(&self, i: usize, w_mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+    /// weights' masked with this step's mask, if any.
+    pub(super) fn layer(&self, i: usize) -> Result<(Tensor, Tensor)> {
         let (mut gw, mut gb) = self.parts[0][i].clone();
         for part in &self.parts[1..] {
             gw = (gw + &part[i].0)?;
             gb = (gb + &part[i].1)?;
         }
-        if let Some(m) = w_mask {
+        if let Some(m) = &self.w_masks[i] {
             gw = gw.broadcast_mul(m)?;
         }
         Ok((gw, gb))
@@ -106,16 +111,21 @@ pub(super) fn loss_and_grads(
         .collect::<Result<Vec<_>>>()?;
     let part = |start, len| partial(params, &used, batch, noise, start, len, n);
     let half = if plan.halves { n.div_ceil(2) } else { n };
-    if half == n {
-        return part(0, n);
+    let (mut a, b) = match half == n {
+        true => (part(0, n)?, None),
+        false => {
+            let (first, second) =
+                super::both(plan.parallel, || part(0, half), || part(half, n - half));
+            (first?, Some(second?))
+        }
+    };
+    if let Some(b) = b {
+        a.loss = (a.loss + b.loss)?;
+        a.correct = (a.correct + b.correct)?;
+        a.parts.extend(b.parts);
     }
-    let (first, second) = super::both(plan.parallel, || part(0, half), || part(half, n - half));
-    let (a, b) = (first?, second?);
-    Ok(Grads {
-        loss: (a.loss + b.loss)?,
-        correct: (a.correct + b.correct)?,
-        parts: a.parts.into_iter().chain(b.parts).collect(),
-    })
+    a.w_masks = noise.w_masks.clone();
+    Ok(a)
 }
 
 /// The step's share of rows `start..start + len` of a batch of `n`: its part
@@ -146,7 +156,7 @@ fn partial(
     }
     let x = batch.x.narrow(0, start, len)?;
     let y = batch.targets.narrow(0, start, len)?;
-    let pass = forward(&layers, &x, true)?;
+    let pass = forward(&layers, &x, true, None)?;
     let log_p = candle_nn::ops::log_softmax(&pass.logits, D::Minus1)?;
     let scale = 1.0 / n as f64;
     let loss = (log_p.broadcast_mul(&y)?.sum((1, 2))? * -scale)?;
@@ -172,6 +182,7 @@ fn partial(
         loss,
         correct,
         parts: vec![grads],
+        w_masks: Vec::new(),
     })
 }
 

@@ -27,16 +27,19 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use candle_core::{Device, Tensor};
 
-use crate::config::TrainConfig;
+use crate::config::{GradPath, TrainConfig};
 use crate::data::Dataset;
 use crate::model::{LayerNoise, Mlp};
 use crate::record::EpochRow;
 use crate::regularizers::NoiseCtx;
 use crate::rng::{Rng, Stream};
 
+mod autograd;
 mod eval;
 mod grads;
 mod noise;
+#[cfg(test)]
+mod path_tests;
 mod stack;
 #[cfg(test)]
 mod tests;
@@ -96,7 +99,11 @@ pub struct Member<'a> {
 
 /// Builds the model for `cfg` with the initial weights of `seed`.
 pub fn init_model(cfg: &TrainConfig, seed: u64, dev: &Device) -> Result<Mlp> {
-    let slots = cfg.layers.iter().map(|r| r.build()).collect();
+    let slots = cfg
+        .layers
+        .iter()
+        .map(|r| r.build(dev))
+        .collect::<candle_core::Result<_>>()?;
     Ok(Mlp::new(slots, &mut Rng::new(seed, Stream::Init), dev)?)
 }
 
@@ -116,7 +123,10 @@ pub fn train(
 /// Trains every member with `seed` on `data`, as one stack, on the device
 /// the data lives on; on the CPU each step's two half-batches run on two
 /// threads when `threads` >= 2. All members must share the batch size.
-/// Returns one outcome per member, in order.
+/// Members trained by different gradient paths
+/// ([`TrainConfig::grad_path`]) are trained as one stack per path, one
+/// after the other (a run's numbers do not depend on its stack). Returns
+/// one outcome per member, in order.
 pub fn train_stack(
     members: &mut [Member],
     seed: u64,
@@ -124,6 +134,43 @@ pub fn train_stack(
     threads: usize,
 ) -> Result<Vec<RunOutcome>> {
     ensure!(!members.is_empty(), "a stack needs at least one run");
+    let path = members[0].cfg.grad_path();
+    if members.iter().all(|m| m.cfg.grad_path() == path) {
+        return train_one_path(members, path, seed, data, threads);
+    }
+    let mut outcomes: Vec<Option<RunOutcome>> = members.iter().map(|_| None).collect();
+    for path in [GradPath::Hand, GradPath::Autograd] {
+        let (at, mut part): (Vec<usize>, Vec<Member>) = members
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, m)| m.cfg.grad_path() == path)
+            .map(|(i, m)| {
+                let member = Member {
+                    cfg: m.cfg,
+                    hook: &mut *m.hook,
+                };
+                (i, member)
+            })
+            .unzip();
+        let out = train_one_path(&mut part, path, seed, data, threads)?;
+        for (i, o) in at.into_iter().zip(out) {
+            outcomes[i] = Some(o);
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every member is on one path"))
+        .collect())
+}
+
+/// [`train_stack`] for members that share the gradient path `path`.
+fn train_one_path(
+    members: &mut [Member],
+    path: GradPath,
+    seed: u64,
+    data: &Dataset,
+    threads: usize,
+) -> Result<Vec<RunOutcome>> {
     let bs = members[0].cfg.batch_size;
     for m in members.iter() {
         m.cfg.validate()?;
@@ -172,31 +219,50 @@ pub fn train_stack(
                 let y = data.train_y.index_select(&idx, 0)?;
                 Ok((x, y, targets_all.index_select(&idx, 0)?))
             };
-            // Each run draws its step's noise from its own stream.
-            let mut draws: Vec<Draw> = runs
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| live.contains(i))
-                .map(|(_, r)| r.next_draw())
-                .collect();
-            let draw = || -> candle_core::Result<StepNoise> {
-                let drawn = draws
-                    .iter_mut()
-                    .map(|d| d.draw(len, &dev))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                StepNoise::new(drawn)
+            let out = match path {
+                GradPath::Hand => {
+                    // Each run draws its step's noise from its own stream.
+                    let mut draws: Vec<Draw> = runs
+                        .iter_mut()
+                        .enumerate()
+                        .filter(|(i, _)| live.contains(i))
+                        .map(|(_, r)| r.next_draw())
+                        .collect();
+                    let draw = || -> candle_core::Result<StepNoise> {
+                        let drawn = draws
+                            .iter_mut()
+                            .map(|d| d.draw(len, &dev))
+                            .collect::<candle_core::Result<Vec<_>>>()?;
+                        StepNoise::new(drawn)
+                    };
+                    // The batch is gathered while the noise is drawn (on a
+                    // second thread when there is one).
+                    let (noise, batch) = both(plan.parallel, draw, gather);
+                    let ((x, y, targets), noise) = (batch?, noise?);
+                    let batch = Batch {
+                        x: &x,
+                        y: &y,
+                        targets: &targets,
+                    };
+                    loss_and_grads(&stack.params, &batch, &noise, plan)?
+                }
+                GradPath::Autograd => {
+                    let (x, y, targets) = gather()?;
+                    let batch = Batch {
+                        x: &x,
+                        y: &y,
+                        targets: &targets,
+                    };
+                    let mut autos: Vec<autograd::AutoRun> = runs
+                        .iter_mut()
+                        .enumerate()
+                        .filter(|(i, _)| live.contains(i))
+                        .map(|(_, r)| r.next_auto())
+                        .collect();
+                    autograd::loss_and_grads(&stack.params, &batch, &mut autos, n)?
+                }
             };
-            // The batch is gathered while the noise is drawn (on a second
-            // thread when there is one).
-            let (noise, batch) = both(plan.parallel, draw, gather);
-            let ((x, y, targets), noise) = (batch?, noise?);
-            let batch = Batch {
-                x: &x,
-                y: &y,
-                targets: &targets,
-            };
-            let out = loss_and_grads(&stack.params, &batch, &noise, plan)?;
-            let grads = |i: usize| out.layer(i, noise.w_masks[i].as_ref());
+            let grads = |i: usize| out.layer(i);
             stack.sgd(grads, plan.parallel)?;
             loss_sum = (loss_sum + out.loss.affine(len as f64, 0.0)?)?;
             correct = (correct + out.correct)?;
@@ -353,6 +419,16 @@ impl<'m> Run<'m> {
         Sgd {
             lr: self.cfg.lr,
             weight_decay: self.cfg.weight_decay,
+        }
+    }
+
+    /// What an autograd step needs of the run.
+    fn next_auto(&mut self) -> autograd::AutoRun<'_> {
+        autograd::AutoRun {
+            model: &self.model,
+            rng: &mut self.noise,
+            progress: self.step as f64 / self.total_steps,
+            lr: self.cfg.lr,
         }
     }
 
