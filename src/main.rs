@@ -32,6 +32,10 @@ fn run(inv: Invocation) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut cmd, "drop-exp", &mut std::io::stdout());
             Ok(())
         }
+        Invocation::Kinds => {
+            print!("{}", drop_exp::regularizers::kinds_table());
+            Ok(())
+        }
         Invocation::Check(_) => unreachable!("handled in main"),
     }
 }

@@ -49,6 +49,8 @@ struct RunRecord<'a> {
     drop_exp_version: &'static str,
     git_commit: &'static str,
     config: &'a TrainConfig,
+    /// The gradient path that trains the run (what `backward` resolved to).
+    grad_path: crate::config::GradPath,
     seed: u64,
     device: &'static str,
     threads: usize,
@@ -110,6 +112,7 @@ pub fn cmd_run(opts: &RunOptions, compute: &Compute) -> Result<()> {
         drop_exp_version: version,
         git_commit: commit,
         config: cfg,
+        grad_path: cfg.grad_path(),
         seed: opts.seed,
         device: compute.describe(),
         threads: compute.threads_per_run,

@@ -86,6 +86,14 @@ enum Tool {
                       drop-exp completions fish > ~/.config/fish/completions/drop-exp.fish"
     )]
     Completions(CompletionsArgs),
+    /// List every regulariser kind: its formula, its source, its parameters
+    /// and the gradient paths that train it.
+    #[command(
+        display_order = 25,
+        after_help = "Example:\n  drop-exp kinds\n  \
+                      drop-exp run --set 'layers = [{ kind = \"concrete-dropout\", p = 0.2, temperature = 0.1 }, { kind = \"dropout\", p = 0.5 }]'"
+    )]
+    Kinds,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,6 +149,11 @@ struct SweepArgs {
     /// Mini-batch size [default: from the experiment's settings].
     #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: Option<u32>,
+    /// Gradient path of every run: auto (the hand-written backward where it
+    /// covers the regularisers, else candle's autograd), hand, or autograd
+    /// [default: auto].
+    #[arg(long, value_parser = ["auto", "hand", "autograd"])]
+    backward: Option<String>,
     /// Equivalence margin in points of accuracy: differences shown to lie within
     /// +/- this are called equivalent [default: from experiments/defaults.toml, 0.5].
     #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
@@ -327,6 +340,8 @@ pub enum Invocation {
     Check(CheckOptions),
     /// Print the completion script for this shell.
     Completions(clap_complete::Shell),
+    /// Print the regulariser kinds.
+    Kinds,
 }
 
 impl Invocation {
@@ -336,7 +351,10 @@ impl Invocation {
             Invocation::Run { opts, .. } => Some(&mut opts.data),
             Invocation::Exercise { data, .. } => Some(data),
             Invocation::Report { opts, .. } => Some(&mut opts.data),
-            Invocation::Merge { .. } | Invocation::Check(_) | Invocation::Completions(_) => None,
+            Invocation::Merge { .. }
+            | Invocation::Check(_)
+            | Invocation::Completions(_)
+            | Invocation::Kinds => None,
         }
     }
 }
@@ -449,6 +467,7 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
             },
         },
         Tool::Completions(a) => Invocation::Completions(a.shell),
+        Tool::Kinds => Invocation::Kinds,
         Tool::Merge(a) => Invocation::Merge {
             out: a.out,
             folders: a.folders,
@@ -493,6 +512,7 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
     );
     set("max_seeds", int(args.max_seeds));
     set("batch_size", int(args.batch_size));
+    set("backward", args.backward.clone().map(toml::Value::String));
     set("train_subset", int(args.compute.train_subset));
     set("test_subset", int(args.compute.test_subset));
     for f in spec.flags {

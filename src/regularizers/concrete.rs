@@ -64,9 +64,11 @@ impl ConcreteDropout {
     }
 }
 
-/// 1 / (1 + exp(-x)), from operations autograd differentiates.
+/// 1 / (1 + exp(-x)) as candle's op, whose gradient (s (1 - s)) stays
+/// finite where exp overflows; written out as exp and recip, its gradient
+/// is inf / inf there, and a run diverged in its first epoch.
 fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    (x.neg()?.exp()? + 1.0)?.recip()
+    candle_nn::ops::sigmoid(x)
 }
 
 impl Regularizer for ConcreteDropout {

@@ -522,6 +522,36 @@ impl FromStr for RegKind {
     }
 }
 
+/// Every kind, a paragraph each: its name, the gradient paths that train
+/// it, its parameters with their defaults (as a settings file writes them),
+/// its formula and its source.
+pub fn kinds_table() -> String {
+    let mut out = String::new();
+    for &kind in RegKind::ALL {
+        let (formula, source) = kind.summary();
+        let paths = match kind.hand_written() {
+            true => "hand-written backward and autograd",
+            false => "autograd only",
+        };
+        let params = serde_json::to_value(kind.with(0.3)).expect("a kind serialises");
+        let params: Vec<String> = params
+            .as_object()
+            .expect("a kind serialises to a table")
+            .iter()
+            .filter(|(k, _)| k.as_str() != "kind")
+            .map(|(k, v)| match k.as_str() {
+                "p" => "p".to_string(),
+                _ => format!("{k} (default {v})"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "{kind}\n  {formula}\n  parameters: {}; trained by: {paths}\n  source: {source}\n",
+            params.join(", ")
+        ));
+    }
+    out
+}
+
 /// Draws a host buffer of `shape` uniforms, maps each through `f` and uploads
 /// the result to `dev` as one tensor.
 pub(crate) fn host_noise(
