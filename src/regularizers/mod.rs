@@ -588,3 +588,29 @@ pub(crate) mod testutil {
         (mean, var)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `drop-exp kinds` lists every kind once, with its path, and its own
+    /// parameters with their defaults.
+    #[test]
+    fn kinds_table_lists_every_kind_with_its_path() {
+        let table = kinds_table();
+        let lines: Vec<&str> = table.lines().collect();
+        for &kind in RegKind::ALL {
+            let name = kind.to_string();
+            let at: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == name).collect();
+            assert_eq!(at.len(), 1, "{kind}");
+            let path = lines[at[0] + 2];
+            assert_eq!(
+                path.contains("autograd only"),
+                !kind.hand_written(),
+                "{kind}: {path}"
+            );
+        }
+        assert!(table.contains("temperature (default 0.1)"));
+        assert!(table.contains("alpha (default 1.0)"));
+    }
+}
