@@ -10,6 +10,12 @@ uses a DataLoader; preloading measures the training itself, not the loader).
 
 Prints one CSV row per epoch on stdout:
     epoch,train_loss,train_acc,test_loss,test_acc,train_seconds
+
+With --wd-step-check it trains nothing and reads no data: it takes one SGD
+step with weight decay on a fixed, formula-defined model and batch (the
+case `train::tests::a_weight_decay_step_matches_pytorch` builds) and prints
+the loss and some parameters after the step, the values that test pins.
+Weight decay applies to the weights only, as in drop-exp.
 """
 
 import argparse
@@ -47,6 +53,45 @@ def read_idx(directory, name):
     sys.exit(f"{name}(.gz) not found in {directory}; pass --data-dir")
 
 
+def wd_step_check():
+    """One SGD step with weight decay on formula-defined weights and inputs."""
+    torch.set_default_dtype(torch.float32)
+    widths = [784, 256, 256, 10]
+    n = 8
+    x = torch.tensor([[((i * 31 + k * 17) % 97) / 97.0 for k in range(784)] for i in range(n)])
+    y = torch.tensor([(3 * i + 1) % 10 for i in range(n)])
+    for wd in (1e-2, 1e-3):
+        layers = []
+        for l in range(3):
+            fan_in, fan_out = widths[l], widths[l + 1]
+            lin = nn.Linear(fan_in, fan_out)
+            i = torch.arange(fan_in, dtype=torch.float64)[:, None]
+            j = torch.arange(fan_out, dtype=torch.float64)[None, :]
+            w = 0.05 * torch.sin(0.37 * i + 0.11 * j + l)  # [in, out], as drop-exp stores it
+            b = 0.01 * torch.cos(0.5 * torch.arange(fan_out, dtype=torch.float64) + l)
+            with torch.no_grad():
+                lin.weight.copy_(w.t().float())
+                lin.bias.copy_(b.float())
+            layers.append(lin)
+        net = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+        weights = [m.weight for m in layers]
+        biases = [m.bias for m in layers]
+        opt = torch.optim.SGD(
+            [{"params": weights, "weight_decay": wd}, {"params": biases, "weight_decay": 0.0}],
+            lr=0.5,
+        )
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w1, w2, w3 = (m.weight.detach() for m in layers)
+        print(f"wd={wd} loss={loss.item():.9g}")
+        print(f"  W1[5,7]={w1[7, 5].item():.9g} W1[783,255]={w1[255, 783].item():.9g}")
+        print(f"  W2[17,200]={w2[200, 17].item():.9g} W3[255,9]={w3[9, 255].item():.9g}")
+        print(f"  b1[3]={biases[0][3].item():.9g} b3[9]={biases[2][9].item():.9g}")
+        print(f"  sum|W1|={w1.double().abs().sum().item():.9g} sum|W3|={w3.double().abs().sum().item():.9g}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
@@ -59,7 +104,12 @@ def main():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--train-subset", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--wd-step-check", action="store_true",
+                    help="print one weight-decay step on a fixed case and exit (see above)")
     args = ap.parse_args()
+    if args.wd_step_check:
+        wd_step_check()
+        return
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -219,7 +219,7 @@ impl TrainConfig {
                 // The field names, read off a serialised instance; the
                 // instance is built without calling `default` (which uses this).
                 let any = TrainConfig {
-                    layers: [Reg::Dropout { p: 0.0 }; 2],
+                    layers: [RegKind::Dropout.with(0.0); 2],
                     weight_decay: 0.0,
                     lr: 1.0,
                     batch_size: 1,
@@ -527,7 +527,10 @@ mod tests {
     #[test]
     fn defaults_are_the_books() {
         let c = TrainConfig::default();
-        assert_eq!(c.layers, [Reg::Dropout { p: 0.2 }, Reg::Dropout { p: 0.5 }]);
+        assert_eq!(
+            c.layers,
+            [RegKind::Dropout.with(0.2), RegKind::Dropout.with(0.5)]
+        );
         assert_eq!((c.lr, c.batch_size, c.epochs), (0.5, 256, 10));
         assert_eq!(c.weight_decay, 0.0);
         c.validate().unwrap();

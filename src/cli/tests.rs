@@ -1,7 +1,6 @@
 //! Parsing and validation of the command line.
 
 use super::*;
-use crate::regularizers::Reg;
 
 #[test]
 fn cli_is_well_formed() {
@@ -65,7 +64,10 @@ fn rejects_invalid_values_naming_the_flag() {
 fn run_flags_override_the_defaults_file() {
     assert_eq!(run_config(&["run"]), TrainConfig::default());
     let c = run_config(&["run", "--p1", "1", "--p2", "0", "--train-subset", "60000"]);
-    assert_eq!(c.layers, [Reg::Dropout { p: 1.0 }, Reg::Dropout { p: 0.0 }]);
+    assert_eq!(
+        c.layers,
+        [RegKind::Dropout.with(1.0), RegKind::Dropout.with(0.0)]
+    );
     let c = run_config(&[
         "run",
         "--set",
@@ -77,7 +79,10 @@ fn run_flags_override_the_defaults_file() {
     ]);
     assert_eq!(
         c.layers,
-        [Reg::Dropconnect { p: 0.3 }, Reg::Dropconnect { p: 0.5 }]
+        [
+            RegKind::Dropconnect.with(0.3),
+            RegKind::Dropconnect.with(0.5)
+        ]
     );
     assert_eq!(c.lr, 0.1);
     // Every flag of the table sets its key.
@@ -101,7 +106,10 @@ fn run_flags_override_the_defaults_file() {
         "autograd",
     ]);
     let want = TrainConfig {
-        layers: [Reg::GaussianAdd { p: 0.3 }, Reg::GaussianAdd { p: 0.1 }],
+        layers: [
+            RegKind::GaussianAdd.with(0.3),
+            RegKind::GaussianAdd.with(0.1),
+        ],
         weight_decay: 0.001,
         lr: 0.2,
         batch_size: 64,

@@ -43,7 +43,6 @@ use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
 use crate::output::plot::{self, Panel, Panels, Series};
 use crate::record::ConfigKey;
-use crate::regularizers::Reg;
 use crate::regularizers::RegKind;
 
 pub const SPEC: ExerciseSpec = ExerciseSpec {
@@ -159,7 +158,7 @@ impl CompareWd {
             ..self
                 .common
                 .base
-                .with_layers([Reg::Dropout { p: p1 }, Reg::Dropout { p: p2 }])
+                .with_layers([RegKind::Dropout.with(p1), RegKind::Dropout.with(p2)])
         }
     }
     fn key(&self, dropout: bool, wd: f64, lr: f64) -> ConfigKey {

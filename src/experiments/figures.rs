@@ -27,21 +27,30 @@ pub const NONE: Rgb = Rgb(110, 110, 110);
 /// Weight decay without dropout.
 pub const WEIGHT_DECAY: Rgb = Rgb(188, 189, 34);
 
+/// One colour per regulariser kind, by its place in the registry; kinds
+/// past the end reuse the palette from its start.
+const PALETTE: [Rgb; 16] = [
+    Rgb(31, 119, 180),
+    Rgb(255, 127, 14),
+    Rgb(230, 85, 13),
+    Rgb(44, 160, 44),
+    Rgb(214, 39, 40),
+    Rgb(148, 103, 189),
+    Rgb(23, 190, 207),
+    Rgb(140, 86, 75),
+    Rgb(227, 119, 194),
+    Rgb(127, 127, 127),
+    Rgb(255, 187, 120),
+    Rgb(152, 223, 138),
+    Rgb(197, 176, 213),
+    Rgb(219, 219, 141),
+    Rgb(158, 218, 229),
+    Rgb(255, 152, 150),
+];
+
 /// The colour of a regulariser kind.
 pub fn kind_color(kind: RegKind) -> Rgb {
-    match kind {
-        RegKind::Dropout => Rgb(31, 119, 180),
-        RegKind::Dropconnect => Rgb(255, 127, 14),
-        RegKind::DropconnectOut => Rgb(230, 85, 13),
-        RegKind::GaussianMult => Rgb(44, 160, 44),
-        RegKind::GaussianAdd => Rgb(214, 39, 40),
-        RegKind::UniformMult => Rgb(148, 103, 189),
-        RegKind::LognormalMult => Rgb(23, 190, 207),
-        RegKind::AnnealedDropout => Rgb(140, 86, 75),
-        RegKind::ConcreteDropout => Rgb(227, 119, 194),
-        RegKind::RDrop => Rgb(127, 127, 127),
-        RegKind::DropconnectGauss => Rgb(255, 187, 120),
-    }
+    PALETTE[kind.index() % PALETTE.len()]
 }
 
 /// The family colour of a configuration: its regulariser's kind, weight

@@ -36,7 +36,7 @@ use crate::analysis::{Group, SummaryRow};
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, ContrastRow, ProbeMeasure, Role};
 use crate::record::{ConfigKey, RunSpec, StoredRun};
-use crate::regularizers::Reg;
+use crate::regularizers::RegKind;
 use crate::sweep::Worker;
 
 /// What an experiment concludes from: its finished runs, grouped, and its
@@ -197,7 +197,7 @@ fn distinct(configs: Vec<(String, TrainConfig)>) -> Vec<(String, TrainConfig)> {
 fn dropout_config(common: &Common, p1: f64, p2: f64) -> TrainConfig {
     common
         .base
-        .with_layers([Reg::Dropout { p: p1 }, Reg::Dropout { p: p2 }])
+        .with_layers([RegKind::Dropout.with(p1), RegKind::Dropout.with(p2)])
 }
 
 /// The key of the base configuration with dropout at rates (p1, p2), in the

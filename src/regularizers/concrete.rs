@@ -18,18 +18,51 @@
 
 use candle_core::{Device, Result, Tensor, Var};
 
+use super::kind::{below_one, KindSpec, Param, Reg, P};
 use super::{host_noise, Learned, NoiseCtx, Regularizer};
 
-/// The relaxation's temperature when a settings file gives none: the
-/// paper's 0.1.
-pub(super) fn default_temperature() -> f64 {
-    0.1
-}
+pub static SPEC: KindSpec = KindSpec {
+    name: "concrete-dropout",
+    formula: "h' = h (1 - sigmoid((logit q + logit u) / T)) / (1-q), q learned; \
+              + penalty l^2 ||W||^2/(N(1-q)) - 2 K H(q)/N",
+    source: "Gal, Hron and Kendall 2017",
+    hand_written: false,
+    params: &[
+        P,
+        // The relaxation's temperature T: the paper's 0.1.
+        Param {
+            name: "temperature",
+            default: Some(0.1),
+        },
+        // The prior's length scale l: 1e-4, as in the paper's code for its
+        // MNIST-sized examples.
+        Param {
+            name: "length_scale",
+            default: Some(1e-4),
+        },
+    ],
+    check,
+    build: |r, dev| {
+        let c = ConcreteDropout::new(r.p(), r.get("temperature"), r.get("length_scale"), dev)?;
+        Ok(Box::new(c))
+    },
+};
 
-/// The prior's length scale when a settings file gives none: 1e-4, as in
-/// the paper's code for its MNIST-sized examples.
-pub(super) fn default_length_scale() -> f64 {
-    1e-4
+fn check(reg: &Reg) -> std::result::Result<(), String> {
+    below_one(reg)?;
+    let (temperature, length_scale) = (reg.get("temperature"), reg.get("length_scale"));
+    if temperature <= 0.0 {
+        return Err(format!(
+            "concrete-dropout temperature = {temperature} must be greater than 0 (0.1 is the \
+             paper's)"
+        ));
+    }
+    if length_scale < 0.0 {
+        return Err(format!(
+            "concrete-dropout length_scale = {length_scale} must be at least 0"
+        ));
+    }
+    Ok(())
 }
 
 /// Uniforms are kept this far from 0 and 1 so their logits stay finite.

@@ -16,7 +16,7 @@
 //!
 //! Two readings of "dropout on individual weights": [`DropConnect`] masks
 //! the matrix that *produces* the hidden layer (Wan et al.'s definition: W1
-//! for hidden layer 1, W2 for hidden layer 2); [`DropConnectOut`] masks the
+//! for hidden layer 1, W2 for hidden layer 2); `dropconnect-out` masks the
 //! matrix that *consumes* it (W2 for hidden layer 1, W3 for hidden layer 2),
 //! the matrix whose whole rows dropout zeroes when it drops a unit.
 //!
@@ -31,7 +31,18 @@
 use candle_core::{Device, Result, Shape, Tensor};
 
 use super::dropout::bernoulli_scale;
+use super::kind::{no_check, KindSpec, P};
 use super::{NoiseCtx, Regularizer};
+
+pub static SPEC: KindSpec = KindSpec {
+    name: "dropconnect",
+    formula: "W' = W M / (1-p) on the producing weights, one M per mini-batch",
+    source: "Wan et al. 2013 (mask shared by the batch)",
+    hand_written: true,
+    params: &[P],
+    check: no_check,
+    build: |r, _| Ok(Box::new(DropConnect::new(r.p()))),
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DropConnect {
@@ -59,36 +70,11 @@ impl Regularizer for DropConnect {
     }
 }
 
-/// DropConnect on the weights that consume the hidden layer (the next
-/// layer's matrix), one mask per mini-batch, scaled by 1 / (1 - p).
-#[derive(Debug, Clone, Copy)]
-pub struct DropConnectOut {
-    inner: DropConnect,
-}
-
-impl DropConnectOut {
-    pub fn new(p: f64) -> Self {
-        Self {
-            inner: DropConnect::new(p),
-        }
-    }
-}
-
-impl Regularizer for DropConnectOut {
-    fn outgoing_weight_mask(
-        &self,
-        shape: &Shape,
-        dev: &Device,
-        ctx: &mut NoiseCtx,
-    ) -> Result<Option<Tensor>> {
-        self.inner.weight_mask(shape, dev, ctx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Mlp;
+    use crate::regularizers::dropconnect_out::DropConnectOut;
     use crate::regularizers::Identity;
     use crate::rng::{Rng, Stream};
     use candle_core::Device;

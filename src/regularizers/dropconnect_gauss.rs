@@ -19,8 +19,18 @@
 
 use candle_core::{Result, Tensor};
 
-use super::noise::normals;
-use super::{LayerView, NoiseCtx, Regularizer};
+use super::kind::{below_one, KindSpec, P};
+use super::{normals, LayerView, NoiseCtx, Regularizer};
+
+pub static SPEC: KindSpec = KindSpec {
+    name: "dropconnect-gauss",
+    formula: "z = x W + b + sqrt((x^2)(W^2) p/(1-p)) e, e ~ N(0,1) per example",
+    source: "Wan et al. 2013; Kingma, Salimans and Welling 2015 (local reparameterisation)",
+    hand_written: false,
+    params: &[P],
+    check: below_one,
+    build: |r, _| Ok(Box::new(DropConnectGauss::new(r.p()))),
+};
 
 /// Added to the variance so that its square root has a finite gradient.
 const VAR_FLOOR: f64 = 1e-8;
@@ -56,7 +66,7 @@ impl Regularizer for DropConnectGauss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::regularizers::DropConnect;
+    use crate::regularizers::dropconnect::DropConnect;
     use crate::rng::{Rng, Stream};
     use candle_core::Device;
 

@@ -11,7 +11,18 @@
 
 use candle_core::{DType, Device, Result, Shape, Tensor};
 
+use super::kind::{no_check, KindSpec, P};
 use super::{host_noise, ActivationNoise, NoiseCtx, Regularizer};
+
+pub static SPEC: KindSpec = KindSpec {
+    name: "dropout",
+    formula: "h' = h m / (1-p), m ~ Bernoulli(1-p) per unit",
+    source: "Srivastava et al. 2014",
+    hand_written: true,
+    params: &[P],
+    check: no_check,
+    build: |r, _| Ok(Box::new(Dropout::new(r.p()))),
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Dropout {

@@ -23,25 +23,57 @@
 //! Every random number comes from the [`NoiseCtx`]'s seeded generator: masks
 //! and noise are drawn on the host in bulk and uploaded as one tensor.
 
-mod concrete;
-mod dropconnect;
-mod dropconnect_gauss;
-mod dropout;
-mod noise;
-mod rdrop;
+mod kind;
 
-pub use concrete::ConcreteDropout;
-pub use dropconnect::{DropConnect, DropConnectOut};
-pub use dropconnect_gauss::DropConnectGauss;
 pub use dropout::Dropout;
-pub use noise::{AnnealedDropout, GaussianAdd, GaussianMult, LogNormalMult, UniformMult};
-pub use rdrop::RDrop;
+pub use kind::{KindSpec, Param, Reg, MAX_PARAMS};
+
+/// Declares the kinds' modules and [`RegKind`], in registry order, from one
+/// `module => Variant` line per kind; each module holds its kind's
+/// [`KindSpec`] as `SPEC`.
+macro_rules! registry {
+    ($($module:ident => $variant:ident,)*) => {
+        $(pub mod $module;)*
+
+        /// The kinds of regulariser, by name (`--reg`, the `kinds` of
+        /// exercise 7), in registry order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum RegKind {
+            $($variant,)*
+        }
+
+        impl RegKind {
+            pub const ALL: &'static [RegKind] = &[$(RegKind::$variant,)*];
+
+            /// What the kind's file declares of it.
+            pub fn spec(self) -> &'static KindSpec {
+                match self {
+                    $(RegKind::$variant => &$module::SPEC,)*
+                }
+            }
+        }
+    };
+}
+
+// The registry: a new kind is a file under this folder and one line here,
+// appended (a kind's place sets its colour in the figures).
+registry! {
+    dropout => Dropout,
+    dropconnect => Dropconnect,
+    dropconnect_out => DropconnectOut,
+    gaussian_mult => GaussianMult,
+    gaussian_add => GaussianAdd,
+    uniform_mult => UniformMult,
+    lognormal_mult => LognormalMult,
+    annealed_dropout => AnnealedDropout,
+    concrete => ConcreteDropout,
+    rdrop => RDrop,
+    dropconnect_gauss => DropconnectGauss,
+}
 
 use std::fmt;
-use std::str::FromStr;
 
 use candle_core::{Device, Result, Shape, Tensor, Var};
-use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
@@ -169,358 +201,9 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
 
 /// The identity: no regularisation.
 #[derive(Debug, Clone, Copy)]
-struct Identity;
+pub(crate) struct Identity;
 
 impl Regularizer for Identity {}
-
-/// The regulariser of one hidden layer: its kind and that kind's own
-/// parameters, as written in settings files
-/// (`{ kind = "dropout", p = 0.2 }`) and stored with every run. Strength 0
-/// means no regularisation, whatever the kind. A new kind is one variant
-/// here, one in [`RegKind`] and a file of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Reg {
-    /// Inverted Bernoulli dropout on activations; `p` is the drop probability.
-    Dropout { p: f64 },
-    /// Bernoulli masks on the weights that produce the hidden layer (W1
-    /// after layer 1, W2 after layer 2), one per mini-batch; `p` is the drop
-    /// probability.
-    Dropconnect { p: f64 },
-    /// Bernoulli masks on the weights that consume the hidden layer (W2
-    /// after layer 1, W3 after layer 2: the rows dropout zeroes as whole
-    /// rows), one per mini-batch.
-    DropconnectOut { p: f64 },
-    /// Multiplicative Gaussian noise with dropout's variance at rate `p`.
-    GaussianMult { p: f64 },
-    /// Additive Gaussian noise with standard deviation `p`.
-    GaussianAdd { p: f64 },
-    /// Multiplicative uniform noise with dropout's variance at rate `p`
-    /// (non-negative only up to p = 0.25, so limited to it).
-    UniformMult { p: f64 },
-    /// Multiplicative log-normal noise with dropout's mean and variance at
-    /// rate `p` (non-negative at every rate).
-    LognormalMult { p: f64 },
-    /// Dropout whose rate falls linearly from `p` to 0 over training.
-    AnnealedDropout { p: f64 },
-    /// Concrete dropout (Gal et al. 2017): a relaxed Bernoulli mask whose
-    /// rate is learned, starting at `p`; `temperature` of the relaxation,
-    /// `length_scale` of the prior that sets the penalty.
-    ConcreteDropout {
-        p: f64,
-        #[serde(default = "concrete::default_temperature")]
-        temperature: f64,
-        #[serde(default = "concrete::default_length_scale")]
-        length_scale: f64,
-    },
-    /// R-Drop (Liang et al. 2021): dropout at rate `p` in two passes, plus
-    /// `alpha` times the symmetric KL divergence of their predictions.
-    RDrop {
-        p: f64,
-        #[serde(default = "rdrop::default_alpha")]
-        alpha: f64,
-    },
-    /// DropConnect on the weights that produce the hidden layer, per
-    /// example, in its Gaussian form by local reparameterisation (Kingma et
-    /// al. 2015); `p` is the drop probability.
-    DropconnectGauss { p: f64 },
-}
-
-impl Reg {
-    /// The kind, without its parameters.
-    pub fn kind(&self) -> RegKind {
-        match self {
-            Reg::Dropout { .. } => RegKind::Dropout,
-            Reg::Dropconnect { .. } => RegKind::Dropconnect,
-            Reg::DropconnectOut { .. } => RegKind::DropconnectOut,
-            Reg::GaussianMult { .. } => RegKind::GaussianMult,
-            Reg::GaussianAdd { .. } => RegKind::GaussianAdd,
-            Reg::UniformMult { .. } => RegKind::UniformMult,
-            Reg::LognormalMult { .. } => RegKind::LognormalMult,
-            Reg::AnnealedDropout { .. } => RegKind::AnnealedDropout,
-            Reg::ConcreteDropout { .. } => RegKind::ConcreteDropout,
-            Reg::RDrop { .. } => RegKind::RDrop,
-            Reg::DropconnectGauss { .. } => RegKind::DropconnectGauss,
-        }
-    }
-
-    /// Whether the hand-written backward trains this regulariser (it
-    /// states all its noise as (a) of the module's header); otherwise only
-    /// candle's autograd does.
-    pub fn hand_written(&self) -> bool {
-        self.kind().hand_written()
-    }
-
-    /// The strength `p` that every kind has (a rate, or a noise's standard
-    /// deviation); a kind's other parameters are named fields of its own.
-    pub fn p(&self) -> f64 {
-        match *self {
-            Reg::Dropout { p }
-            | Reg::Dropconnect { p }
-            | Reg::DropconnectOut { p }
-            | Reg::GaussianMult { p }
-            | Reg::GaussianAdd { p }
-            | Reg::UniformMult { p }
-            | Reg::LognormalMult { p }
-            | Reg::AnnealedDropout { p }
-            | Reg::ConcreteDropout { p, .. }
-            | Reg::RDrop { p, .. }
-            | Reg::DropconnectGauss { p } => p,
-        }
-    }
-
-    /// Checks the parameters; the message names the value and the range.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        let p = self.p();
-        if !(0.0..=1.0).contains(&p) {
-            return Err(format!("p = {p} is outside [0, 1]"));
-        }
-        if let Reg::UniformMult { .. } = self {
-            if p > UniformMult::MAX_P {
-                return Err(format!(
-                    "uniform-mult p = {p}: a uniform multiplier with dropout's variance p/(1-p) takes \
-                     negative values above p = {}; use lognormal-mult (non-negative at every rate)",
-                    UniformMult::MAX_P
-                ));
-            }
-        }
-        match *self {
-            Reg::ConcreteDropout {
-                temperature,
-                length_scale,
-                ..
-            } => {
-                if !(temperature.is_finite() && temperature > 0.0) {
-                    return Err(format!(
-                        "concrete-dropout temperature = {temperature} must be a finite number \
-                         greater than 0 (0.1 is the paper's)"
-                    ));
-                }
-                if !(length_scale.is_finite() && length_scale >= 0.0) {
-                    return Err(format!(
-                        "concrete-dropout length_scale = {length_scale} must be a finite number \
-                         of at least 0"
-                    ));
-                }
-            }
-            Reg::RDrop { alpha, .. } if !(alpha.is_finite() && alpha >= 0.0) => {
-                return Err(format!(
-                    "r-drop alpha = {alpha} must be a finite number of at least 0"
-                ));
-            }
-            _ => {}
-        }
-        if p == 1.0
-            && matches!(
-                self,
-                Reg::GaussianMult { .. }
-                    | Reg::LognormalMult { .. }
-                    | Reg::ConcreteDropout { .. }
-                    | Reg::DropconnectGauss { .. }
-            )
-        {
-            return Err(format!(
-                "p = 1 is not allowed for {} (its noise variance p/(1-p), or its rate's logit, is \
-                 infinite); use a value below 1",
-                self.kind()
-            ));
-        }
-        Ok(())
-    }
-
-    /// Builds the regulariser (parameters already validated), its learned
-    /// parameters, if any, on `dev`.
-    pub fn build(&self, dev: &Device) -> Result<Box<dyn Regularizer>> {
-        let p = self.p();
-        if p == 0.0 {
-            return Ok(Box::new(Identity));
-        }
-        Ok(match *self {
-            Reg::Dropout { .. } => Box::new(Dropout::new(p)),
-            Reg::Dropconnect { .. } => Box::new(DropConnect::new(p)),
-            Reg::DropconnectOut { .. } => Box::new(DropConnectOut::new(p)),
-            Reg::GaussianMult { .. } => Box::new(GaussianMult::new(p)),
-            Reg::GaussianAdd { .. } => Box::new(GaussianAdd::new(p)),
-            Reg::UniformMult { .. } => Box::new(UniformMult::new(p)),
-            Reg::LognormalMult { .. } => Box::new(LogNormalMult::new(p)),
-            Reg::AnnealedDropout { .. } => Box::new(AnnealedDropout::new(p)),
-            Reg::ConcreteDropout {
-                temperature,
-                length_scale,
-                ..
-            } => Box::new(ConcreteDropout::new(p, temperature, length_scale, dev)?),
-            Reg::RDrop { alpha, .. } => Box::new(RDrop::new(p, alpha)),
-            Reg::DropconnectGauss { .. } => Box::new(DropConnectGauss::new(p)),
-        })
-    }
-}
-
-impl fmt::Display for Reg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} p={}", self.kind(), self.p())
-    }
-}
-
-/// The kinds of regulariser, by name (`--reg`, the `kinds` of exercise 7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum RegKind {
-    Dropout,
-    Dropconnect,
-    DropconnectOut,
-    GaussianMult,
-    GaussianAdd,
-    UniformMult,
-    LognormalMult,
-    AnnealedDropout,
-    ConcreteDropout,
-    RDrop,
-    DropconnectGauss,
-}
-
-impl RegKind {
-    pub const ALL: &'static [RegKind] = &[
-        RegKind::Dropout,
-        RegKind::Dropconnect,
-        RegKind::DropconnectOut,
-        RegKind::GaussianMult,
-        RegKind::GaussianAdd,
-        RegKind::UniformMult,
-        RegKind::LognormalMult,
-        RegKind::AnnealedDropout,
-        RegKind::ConcreteDropout,
-        RegKind::RDrop,
-        RegKind::DropconnectGauss,
-    ];
-
-    /// Whether the hand-written backward trains this kind.
-    pub fn hand_written(self) -> bool {
-        !matches!(
-            self,
-            RegKind::ConcreteDropout | RegKind::RDrop | RegKind::DropconnectGauss
-        )
-    }
-
-    /// The names of the kinds the hand-written backward trains.
-    pub fn hand_written_names() -> Vec<&'static str> {
-        RegKind::ALL
-            .iter()
-            .filter(|k| k.hand_written())
-            .map(|k| k.name())
-            .collect()
-    }
-
-    /// The kind's formula in one line and its source, for `drop-exp kinds`.
-    pub fn summary(self) -> (&'static str, &'static str) {
-        match self {
-            RegKind::Dropout => (
-                "h' = h m / (1-p), m ~ Bernoulli(1-p) per unit",
-                "Srivastava et al. 2014",
-            ),
-            RegKind::Dropconnect => (
-                "W' = W M / (1-p) on the producing weights, one M per mini-batch",
-                "Wan et al. 2013 (mask shared by the batch)",
-            ),
-            RegKind::DropconnectOut => (
-                "W' = W M / (1-p) on the consuming weights, one M per mini-batch",
-                "Wan et al. 2013 (mask shared by the batch)",
-            ),
-            RegKind::GaussianMult => (
-                "h' = h (1 + s e), e ~ N(0,1), s^2 = p/(1-p)",
-                "Srivastava et al. 2014 (Gaussian dropout)",
-            ),
-            RegKind::GaussianAdd => ("h' = h + p e, e ~ N(0,1)", "additive noise injection"),
-            RegKind::UniformMult => (
-                "h' = h u, u uniform with mean 1 and variance p/(1-p) (p <= 0.25)",
-                "uniform multiplicative noise",
-            ),
-            RegKind::LognormalMult => (
-                "h' = h exp(m + s e), mean 1, variance p/(1-p)",
-                "log-normal multiplicative noise",
-            ),
-            RegKind::AnnealedDropout => (
-                "dropout at rate p (1 - t), t the share of training done",
-                "Rennie et al. 2014 (annealed dropout)",
-            ),
-            RegKind::ConcreteDropout => (
-                "h' = h (1 - sigmoid((logit q + logit u) / T)) / (1-q), q learned; \
-                 + penalty l^2 ||W||^2/(N(1-q)) - 2 K H(q)/N",
-                "Gal, Hron and Kendall 2017",
-            ),
-            RegKind::RDrop => (
-                "dropout in 2 passes; loss = mean CE + alpha (KL(P1||P2) + KL(P2||P1)) / 2",
-                "Liang et al. 2021",
-            ),
-            RegKind::DropconnectGauss => (
-                "z = x W + b + sqrt((x^2)(W^2) p/(1-p)) e, e ~ N(0,1) per example",
-                "Wan et al. 2013; Kingma, Salimans and Welling 2015 (local reparameterisation)",
-            ),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            RegKind::Dropout => "dropout",
-            RegKind::Dropconnect => "dropconnect",
-            RegKind::DropconnectOut => "dropconnect-out",
-            RegKind::GaussianMult => "gaussian-mult",
-            RegKind::GaussianAdd => "gaussian-add",
-            RegKind::UniformMult => "uniform-mult",
-            RegKind::LognormalMult => "lognormal-mult",
-            RegKind::AnnealedDropout => "annealed-dropout",
-            RegKind::ConcreteDropout => "concrete-dropout",
-            RegKind::RDrop => "r-drop",
-            RegKind::DropconnectGauss => "dropconnect-gauss",
-        }
-    }
-
-    /// This kind at strength `p`.
-    pub fn with(self, p: f64) -> Reg {
-        match self {
-            RegKind::Dropout => Reg::Dropout { p },
-            RegKind::Dropconnect => Reg::Dropconnect { p },
-            RegKind::DropconnectOut => Reg::DropconnectOut { p },
-            RegKind::GaussianMult => Reg::GaussianMult { p },
-            RegKind::GaussianAdd => Reg::GaussianAdd { p },
-            RegKind::UniformMult => Reg::UniformMult { p },
-            RegKind::LognormalMult => Reg::LognormalMult { p },
-            RegKind::AnnealedDropout => Reg::AnnealedDropout { p },
-            RegKind::ConcreteDropout => Reg::ConcreteDropout {
-                p,
-                temperature: concrete::default_temperature(),
-                length_scale: concrete::default_length_scale(),
-            },
-            RegKind::RDrop => Reg::RDrop {
-                p,
-                alpha: rdrop::default_alpha(),
-            },
-            RegKind::DropconnectGauss => Reg::DropconnectGauss { p },
-        }
-    }
-}
-
-impl fmt::Display for RegKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for RegKind {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        RegKind::ALL
-            .iter()
-            .copied()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = RegKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown regulariser `{s}`; expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
 
 /// Every kind, a paragraph each: its name, the gradient paths that train
 /// it, its parameters with their defaults (as a settings file writes them),
@@ -533,20 +216,9 @@ pub fn kinds_table() -> String {
             true => "hand-written backward and autograd",
             false => "autograd only",
         };
-        let params = serde_json::to_value(kind.with(0.3)).expect("a kind serialises");
-        let params: Vec<String> = params
-            .as_object()
-            .expect("a kind serialises to a table")
-            .iter()
-            .filter(|(k, _)| k.as_str() != "kind")
-            .map(|(k, v)| match k.as_str() {
-                "p" => "p".to_string(),
-                _ => format!("{k} (default {v})"),
-            })
-            .collect();
         out.push_str(&format!(
             "{kind}\n  {formula}\n  parameters: {}; trained by: {paths}\n  source: {source}\n",
-            params.join(", ")
+            kind.spec().params_line()
         ));
     }
     out
@@ -562,6 +234,22 @@ pub(crate) fn host_noise(
 ) -> Result<Tensor> {
     let mut buf = vec![0f32; shape.elem_count()];
     rng.fill_uniform(&mut buf);
+    for x in buf.iter_mut() {
+        *x = f(*x);
+    }
+    Tensor::from_vec(buf, shape, dev)
+}
+
+/// Draws a host buffer of `shape` standard normals, maps each through `f`
+/// and uploads the result to `dev` as one tensor.
+pub(crate) fn normals(
+    rng: &mut Rng,
+    shape: &Shape,
+    dev: &Device,
+    f: impl Fn(f32) -> f32,
+) -> Result<Tensor> {
+    let mut buf = vec![0f32; shape.elem_count()];
+    rng.fill_normal(&mut buf);
     for x in buf.iter_mut() {
         *x = f(*x);
     }

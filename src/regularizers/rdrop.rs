@@ -15,11 +15,31 @@
 use candle_core::{Device, Result, Shape, Tensor, D};
 
 use super::dropout::bernoulli_scale;
+use super::kind::{KindSpec, Param, Reg, P};
 use super::{ActivationNoise, NoiseCtx, Regularizer};
 
-/// The agreement weight when a settings file gives none.
-pub(super) fn default_alpha() -> f64 {
-    1.0
+pub static SPEC: KindSpec = KindSpec {
+    name: "r-drop",
+    formula: "dropout in 2 passes; loss = mean CE + alpha (KL(P1||P2) + KL(P2||P1)) / 2",
+    source: "Liang et al. 2021",
+    hand_written: false,
+    params: &[
+        P,
+        // The agreement weight.
+        Param {
+            name: "alpha",
+            default: Some(1.0),
+        },
+    ],
+    check,
+    build: |r, _| Ok(Box::new(RDrop::new(r.p(), r.get("alpha")))),
+};
+
+fn check(reg: &Reg) -> std::result::Result<(), String> {
+    match reg.get("alpha") {
+        a if a < 0.0 => Err(format!("r-drop alpha = {a} must be at least 0")),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

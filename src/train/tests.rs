@@ -147,7 +147,7 @@ fn weights(m: &Mlp) -> Vec<Vec<u32>> {
 fn configurations_share_initial_weights() {
     let book = TrainConfig::default();
     let other = TrainConfig {
-        layers: [Reg::Dropout { p: 0.0 }, Reg::Dropconnect { p: 0.9 }],
+        layers: [RegKind::Dropout.with(0.0), RegKind::Dropconnect.with(0.9)],
         weight_decay: 1e-3,
         lr: 0.1,
         ..book.clone()
@@ -173,7 +173,7 @@ fn synthetic(validation: usize) -> Dataset {
 fn configurations_share_batch_order() {
     let data = synthetic(0);
     let a = TrainConfig {
-        layers: [Reg::Dropout { p: 0.0 }; 2],
+        layers: [RegKind::Dropout.with(0.0); 2],
         epochs: 2,
         batch_size: 64,
         ..TrainConfig::default()
@@ -245,26 +245,26 @@ fn stack_equals_runs_trained_alone() {
         base.clone(),
         TrainConfig {
             epochs: 2,
-            ..with([Reg::Dropout { p: 0.0 }; 2])
+            ..with([RegKind::Dropout.with(0.0); 2])
         },
         TrainConfig {
             weight_decay: 1e-3,
-            ..with([Reg::Dropconnect { p: 0.3 }; 2])
+            ..with([RegKind::Dropconnect.with(0.3); 2])
         },
         TrainConfig {
             lr: 0.1,
-            ..with([Reg::DropconnectOut { p: 0.3 }; 2])
+            ..with([RegKind::DropconnectOut.with(0.3); 2])
         },
-        with([Reg::GaussianMult { p: 0.3 }; 2]),
+        with([RegKind::GaussianMult.with(0.3); 2]),
         TrainConfig {
             lr: 0.05,
             weight_decay: 5e-4,
-            ..with([Reg::GaussianAdd { p: 0.2 }; 2])
+            ..with([RegKind::GaussianAdd.with(0.2); 2])
         },
-        with([Reg::LognormalMult { p: 0.4 }; 2]),
-        with([Reg::UniformMult { p: 0.2 }; 2]),
-        with([Reg::AnnealedDropout { p: 0.5 }; 2]),
-        with([Reg::Dropout { p: 0.5 }, Reg::GaussianAdd { p: 0.1 }]),
+        with([RegKind::LognormalMult.with(0.4); 2]),
+        with([RegKind::UniformMult.with(0.2); 2]),
+        with([RegKind::AnnealedDropout.with(0.5); 2]),
+        with([RegKind::Dropout.with(0.5), RegKind::GaussianAdd.with(0.1)]),
         // Autograd-path runs in the same stack: trained as a stack of their own.
         TrainConfig {
             weight_decay: 1e-3,
@@ -273,11 +273,14 @@ fn stack_equals_runs_trained_alone() {
         TrainConfig {
             backward: crate::config::Backward::Autograd,
             lr: 0.1,
-            ..with([Reg::Dropout { p: 0.3 }, RegKind::DropconnectGauss.with(0.2)])
+            ..with([
+                RegKind::Dropout.with(0.3),
+                RegKind::DropconnectGauss.with(0.2),
+            ])
         },
         TrainConfig {
             lr: 1e30,
-            ..with([Reg::Dropout { p: 0.0 }; 2])
+            ..with([RegKind::Dropout.with(0.0); 2])
         },
         base.clone(),
     ];
@@ -305,4 +308,167 @@ fn stack_equals_runs_trained_alone() {
     assert!(together[interrupted].interrupted && together[interrupted].rows.is_empty());
     assert_eq!(together[1].rows.len(), 2);
     assert_eq!(together[0].rows.len(), 3);
+}
+
+/// One SGD step with weight decay on the weights only,
+/// `w <- w (1 - lr wd) - lr g` and `b <- b - lr g`, for a stack of two runs with different decays
+/// (the per-run factor) and for each run alone (candle's `affine`), against
+/// PyTorch's `torch.optim.SGD` with the decay on the weights' parameter
+/// group only. The case is defined by formulas, so both sides build it
+/// without sharing a generator: W_l[i, j] = 0.05 sin(0.37 i + 0.11 j + l),
+/// b_l[j] = 0.01 cos(0.5 j + l), x[n, k] = ((31 n + 17 k) mod 97) / 97,
+/// y[n] = (3 n + 1) mod 10, 8 examples, lr 0.5, no dropout. The values
+/// below are what `python3 scripts/torch_reference.py --wd-step-check`
+/// printed (PyTorch 2.15.0, CPU, float32):
+///
+/// ```text
+/// wd=0.01 loss=2.30399108
+///   W1[5,7]=0.0248469636 W1[783,255]=-0.0221265499
+///   W2[17,200]=-0.0422297157 W3[255,9]=0.00245527201
+///   b1[3]=0.000795816013 b3[9]=0.0216676947
+///   sum|W1|=6356.71882 sum|W3|=81.0094883
+/// wd=0.001 loss=2.30399108
+///   W1[5,7]=0.0249590725 W1[783,255]=-0.0222262647
+///   W2[17,200]=-0.0424209274 W3[255,9]=0.00246637641
+///   b1[3]=0.000795816013 b3[9]=0.0216676947
+///   sum|W1|=6385.46765 sum|W3|=81.3758718
+/// ```
+#[test]
+fn a_weight_decay_step_matches_pytorch() {
+    let dev = Device::Cpu;
+    let n = 8;
+    let model = || {
+        let m = model(RegKind::Dropout, 0.0);
+        for (l, layer) in m.layers.iter().enumerate() {
+            let (fan_in, fan_out) = layer.w.as_tensor().dims2().unwrap();
+            let w: Vec<f32> = (0..fan_in * fan_out)
+                .map(|k| {
+                    let (i, j) = ((k / fan_out) as f64, (k % fan_out) as f64);
+                    (0.05 * (0.37 * i + 0.11 * j + l as f64).sin()) as f32
+                })
+                .collect();
+            let b: Vec<f32> = (0..fan_out)
+                .map(|j| (0.01 * (0.5 * j as f64 + l as f64).cos()) as f32)
+                .collect();
+            layer
+                .w
+                .set(&Tensor::from_vec(w, (fan_in, fan_out), &dev).unwrap())
+                .unwrap();
+            layer
+                .b
+                .set(&Tensor::from_vec(b, fan_out, &dev).unwrap())
+                .unwrap();
+        }
+        m
+    };
+    let x: Vec<f32> = (0..n * WIDTHS[0])
+        .map(|k| ((31 * (k / WIDTHS[0]) + 17 * (k % WIDTHS[0])) % 97) as f32 / 97.0)
+        .collect();
+    let xs = Tensor::from_vec(x, (n, WIDTHS[0]), &dev).unwrap();
+    let labels: Vec<u32> = (0..n as u32).map(|i| (3 * i + 1) % 10).collect();
+    let ys = Tensor::new(labels.as_slice(), &dev).unwrap();
+    let targets = candle_nn::encoding::one_hot(ys.clone(), 10, 1f32, 0f32).unwrap();
+    // (wd, loss, W1[5,7], W1[783,255], W2[17,200], W3[255,9], b1[3], b3[9],
+    //  sum|W1|, sum|W3|), from the comment above.
+    let torch: [(f64, [f64; 9]); 2] = [
+        (
+            1e-2,
+            [
+                2.30399108,
+                0.0248469636,
+                -0.0221265499,
+                -0.0422297157,
+                0.00245527201,
+                0.000795816013,
+                0.0216676947,
+                6356.71882,
+                81.0094883,
+            ],
+        ),
+        (
+            1e-3,
+            [
+                2.30399108,
+                0.0249590725,
+                -0.0222262647,
+                -0.0424209274,
+                0.00246637641,
+                0.000795816013,
+                0.0216676947,
+                6385.46765,
+                81.3758718,
+            ],
+        ),
+    ];
+    let read = |stack: &Stack, k: usize, loss: f64| -> [f64; 9] {
+        let at = |l: usize, i: usize, j: usize| {
+            let w = stack.params[l].0.get(k).unwrap();
+            w.get(i)
+                .unwrap()
+                .get(j)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let bias = |l: usize, j: usize| {
+            let b = stack.params[l].1.get(k).unwrap().squeeze(0).unwrap();
+            b.get(j).unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        let abs_sum = |l: usize| {
+            let w = stack.params[l].0.get(k).unwrap();
+            flat(&w).iter().map(|v| v.abs() as f64).sum::<f64>()
+        };
+        [
+            loss,
+            at(0, 5, 7),
+            at(0, 783, 255),
+            at(1, 17, 200),
+            at(2, 255, 9),
+            bias(0, 3),
+            bias(2, 9),
+            abs_sum(0),
+            abs_sum(2),
+        ]
+    };
+    let batch = Batch {
+        x: &xs,
+        y: &ys,
+        targets: &targets,
+    };
+    let plan = StepPlan {
+        halves: false,
+        parallel: false,
+    };
+    // The stack of both runs, then each run alone.
+    let cases: Vec<Vec<usize>> = vec![vec![0, 1], vec![0], vec![1]];
+    for runs in cases {
+        let models: Vec<Mlp> = runs.iter().map(|_| model()).collect();
+        let rules = runs
+            .iter()
+            .map(|&r| stack::Sgd {
+                lr: 0.5,
+                weight_decay: torch[r].0,
+            })
+            .collect();
+        let mut stack = Stack::new(&models.iter().collect::<Vec<_>>(), rules).unwrap();
+        let mut rng = Rng::new(9, Stream::Noise);
+        let drawn = models
+            .iter()
+            .map(|m| m.draw_noise(n, &dev, &mut ctx(&mut rng)).unwrap())
+            .collect();
+        let noise = StepNoise::new(drawn).unwrap();
+        let g = loss_and_grads(&stack.params, &batch, &noise, plan).unwrap();
+        let losses: Vec<f32> = flat(&g.loss);
+        stack.sgd(|i| g.layer(i), false).unwrap();
+        for (k, &r) in runs.iter().enumerate() {
+            let got = read(&stack, k, losses[k] as f64);
+            for (q, (g, w)) in got.iter().zip(torch[r].1).enumerate() {
+                assert!(
+                    (g - w).abs() <= 2e-6 * w.abs().max(1e-2),
+                    "runs {runs:?}, wd {}: value {q} is {g}, PyTorch {w}",
+                    torch[r].0
+                );
+            }
+        }
+    }
 }

@@ -66,15 +66,15 @@ fn a_stack_matches_its_runs_trained_alone_on_the_gpu() {
     };
     let configs = vec![
         base.clone(),
-        base.with_layers([Reg::Dropconnect { p: 0.3 }; 2]),
+        base.with_layers([RegKind::Dropconnect.with(0.3); 2]),
         TrainConfig {
             lr: 0.1,
             weight_decay: 1e-3,
-            ..base.with_layers([Reg::GaussianAdd { p: 0.2 }; 2])
+            ..base.with_layers([RegKind::GaussianAdd.with(0.2); 2])
         },
         TrainConfig {
             lr: 1e30,
-            ..base.with_layers([Reg::Dropout { p: 0.0 }; 2])
+            ..base.with_layers([RegKind::Dropout.with(0.0); 2])
         },
     ];
     let mut hooks = vec![(); configs.len()];
