@@ -124,7 +124,7 @@ impl Regularizer for ConcreteDropout {
         }]
     }
 
-    fn penalty(&self, next_w: &Tensor, n_train: usize) -> Result<Option<Tensor>> {
+    fn penalty(&self, _w: &Tensor, next_w: &Tensor, n_train: usize) -> Result<Option<Tensor>> {
         let q = self.rate()?;
         let n = n_train as f64;
         let k = next_w.dim(0)? as f64;

@@ -69,6 +69,12 @@ registry! {
     concrete => ConcreteDropout,
     rdrop => RDrop,
     dropconnect_gauss => DropconnectGauss,
+    multisample_dropout => MultisampleDropout,
+    curriculum_dropout => CurriculumDropout,
+    early_dropout => EarlyDropout,
+    variational_dropout => VariationalDropout,
+    dropconnect_example => DropconnectExample,
+    dropout_shared => DropoutShared,
 }
 
 use std::fmt;
@@ -173,10 +179,10 @@ pub trait Regularizer: Send + Sync + fmt::Debug {
     fn learned(&self) -> Vec<Learned<'_>> {
         Vec::new()
     }
-    /// (d) A penalty added to the loss, given the weights that consume the
-    /// layer (`next_w`, [out, next]) and the number of training examples.
-    /// Default: none.
-    fn penalty(&self, _next_w: &Tensor, _n_train: usize) -> Result<Option<Tensor>> {
+    /// (d) A penalty added to the loss, given the weights that produce the
+    /// layer (`w`, [in, out]) and that consume it (`next_w`, [out, next]),
+    /// and the number of training examples. Default: none.
+    fn penalty(&self, _w: &Tensor, _next_w: &Tensor, _n_train: usize) -> Result<Option<Tensor>> {
         Ok(None)
     }
     /// `xs` with fresh activation noise applied (for tests of a kind's

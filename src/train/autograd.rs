@@ -142,7 +142,7 @@ pub(super) fn run_objective(
         if let Some(extra) = slot.pass_loss(&logits)? {
             objective = (objective + extra)?;
         }
-        if let Some(extra) = slot.penalty(&own[i + 1].0, n_train)? {
+        if let Some(extra) = slot.penalty(&own[i].0, &own[i + 1].0, n_train)? {
             objective = (objective + extra)?;
         }
     }
