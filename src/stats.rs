@@ -192,12 +192,31 @@ pub fn below_margin_p(diff: f64, se: f64, df: f64, margin: f64) -> f64 {
 /// (the sample variance's distribution, scaled), as the mean of `f` at the
 /// midpoints of 400 equal-probability slices.
 fn over_chi2(df: f64, f: impl Fn(f64) -> f64) -> f64 {
+    let points = chi2_midpoints(df);
+    points.iter().map(|&v| f(v)).sum::<f64>() / points.len() as f64
+}
+
+/// The quantiles of the chi-square with `df` degrees of freedom at the
+/// midpoints of [`over_chi2`]'s slices, computed once per `df` in a
+/// process: each is an iterative inverse of the incomplete gamma function,
+/// and a seed plan asks for the same few `df` again and again.
+fn chi2_midpoints(df: f64) -> std::sync::Arc<Vec<f64>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
     const SLICES: usize = 400;
+    static CACHE: OnceLock<Mutex<HashMap<u64, Arc<Vec<f64>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(points) = cache.lock().expect("not poisoned").get(&df.to_bits()) {
+        return points.clone();
+    }
     let d = ChiSquared::new(df).expect("df > 0");
-    (0..SLICES)
-        .map(|i| f(d.inverse_cdf((i as f64 + 0.5) / SLICES as f64)))
-        .sum::<f64>()
-        / SLICES as f64
+    let points: Arc<Vec<f64>> = Arc::new(
+        (0..SLICES)
+            .map(|i| d.inverse_cdf((i as f64 + 0.5) / SLICES as f64))
+            .collect(),
+    );
+    let mut map = cache.lock().expect("not poisoned");
+    map.entry(df.to_bits()).or_insert(points).clone()
 }
 
 fn std_normal() -> Normal {
@@ -259,8 +278,25 @@ pub fn tost_power(n: usize, margin: f64, sd: f64, alpha: f64) -> f64 {
 
 /// The fewest seeds n (at least [`MIN_RUNS_FOR_INTERVAL`], at most `cap`)
 /// whose `power(n)` reaches `target`; None when even `cap` does not.
+/// `power` must not fall as n grows (a test's power at a fixed effect
+/// does not), so the first n is found by bisection: about log2(cap)
+/// evaluations instead of one per n.
 pub fn seeds_for_power(power: impl Fn(usize) -> f64, target: f64, cap: usize) -> Option<usize> {
-    (MIN_RUNS_FOR_INTERVAL..=cap).find(|&n| power(n) >= target)
+    let (mut lo, mut hi) = (MIN_RUNS_FOR_INTERVAL, cap);
+    // A NaN power reaches nothing.
+    let reaches = |n: usize| power(n) >= target;
+    if lo > hi || !reaches(hi) {
+        return None;
+    }
+    // Invariant: power(hi) reaches the target; every n below lo does not.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match reaches(mid) {
+            true => hi = mid,
+            false => lo = mid + 1,
+        }
+    }
+    Some(hi)
 }
 
 /// Newcombe's hybrid score interval (method 10) for the difference of two
@@ -450,6 +486,13 @@ mod tests {
         assert!(t_power(n - 1, 0.5, 1.0, 0.05, false) < 0.8);
         assert_eq!(n, 34); // pwr.t.test(d = 0.5, power = 0.8, type = "paired"): 33.4
         assert_eq!(seeds_for_power(|_| 0.1, 0.8, 50), None);
+        // The same n as a scan from the smallest n up, over effects whose
+        // plans span the range.
+        for effect in [0.3, 0.6, 1.0, 2.0, 4.0] {
+            let power = |n| tost_power(n, effect, 1.0, 0.05);
+            let scan = (MIN_RUNS_FOR_INTERVAL..=60).find(|&n| power(n) >= 0.8);
+            assert_eq!(seeds_for_power(power, 0.8, 60), scan, "effect {effect}");
+        }
     }
 
     /// Newcombe's hybrid score interval, against statsmodels

@@ -8,6 +8,7 @@
 //! `ToTensor` does, and the whole set lives on the training device.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -139,7 +140,8 @@ impl DataIdentity {
         if self.validation_examples > 0 {
             h.update(format!("/val{}:{SPLIT_SEED}", self.validation_examples).as_bytes());
         }
-        hex(&h.finalize()[..8])
+        // The first 8 bytes, as 16 hex digits.
+        format!("{:x}", h.finalize())[..16].to_string()
     }
 }
 
@@ -166,10 +168,6 @@ impl Dataset {
         let n = GAP_SUBSET.min(self.train_len());
         Ok((self.train_x.narrow(0, 0, n)?, self.train_y.narrow(0, 0, n)?))
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The places searched for the data, in order, each with why it is there.
@@ -275,8 +273,48 @@ pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     load_dir(&dir, opts, dev)
 }
 
-/// Loads the four files from `dir`.
+/// Loads the four files from `dir`. The decoded, checked files of the
+/// last directory read are kept for the process: `report` asks for the
+/// same files once per exercise, and decompressing and hashing them is
+/// most of what it would otherwise spend.
 fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
+    type Kept = (Vec<(PathBuf, u64, Option<std::time::SystemTime>)>, bool);
+    type Read = Arc<(RawData, Vec<(String, String)>)>;
+    static LAST: Mutex<Option<(Kept, Read)>> = Mutex::new(None);
+    // The files as they are now: a file replaced since is read again.
+    let key: Kept = (
+        FILES
+            .iter()
+            .filter_map(|name| file_in(dir, name))
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let len = meta.as_ref().map_or(0, |m| m.len());
+                let modified = meta.and_then(|m| m.modified().ok());
+                (p, len, modified)
+            })
+            .collect(),
+        opts.unpinned,
+    );
+    let kept = LAST
+        .lock()
+        .expect("not poisoned")
+        .as_ref()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, raw)| raw.clone());
+    let raw = match kept {
+        Some(raw) => raw,
+        None => {
+            let raw = Arc::new(read_dir(dir, opts)?);
+            *LAST.lock().expect("not poisoned") = Some((key, raw.clone()));
+            raw
+        }
+    };
+    let (raw, files) = &*raw;
+    raw.to_dataset(dir.display().to_string(), files.clone(), opts, dev)
+}
+
+/// Reads, decodes and checks the four files of `dir`.
+fn read_dir(dir: &Path, opts: &DataOptions) -> Result<(RawData, Vec<(String, String)>)> {
     let mut files = Vec::new();
     let mut read = |name: &str| -> Result<(PathBuf, Vec<u8>)> {
         let path = file_in(dir, name)
@@ -284,7 +322,7 @@ fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
         let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         files.push((
             path.file_name().unwrap().to_string_lossy().into_owned(),
-            hex(&Sha256::digest(&raw)),
+            format!("{:x}", Sha256::digest(&raw)),
         ));
         let bytes = maybe_gunzip(&raw).with_context(|| {
             format!(
@@ -298,7 +336,7 @@ fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     // The content must be Fashion-MNIST's, checked after its structure (so
     // that a damaged file gets the more telling message).
     let verify = |path: &Path, name: &str, bytes: &[u8]| -> Result<()> {
-        let found = hex(&Sha256::digest(bytes));
+        let found = format!("{:x}", Sha256::digest(bytes));
         let want = pinned(name);
         if opts.unpinned || found == want {
             return Ok(());
@@ -329,7 +367,7 @@ fn load_dir(dir: &Path, opts: &DataOptions, dev: &Device) -> Result<Dataset> {
         test_images,
         test_labels,
     };
-    raw.into_dataset(dir.display().to_string(), files, opts, dev)
+    Ok((raw, files))
 }
 
 /// Images as bytes (row-major, 784 per image) and labels, before subsetting.
@@ -341,8 +379,8 @@ struct RawData {
 }
 
 impl RawData {
-    fn into_dataset(
-        self,
+    fn to_dataset(
+        &self,
         source: String,
         files: Vec<(String, String)>,
         opts: &DataOptions,
@@ -476,7 +514,7 @@ fn synthetic(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
         test_images,
         test_labels,
     }
-    .into_dataset(
+    .to_dataset(
         "synthetic".into(),
         vec![("synthetic-v1".into(), "0".into())],
         // Not Fashion-MNIST, and recorded as such.

@@ -18,8 +18,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes a file through `write(tmp)` into a temporary path next to `path`,
-/// then renames it into place; the temporary file is removed on failure.
+/// Writes a file through `write(tmp)` into a temporary file next to `path`
+/// (tempfile's, with a name of its own), then renames it into place; the
+/// temporary file is removed on failure.
 /// For writers (such as plot backends) that want a path rather than bytes.
 fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -28,26 +29,18 @@ fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Re
             .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     }
     let name = path.file_name().context("output path has no file name")?;
-    // The extension stays last: some writers pick the format by it.
-    let tmp = path.with_file_name(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        name.to_string_lossy()
-    ));
-    let written = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| {
-            format!(
-                "cannot move {} into place as {}",
-                tmp.display(),
-                path.display()
-            )
-        })
-    });
-    if written.is_err() {
-        // A partial temporary file would keep the space taken.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    // The extension stays last: some writers pick the format by it. The
+    // temporary file is removed when dropped, so on every failure.
+    let tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .suffix(name)
+        .tempfile_in(dir.unwrap_or(Path::new(".")))
+        .with_context(|| format!("cannot create a temporary file next to {}", path.display()))?;
+    write(tmp.path())?;
+    let shown = tmp.path().display().to_string();
+    tmp.persist(path)
+        .with_context(|| format!("cannot move {shown} into place as {}", path.display()))?;
+    Ok(())
 }
 
 /// Serialises rows as CSV with a header line. Rows go through JSON objects

@@ -42,7 +42,8 @@ impl RunSpec {
         h.update(self.seed.to_le_bytes());
         h.update(data_digest.as_bytes());
         h.update(crate::train::TRAINER_REVISION.to_le_bytes());
-        crate::data::hex(&h.finalize()[..10])
+        // The first 10 bytes, as 20 hex digits.
+        format!("{:x}", h.finalize())[..20].to_string()
     }
 }
 
