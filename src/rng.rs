@@ -2,7 +2,7 @@
 //!
 //! candle's CPU generator cannot be seeded, so every random number in drop-exp
 //! (weight init, batch order, dropout masks, injected noise) comes from here.
-//! A run's `--seed` is expanded into three independent streams:
+//! A run's `--seed` is expanded into four independent streams:
 //!
 //! * [`Stream::Init`] draws the initial weights,
 //! * [`Stream::Shuffle`] draws each epoch's batch order,

@@ -100,7 +100,8 @@ pub fn parse_labels(bytes: &[u8], path: &Path, expected: usize) -> Result<Vec<u8
     Ok(labels.to_vec())
 }
 
-/// Encodes images as an IDX3 file (used for the download cache and tests).
+/// Encodes images as an IDX3 file (for the tests and the bad-input checks,
+/// which build valid files to damage).
 pub fn encode_images(images: &[u8], n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + images.len());
     for v in [IMAGES_MAGIC, n as u32, IMAGE_SIDE as u32, IMAGE_SIDE as u32] {
@@ -128,9 +129,12 @@ mod props {
 
     use super::*;
 
-    /// 256 cases for each of the two properties.
+    /// Cases per property: 2 x 2,560 here and 2 x 2,560 in the CSV and
+    /// settings readers' (tests/it/props.rs), 10,240 bad inputs in all.
+    const CASES: u32 = 2560;
+
     fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(256)
+        ProptestConfig::with_cases(CASES)
     }
 
     fn images(n: usize) -> Vec<u8> {

@@ -554,10 +554,16 @@ mod tests {
         b[2] = 9;
         let e = parse_labels(&b, &p(), 2).unwrap_err().to_string();
         assert!(e.contains("bad magic"), "{e}");
+        // A label file long enough for an image header: its magic is wrong.
+        let e = parse_images(&encode_labels(&[1; 10]), &p(), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad magic number 2049 (expected 2051"), "{e}");
+        // Shorter than the header: too short, before any magic is read.
         let e = parse_images(&encode_labels(&[1]), &p(), 1)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("too short") || e.contains("bad magic"), "{e}");
+        assert!(e.contains("only 9 bytes, too short"), "{e}");
     }
 
     #[test]

@@ -131,8 +131,35 @@ fn parallel_halves_are_bit_identical() {
         all
     };
     assert_eq!(run(9, false), run(9, true));
+    // A batch of one: the same bits as the plan without halves, and the
+    // loss of the model's own forward pass with the same noise.
     let one = run(1, true);
-    assert!(one[0][0].is_finite());
+    let (xs, ys, targets) = batch(1);
+    let whole = step(
+        &m,
+        &xs,
+        &ys,
+        &targets,
+        StepPlan {
+            halves: false,
+            parallel: false,
+        },
+    );
+    assert_eq!(one[0], flat(&whole.loss));
+    for (k, (gw, gb)) in whole.layers.iter().enumerate() {
+        assert_eq!(one[2 + 2 * k], flat(gw));
+        assert_eq!(one[3 + 2 * k], flat(gb));
+    }
+    let mut rng = Rng::new(9, Stream::Noise);
+    let logits = m.forward_t(&xs, true, &mut ctx(&mut rng)).unwrap();
+    let log_p = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1).unwrap();
+    let label = ys.to_vec1::<u32>().unwrap()[0] as usize;
+    let want = -flat(&log_p)[label];
+    assert!(
+        (one[0][0] - want).abs() <= 1e-5 * want.abs(),
+        "batch of one: loss {} vs the forward pass's {want}",
+        one[0][0]
+    );
 }
 
 fn weights(m: &Mlp) -> Vec<Vec<u32>> {

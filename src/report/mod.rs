@@ -14,6 +14,10 @@ use crate::experiments::settings::{self, Layer};
 use crate::experiments::{ExerciseSpec, EXERCISES};
 use crate::output::{now_rfc3339, write_atomic};
 
+mod method;
+
+use method::Method;
+
 /// What `drop-exp report` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
@@ -42,6 +46,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
     });
     let mut sections = Vec::new();
     let mut answers = Vec::new();
+    let mut methods = Vec::new();
     for spec in EXERCISES {
         let out = base.join(spec.name);
         let (preset_name, preset) = if opts.quick {
@@ -69,6 +74,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
                 Layer::new("the command-line flags", user),
             ],
         )?;
+        methods.push(Method::of(exp.as_ref()));
         let plan = SweepPlan {
             out: Some(out.clone()),
             shard: None,
@@ -85,59 +91,60 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
             spec.number
         );
     }
-    let mut text = header(opts, &answers);
+    let mut text = header(opts, &answers, &methods);
     for s in sections {
         text += &s;
     }
-    text += LIMITATIONS;
+    text += &limitations(&methods);
     let path = base.join("REPORT.md");
     write_atomic(&path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
 
-/// What the runs are, against the book's settings.
-const SETTINGS: &str = "## Settings against the book's
-
-| | the book | here |
-|---|---|---|
-| model, init, optimiser | MLP 784-256-256-10, ReLU, N(0, 0.01), SGD, batch 256 | the same |
-| training images | all 60,000 | 50,000: 10,000 are held out for validation (a fixed choice, the same for every run) |
-| epochs | 10 | 10; 50 for exercises 2 and 5 |
-| learning rate | 0.5 | 0.5; exercises 2 and 5 also 0.2 and 0.1, where training without dropout does not blow up |
-| runs | one | 5 seeds per configuration, then the seeds planned for 80% power where a question is undecided (at most a stated maximum) |
-| metric | test accuracy of the final epoch | peak: test accuracy at each run's epoch of best validation accuracy; end of training: mean test accuracy of the last 10 of 50 epochs; rates of blow-ups; an exercise's own measures |
-
-";
-
 /// How every answer is argued, stated once.
 const METHODS: &str = "## Methods
 
-Each exercise declares its questions before any run as *primary contrasts*: a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest (0.5 points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±0.7 points at 85% accuracy on 10,000 images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first 5 seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
+Each exercise declares its questions before any run as *primary contrasts*: a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
 
 ";
 
 /// What the answers do not cover.
+/// `text` with the method's numbers in place of `{ERROR}` (the test
+/// set's sampling error), `{TEST}` (its images), `{PILOT}` (the first
+/// seeds) and `{MARGIN}` (the default smallest effect of interest).
+fn fill(text: &str, methods: &[Method]) -> String {
+    let (error, test) = method::test_sampling_error(methods);
+    text.replace("{ERROR}", &format!("{error:.1}"))
+        .replace("{TEST}", &method::thousands(test))
+        .replace("{PILOT}", &method::pilot_seeds(methods))
+        .replace("{MARGIN}", &method::margins(methods))
+}
+
+fn limitations(methods: &[Method]) -> String {
+    fill(LIMITATIONS, methods)
+}
+
 const LIMITATIONS: &str = "## Limitations
 
 - The 10-epoch runs (exercises 1, 3, 4, 6, 7) are still improving at epoch 10: their answers hold for the book's budget, not for training to convergence.
 - DropConnect masks are shared by a mini-batch, not drawn per example as in Wan et al. (2013), which costs two orders of magnitude more here.
 - Runs are shared between exercises where configuration, seed and data match: exercise 5's runs without weight decay are exercise 2's, so their contrasts are answered once, in exercise 2.
 - One architecture, one data set, plain SGD without momentum or learning-rate schedule; the learning rates where training is stable are this model's.
-- The pilot of 5 seeds decides which contrasts get more seeds, so a contrast's final test follows one interim look; its type I error can exceed 5% slightly (at most about 8% for two looks at 5%).
+- The pilot of {PILOT} seeds decides which contrasts get more seeds, so a contrast's final test follows one interim look; its type I error can exceed 5% slightly (at most about 8% for two looks at 5%).
 
 ";
 
 /// The report's title, what it rests on, the answers, the settings and the
 /// methods.
-fn header(opts: &ReportOptions, answers: &[(&ExerciseSpec, String)]) -> String {
+fn header(opts: &ReportOptions, answers: &[(&ExerciseSpec, String)], methods: &[Method]) -> String {
     let (version, commit) = crate::provenance();
     let mut text = format!(
         "# Dropout, measured: answers to the exercises of D2L section 4.6\n\n{}Generated by `drop-exp report{}` (drop-exp {version}{}) on {}, from the runs in the folders next to this file.\n\n",
         if opts.quick {
-            "> **Quick preset**: 2 seeds, 4 epochs (10 for exercise 2), 20000 training and 5000 test images. These numbers are a smoke test of the pipeline, not answers; run `drop-exp report` for those.\n\n"
+            method::quick_banner(methods)
         } else {
-            ""
+            String::new()
         },
         if opts.quick { " --quick" } else { "" },
         if commit.is_empty() { String::new() } else { format!(", commit {commit}") },
@@ -154,8 +161,8 @@ fn header(opts: &ReportOptions, answers: &[(&ExerciseSpec, String)]) -> String {
         );
     }
     text += "\n";
-    text += SETTINGS;
-    text += METHODS;
+    text += &method::settings_table(methods);
+    text += &fill(METHODS, methods);
     text
 }
 
