@@ -278,6 +278,15 @@ pub struct ContrastRow {
     pub keys: Vec<ConfigKey>,
     #[serde(skip)]
     pub is_rate: bool,
+    /// The exercise's first seeds, before any seed plan.
+    #[serde(skip)]
+    pub pilot_seeds: usize,
+    /// The most seeds a plan may take, where the exercise plans seeds.
+    #[serde(skip)]
+    pub max_seeds: Option<usize>,
+    /// The equivalence (or falling-short) p before Holm's correction.
+    #[serde(skip)]
+    pub p_equiv_raw: Option<f64>,
 }
 
 /// An absent value as an empty CSV cell (not "NaN", which reads as a
@@ -331,6 +340,10 @@ fn run_value(run: &StoredRun, measure: &Measure, end_k: usize) -> Option<f64> {
 /// Everything [`evaluate`] needs besides the contrasts and groups.
 pub struct Context<'a> {
     pub end_k: usize,
+    /// The exercise's first seeds, and the most a seed plan may take (None:
+    /// the exercise plans no seeds).
+    pub pilot_seeds: usize,
+    pub max_seeds: Option<usize>,
     /// The value of a run on a [`Measure::Probe`].
     pub probe: &'a dyn Fn(&StoredRun, &ProbeMeasure) -> Option<f64>,
 }
@@ -357,11 +370,14 @@ pub fn evaluate(
             };
             gs.push((g, *w));
         }
-        rows.push(if c.measure.is_rate() {
+        let mut row = if c.measure.is_rate() {
             rate_row(c, &gs, ctx.end_k)
         } else {
             paired_row(c, &gs, ctx)
-        });
+        };
+        row.pilot_seeds = ctx.pilot_seeds;
+        row.max_seeds = ctx.max_seeds;
+        rows.push(row);
     }
     decide(&mut rows, contrasts);
     Ok(rows)
@@ -396,6 +412,9 @@ fn base_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
         higher_is_better: c.measure.higher_is_better(),
         keys: c.terms.iter().map(|(k, _)| k.clone()).collect(),
         is_rate: c.measure.is_rate(),
+        pilot_seeds: 0,
+        max_seeds: None,
+        p_equiv_raw: None,
     }
 }
 
@@ -518,18 +537,10 @@ fn decide(rows: &mut [ContrastRow], contrasts: &[Contrast]) {
     for (j, &i) in primary.iter().enumerate() {
         let c = &contrasts[i];
         let row = &mut rows[i];
+        row.p_equiv_raw = row.p_equiv;
         row.p_holm = finite(p_holm[j]);
         row.p_equiv = finite(p_eq_holm[j]);
-        let sig = row.p_holm.is_some_and(|p| p < ALPHA);
-        let eq = row.p_equiv.is_some_and(|p| p < ALPHA);
-        row.verdict = Some(match (sig, eq, c.sides) {
-            (true, _, Sides::Greater) => Verdict::Higher,
-            (true, _, Sides::Two) if row.estimate > 0.0 => Verdict::Higher,
-            (true, _, Sides::Two) => Verdict::Lower,
-            (false, true, Sides::Two) => Verdict::Equivalent,
-            (false, true, Sides::Greater) => Verdict::ShortOfInterest,
-            (false, false, _) => Verdict::Undecided,
-        });
+        row.verdict = Some(verdict_of(row.p_holm, row.p_equiv, c.sides, row.estimate));
         if row.verdict != Some(Verdict::Undecided) || row.is_rate {
             continue;
         }
@@ -553,6 +564,50 @@ fn decide(rows: &mut [ContrastRow], contrasts: &[Contrast]) {
             )
         };
     }
+}
+
+/// The verdict of corrected p-values: of a difference (`p`) and of
+/// equivalence or falling short (`p_equiv`).
+fn verdict_of(p: Option<f64>, p_equiv: Option<f64>, sides: Sides, estimate: f64) -> Verdict {
+    let sig = p.is_some_and(|p| p < ALPHA);
+    let eq = p_equiv.is_some_and(|p| p < ALPHA);
+    match (sig, eq, sides) {
+        (true, _, Sides::Greater) => Verdict::Higher,
+        (true, _, Sides::Two) if estimate > 0.0 => Verdict::Higher,
+        (true, _, Sides::Two) => Verdict::Lower,
+        (false, true, Sides::Two) => Verdict::Equivalent,
+        (false, true, Sides::Greater) => Verdict::ShortOfInterest,
+        (false, false, _) => Verdict::Undecided,
+    }
+}
+
+/// What one Holm correction over `rows` (primary contrasts of several
+/// exercises at once) would make of their verdicts: the ids, as
+/// `exercise/id`, of the decided verdicts that would be undecided, and how
+/// many were decided. Rows of fewer than 3 runs count as undecided.
+pub fn holm_across(rows: &[(&str, &ContrastRow)]) -> (usize, Vec<String>) {
+    let p: Vec<f64> = rows.iter().map(|(_, r)| r.p.unwrap_or(f64::NAN)).collect();
+    let p_eq: Vec<f64> = rows
+        .iter()
+        .map(|(_, r)| r.p_equiv_raw.unwrap_or(f64::NAN))
+        .collect();
+    let (p, p_eq) = (stats::holm(&p), stats::holm(&p_eq));
+    let decided = |r: &ContrastRow, v: Option<Verdict>| {
+        r.n >= stats::MIN_RUNS_FOR_INTERVAL && v.is_some_and(|v| v != Verdict::Undecided)
+    };
+    let mut before = 0;
+    let mut lost = Vec::new();
+    for (j, (exercise, r)) in rows.iter().enumerate() {
+        if !decided(r, r.verdict) {
+            continue;
+        }
+        before += 1;
+        let after = verdict_of(finite(p[j]), finite(p_eq[j]), r.sides, r.estimate);
+        if !decided(r, Some(after)) {
+            lost.push(format!("{exercise}/{}", r.id));
+        }
+    }
+    (before, lost)
 }
 
 fn finite(x: f64) -> Option<f64> {

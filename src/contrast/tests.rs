@@ -67,6 +67,8 @@ fn no_probe(_: &StoredRun, _: &ProbeMeasure) -> Option<f64> {
 fn ctx() -> Context<'static> {
     Context {
         end_k: 2,
+        pilot_seeds: 5,
+        max_seeds: Some(20),
         probe: &no_probe,
     }
 }
@@ -212,6 +214,20 @@ fn undecided_contrasts_get_a_plan() {
     assert_eq!(rows[2].verdict, Some(Verdict::Undecided));
     assert!(rows[2].ci_low.is_none() && rows[2].p.is_none());
     assert!(verdict_text(&rows[2]).contains("fewer than 3"));
+    // The plan in words: still to carry out (4 seeds of a pilot of 5 here),
+    // carried out, or stopped at the cap.
+    assert!(verdict_text(&rows[0]).contains(&format!("(plan: {plan} seeds")));
+    let mut after = rows[0].clone();
+    after.pilot_seeds = 3;
+    after.max_seeds = Some(30);
+    assert!(verdict_text(&after).contains(&format!(
+        "after its seed plan was carried out (4 seeds; at this spread 80% power needs {plan} seeds"
+    )));
+    after.max_seeds = Some(4);
+    assert!(verdict_text(&after).contains("at the seed cap of 4: underpowered"));
+    after.seeds_80_detect = Some(3);
+    after.seeds_80_equiv = Some(4);
+    assert!(verdict_text(&after).contains("4 seeds, which give 80% power"));
 }
 
 /// A run that diverged keeps its selected epoch (before the blow-up) in the
@@ -315,4 +331,65 @@ fn configurations_are_found_by_key_and_written_by_label() {
     let c = Contrast::difference("fresh", "", confirming, key("a"), peak(), 0.005);
     let rows = evaluate(&[c], &gs, &ctx()).unwrap();
     assert_eq!(rows[0].contrast, "a [fresh] − a");
+}
+
+/// A decided difference says how it compares with the smallest effect of
+/// interest, read on its estimate and the end of its interval nearest 0.
+#[test]
+fn decided_verdicts_say_how_they_compare_with_the_effect_of_interest() {
+    let mut all = Vec::new();
+    all.extend(runs("a", 6, |_| 0.80));
+    all.extend(runs("b", 6, |s| 0.80 - 0.02 - 0.0001 * s as f64));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let c = [Contrast::difference(
+        "d",
+        "",
+        key("b"),
+        key("a"),
+        peak(),
+        0.005,
+    )];
+    let row = evaluate(&c, &gs, &ctx()).unwrap().remove(0);
+    assert_eq!(row.verdict, Some(Verdict::Lower));
+    let text = |lo: f64, hi: f64, est: f64| {
+        let mut r = row.clone();
+        (r.ci_low, r.ci_high, r.estimate) = (Some(lo), Some(hi), est);
+        verdict_text(&r)
+    };
+    assert!(text(-0.03, -0.01, -0.02)
+        .contains("lower (worse), by more than the smallest effect of interest (0.50 points)"));
+    assert!(text(-0.006, -0.001, -0.004).contains("by less than the smallest effect of interest"));
+    assert!(text(-0.012, -0.002, -0.007)
+        .contains("its estimate exceeds the smallest effect of interest"));
+    assert!(text(0.006, 0.03, 0.02).contains("by more than"));
+}
+
+/// One Holm correction over several exercises' primary contrasts: a
+/// verdict decided within its exercise can become undecided.
+#[test]
+fn holm_across_exercises_counts_what_would_change() {
+    let mut all = Vec::new();
+    all.extend(runs("a", 6, |_| 0.80));
+    all.extend(runs("b", 6, |s| 0.80 - 0.02 - 0.0001 * s as f64));
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let c = [Contrast::difference(
+        "d",
+        "",
+        key("b"),
+        key("a"),
+        peak(),
+        0.005,
+    )];
+    let row = evaluate(&c, &gs, &ctx()).unwrap().remove(0);
+    let mut weak = row.clone();
+    weak.p = Some(0.04);
+    weak.p_equiv_raw = Some(0.5);
+    // Alone, p = 0.04 decides; two of them and a third, clear contrast in
+    // one family: Holm's steps give 0.04 x 2 for both.
+    let (decided, lost) = holm_across(&[("one", &row), ("two", &weak), ("three", &weak)]);
+    assert_eq!(decided, 3);
+    assert_eq!(lost, vec!["two/d".to_string(), "three/d".to_string()]);
+    assert_eq!(holm_across(&[("one", &row)]), (1, vec![]));
 }

@@ -68,16 +68,79 @@ pub fn verdict_text(row: &ContrastRow) -> String {
         Some(_) if row.n < stats::MIN_RUNS_FOR_INTERVAL => {
             format!("undecided: {} run(s), fewer than 3", row.n)
         }
-        Some(Verdict::Higher) => format!("higher{}", better(true)),
-        Some(Verdict::Lower) => format!("lower{}", better(false)),
+        Some(Verdict::Higher) => format!("higher{}{}", better(true), against_sesoi(row)),
+        Some(Verdict::Lower) => format!("lower{}{}", better(false), against_sesoi(row)),
         Some(Verdict::Equivalent) => format!("equivalent within ±{sesoi}{}", unit(row)),
         Some(Verdict::ShortOfInterest) => {
             format!("short of the effect of interest (+{sesoi}{})", unit(row))
         }
-        Some(Verdict::Undecided) => match (row.is_rate, row.planned_seeds()) {
-            (true, _) => "undecided".into(),
-            (false, Some(n)) => format!("undecided (plan: {n} seeds for 80% power)"),
-            (false, None) => format!("undecided (80% power needs over {PLAN_CAP} seeds)"),
+        Some(Verdict::Undecided) => undecided_text(row),
+    }
+}
+
+/// How a decided difference compares with the smallest effect of
+/// interest: by less (its estimate inside it), by more (its whole
+/// interval beyond it), or the estimate beyond it and the interval not.
+fn against_sesoi(row: &ContrastRow) -> String {
+    // A rate contrast without a margin (blow-ups: any difference counts).
+    let Some(sesoi) = row.sesoi.filter(|s| *s > 0.0) else {
+        return String::new();
+    };
+    let shown = format!(
+        "{:.*}{}",
+        if row.scale == 100.0 { 2 } else { 3 },
+        row.scale * sesoi,
+        unit(row)
+    );
+    // The interval's end nearest zero, as a magnitude in the estimate's
+    // direction.
+    let near = match (row.ci_low, row.ci_high) {
+        (Some(lo), Some(hi)) => Some(if row.estimate > 0.0 { lo } else { -hi }),
+        _ => None,
+    };
+    if row.estimate.abs() < sesoi {
+        format!(", by less than the smallest effect of interest ({shown})")
+    } else if near.is_some_and(|n| n >= sesoi) {
+        format!(", by more than the smallest effect of interest ({shown})")
+    } else {
+        format!(
+            "; its estimate exceeds the smallest effect of interest ({shown}), its interval \
+             reaches inside it"
+        )
+    }
+}
+
+/// An undecided verdict: the seed plan still to carry out, what a plan
+/// carried out gave, or the seed cap it stopped at.
+fn undecided_text(row: &ContrastRow) -> String {
+    if row.is_rate {
+        return "undecided".into();
+    }
+    let need = match row.planned_seeds() {
+        Some(n) => format!("{n} seeds"),
+        None => format!("over {PLAN_CAP} seeds"),
+    };
+    let planned_run = row.max_seeds.is_some() && row.n > row.pilot_seeds;
+    let at_cap = row.max_seeds.is_some_and(|m| row.n >= m);
+    let enough = row.planned_seeds().is_some_and(|m| m <= row.n);
+    match (planned_run, enough, at_cap) {
+        (true, true, _) => format!(
+            "undecided after its seed plan was carried out ({} seeds, which give 80% power at \
+             this spread)",
+            row.n
+        ),
+        (true, false, true) => format!(
+            "undecided at the seed cap of {}: underpowered (80% power at this spread needs {need})",
+            row.n
+        ),
+        (true, false, false) => format!(
+            "undecided after its seed plan was carried out ({} seeds; at this spread 80% power \
+             needs {need})",
+            row.n
+        ),
+        (false, _, _) => match row.planned_seeds() {
+            Some(n) => format!("undecided (plan: {n} seeds for 80% power)"),
+            None => format!("undecided (80% power needs over {PLAN_CAP} seeds)"),
         },
     }
 }
@@ -94,7 +157,7 @@ fn p_text(p: Option<f64>) -> String {
 /// The markdown table of an exercise's primary contrasts.
 pub fn primary_table(rows: &[&ContrastRow]) -> String {
     let mut s = String::from(
-        "| question | contrast | metric | estimate (95% CI) | test | Holm p | verdict | n | failed runs |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| question | contrast | metric | estimate (95% CI, not adjusted) | test | Holm p | verdict (Holm-adjusted) | n | failed runs |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(

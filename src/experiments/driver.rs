@@ -24,6 +24,8 @@ pub struct Answered {
     pub answer: String,
     /// The table of its primary contrasts (markdown).
     pub primary: String,
+    /// Its primary contrasts, for a correction across exercises.
+    pub primaries: Vec<ContrastRow>,
     /// Runs and run-epochs the answer rests on.
     pub runs: usize,
     pub run_epochs: usize,
@@ -326,8 +328,13 @@ fn analyse<'a>(
     }
     contrasts.extend(exploratory);
     let probe = |run: &StoredRun, p: &contrast::ProbeMeasure| exp.probe_value(run, p);
+    let common = exp.common();
     let ctx = contrast::Context {
         end_k,
+        pilot_seeds: common.seeds as usize,
+        max_seeds: common
+            .plan_seeds
+            .then(|| common.max_seeds.unwrap_or(common.seeds) as usize),
         probe: &probe,
     };
     let rows = contrast::evaluate(&contrasts, &groups, &ctx)
@@ -434,6 +441,7 @@ fn write_outputs(
     Ok(Some(Answered {
         answer,
         primary: contrast::primary_table(&finished.primary()),
+        primaries: finished.primary().into_iter().cloned().collect(),
         runs: runs.len(),
         run_epochs: runs.iter().map(|r| r.rows.len()).sum(),
         run_seconds: runs.iter().flat_map(|r| &r.rows).map(|e| e.seconds).sum(),

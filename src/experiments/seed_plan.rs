@@ -74,6 +74,9 @@ mod tests {
             higher_is_better: Some(true),
             keys: labels.iter().map(|l| key(l)).collect(),
             is_rate: false,
+            pilot_seeds: 5,
+            max_seeds: None,
+            p_equiv_raw: None,
         }
     }
 

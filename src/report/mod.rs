@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::contrast::{self, ContrastRow};
 use crate::data::DataOptions;
 use crate::device::Compute;
 use crate::experiments::driver::{self, Answered, SweepPlan};
@@ -47,6 +48,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
     let mut sections = Vec::new();
     let mut answers = Vec::new();
     let mut methods = Vec::new();
+    let mut rows: Vec<(&str, ContrastRow)> = Vec::new();
     for spec in EXERCISES {
         let out = base.join(spec.name);
         let (preset_name, preset) = if opts.quick {
@@ -85,13 +87,14 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
             .context("the sweep did not complete")?;
         let minutes = t0.elapsed().as_secs_f64() / 60.0;
         sections.push(section(spec, &base, &out, &shown, &answered, minutes)?);
+        rows.extend(answered.primaries.iter().map(|r| (spec.name, r.clone())));
         answers.push((*spec, answered.answer));
         eprintln!(
             "== exercise {} done in {minutes:.1} min (wall)",
             spec.number
         );
     }
-    let mut text = header(opts, &answers, &methods);
+    let mut text = header(opts, &answers, &methods, &rows);
     for s in sections {
         text += &s;
     }
@@ -105,11 +108,34 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
 /// How every answer is argued, stated once.
 const METHODS: &str = "## Methods
 
-Each exercise declares its questions before any run as *primary contrasts*: a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
+Each exercise declares its questions before any run as *primary contrasts*: a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only, so each verdict is a claim of its exercise; the section below says what one correction over the whole report would change. The intervals in the tables are 95% intervals not adjusted for multiplicity, beside Holm-adjusted verdicts: an interval that excludes 0 can stand beside an undecided verdict. A decided difference says whether it exceeds the smallest effect of interest: by less (its estimate inside it), by more (its whole interval beyond it), or neither. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
 
 ";
 
 /// What the answers do not cover.
+/// What one Holm correction over every primary contrast of the report
+/// would change.
+fn across_exercises(rows: &[(&str, ContrastRow)]) -> String {
+    let refs: Vec<(&str, &ContrastRow)> = rows.iter().map(|(e, r)| (*e, r)).collect();
+    let (decided, lost) = contrast::holm_across(&refs);
+    let change = match lost.len() {
+        0 => "none would change".to_string(),
+        n => format!(
+            "{n} of them would be undecided: {}",
+            lost.iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "### Across exercises\n\nWith one Holm correction over all {} primary contrasts of the \
+         report instead of one per exercise, of the {decided} decided verdicts {change}. Read a \
+         verdict as a claim of its exercise's family of questions.\n\n",
+        rows.len()
+    )
+}
+
 /// `text` with the method's numbers in place of `{ERROR}` (the test
 /// set's sampling error), `{TEST}` (its images), `{PILOT}` (the first
 /// seeds) and `{MARGIN}` (the default smallest effect of interest).
@@ -137,7 +163,12 @@ const LIMITATIONS: &str = "## Limitations
 
 /// The report's title, what it rests on, the answers, the settings and the
 /// methods.
-fn header(opts: &ReportOptions, answers: &[(&ExerciseSpec, String)], methods: &[Method]) -> String {
+fn header(
+    opts: &ReportOptions,
+    answers: &[(&ExerciseSpec, String)],
+    methods: &[Method],
+    answers_rows: &[(&str, ContrastRow)],
+) -> String {
     let (version, commit) = crate::provenance();
     let mut text = format!(
         "# Dropout, measured: answers to the exercises of D2L section 4.6\n\n{}Generated by `drop-exp report{}` (drop-exp {version}{}) on {}, from the runs in the folders next to this file.\n\n",
@@ -163,6 +194,7 @@ fn header(opts: &ReportOptions, answers: &[(&ExerciseSpec, String)], methods: &[
     text += "\n";
     text += &method::settings_table(methods);
     text += &fill(METHODS, methods);
+    text += &across_exercises(answers_rows);
     text
 }
 
