@@ -19,6 +19,7 @@ pub mod mc_dropout;
 pub mod model;
 pub mod output;
 pub mod probes;
+pub mod product;
 pub mod progress;
 pub mod record;
 pub mod regularizers;

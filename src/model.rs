@@ -116,13 +116,20 @@ pub fn forward(
     mut hooks: Option<Hooks>,
 ) -> Result<Pass> {
     let r = layers[0].w.dim(0)?;
+    // Without hooks nothing differentiates this pass through autograd: the
+    // products need not be tracked.
+    let tracked = hooks.is_some();
     // z = h W + b; the first input is shared: a stride-0 view, not R copies.
     let affine = |h: &Tensor, layer: &StackLayer| -> Result<Tensor> {
         let lhs = match h.rank() {
             2 => h.broadcast_as((r, h.dim(0)?, h.dim(1)?))?,
             _ => h.clone(),
         };
-        lhs.matmul(&layer.w)?.broadcast_add(&layer.b)
+        let z = match tracked {
+            true => lhs.matmul(&layer.w)?,
+            false => crate::product::product(&lhs, &layer.w)?,
+        };
+        z.broadcast_add(&layer.b)
     };
     let (last, hidden) = layers.split_last().expect("a network has layers");
     let mut inputs = Vec::with_capacity(layers.len());

@@ -32,6 +32,7 @@ use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::noise::StepNoise;
 use crate::model::{forward, StackLayer};
+use crate::product::product;
 
 /// How a step splits its batch.
 #[derive(Debug, Clone, Copy)]
@@ -172,9 +173,9 @@ fn partial(
             0 => x.t()?.broadcast_as((r, x.dim(1)?, len))?,
             _ => pass.inputs[i].t()?,
         };
-        grads.push((input_t.matmul(&d)?, ones.matmul(&d)?));
+        grads.push((product(&input_t, &d)?, product(&ones, &d)?));
         if i > 0 {
-            d = d.matmul(&layers[i].w.t()?)?.mul(&pass.gates[i - 1])?;
+            d = product(&d, &layers[i].w.t()?)?.mul(&pass.gates[i - 1])?;
         }
     }
     grads.reverse();
