@@ -73,10 +73,13 @@ impl RunMetrics {
             let tail = &rows[rows.len().saturating_sub(k.max(1))..];
             tail.iter().map(|r| r.test_acc).sum::<f64>() / tail.len() as f64
         };
-        // The earliest epoch with the highest validation accuracy (a
-        // non-finite one, as at divergence, never wins).
+        // The earliest epoch with the highest validation accuracy. An epoch
+        // whose training loss was not finite (the run diverged in it) is no
+        // candidate, whatever its weights scored: a run with no finite
+        // epoch has no selected epoch.
         let validated = rows
             .iter()
+            .filter(|r| r.train_loss.is_finite())
             .filter_map(|r| r.val_acc.filter(|v| v.is_finite()).map(|v| (v, r)));
         let chosen = validated.fold(None::<(f64, &EpochRow)>, |best, (v, r)| match best {
             Some((b, _)) if b >= v => best,
@@ -279,6 +282,15 @@ impl Group<'_> {
     pub fn failed(&self) -> usize {
         self.diverged() + self.collapsed()
     }
+    /// Runs whose training loss blew up (see [`SPIKE_FACTOR`]) and that
+    /// went on to finish every epoch: blow-ups that recovered (collapsed
+    /// ones included).
+    pub fn recovered(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| !r.diverged && spikes(&r.rows) > 0)
+            .count()
+    }
     /// `metric` of every run for which it is defined (see [`Metric::of_run`]).
     fn values(&self, metric: Metric) -> Vec<f64> {
         self.by_seed(metric).into_iter().map(|(_, v)| v).collect()
@@ -290,14 +302,10 @@ impl Group<'_> {
             .filter_map(|r| Some((r.spec.seed, metric.of_run(r, self.end_k)?)))
             .collect()
     }
-    /// `f` per epoch, its mean over the runs that neither diverged nor
-    /// collapsed (as the accuracy statistics), with its 95% CI.
+    /// `f` per epoch, its mean over the runs that did not diverge
+    /// (collapsed ones included: they trained every epoch), with its 95% CI.
     pub fn curve(&self, f: impl Fn(&EpochRow) -> f64) -> Vec<(usize, Estimate)> {
-        let runs: Vec<_> = self
-            .runs
-            .iter()
-            .filter(|r| !r.diverged && r.rows.last().is_some_and(|e| e.test_acc > COLLAPSED_ACC))
-            .collect();
+        let runs: Vec<_> = self.runs.iter().filter(|r| !r.diverged).collect();
         let epochs = runs.iter().map(|r| r.rows.len()).min().unwrap_or(0);
         (0..epochs)
             .map(|e| {
@@ -402,8 +410,19 @@ pub fn summary(g: &Group) -> SummaryRow {
     let failed_ci = rate_ci(g.failed());
     let spiked = g.spiked();
     let spiked_ci = rate_ci(spiked);
-    let col = |get: fn(&RunMetrics) -> f64| {
-        Estimate::of(&f.iter().map(|(_, m)| get(m)).collect::<Vec<_>>())
+    // Each column over the runs its metric is defined for, as the
+    // contrasts read it: the selected epoch's values over the runs with a
+    // selected epoch (later blow-ups included), the final train loss over
+    // the runs that trained every epoch (collapsed ones included).
+    let over = |metric: Metric, get: fn(&RunMetrics) -> f64| {
+        let xs: Vec<f64> = g
+            .runs
+            .iter()
+            .filter(|r| metric.of_run(r, g.end_k).is_some())
+            .filter_map(|r| RunMetrics::of(&r.rows, g.end_k))
+            .map(|m| get(&m))
+            .collect();
+        Estimate::of(&xs)
     };
     let of = |m: Metric| Estimate::of(&g.values(m));
     let (sel, end, l3, fin) = (
@@ -412,7 +431,10 @@ pub fn summary(g: &Group) -> SummaryRow {
         of(Metric::Last3),
         of(Metric::Final),
     );
-    let (tl, gap) = (col(|m| m.train_loss), col(|m| m.gap));
+    let (tl, gap) = (
+        over(Metric::End, |m| m.train_loss),
+        over(Metric::Selected, |m| m.gap),
+    );
     SummaryRow {
         config: ConfigCols::new(&g.label, g.key()),
         n: f.len(),
@@ -429,15 +451,8 @@ pub fn summary(g: &Group) -> SummaryRow {
         selected_sd: sel.sd,
         selected_ci_low: sel.ci_low,
         selected_ci_high: sel.ci_high,
-        selected_epoch_mean: stats::mean(
-            &g.runs
-                .iter()
-                .filter(|r| Metric::Selected.of_run(r, g.end_k).is_some())
-                .filter_map(|r| RunMetrics::of(&r.rows, g.end_k))
-                .map(|m| m.selected_epoch as f64)
-                .collect::<Vec<_>>(),
-        ),
-        val_acc_mean: col(|m| m.val_acc).mean,
+        selected_epoch_mean: over(Metric::Selected, |m| m.selected_epoch as f64).mean,
+        val_acc_mean: over(Metric::Selected, |m| m.val_acc).mean,
         n_end: end.n,
         end_epochs: g.end_k,
         end_mean: end.mean,

@@ -233,6 +233,14 @@ pub struct ContrastRow {
     pub n: usize,
     /// Runs of these configurations that diverged or collapsed.
     pub failed: usize,
+    /// Runs of these configurations whose loss blew up and that went on to
+    /// train every epoch.
+    pub recovered: usize,
+    /// Of `failed`: diverged and collapsed, for text.
+    #[serde(skip)]
+    pub diverged: usize,
+    #[serde(skip)]
+    pub collapsed: usize,
     /// Seeds left out because a configuration's run has no value there
     /// (diverged before the measure exists).
     pub missing: usize,
@@ -395,6 +403,9 @@ fn base_row(c: &Contrast, gs: &[(&Group, f64)], end_k: usize) -> ContrastRow {
         sesoi: (c.role == Role::Primary).then_some(c.sesoi),
         n: 0,
         failed: gs.iter().map(|(g, _)| g.failed()).sum(),
+        recovered: gs.iter().map(|(g, _)| g.recovered()).sum(),
+        diverged: gs.iter().map(|(g, _)| g.diverged()).sum(),
+        collapsed: gs.iter().map(|(g, _)| g.collapsed()).sum(),
         missing: 0,
         estimate: f64::NAN,
         ci_low: None,
@@ -434,16 +445,21 @@ fn paired_row(c: &Contrast, gs: &[(&Group, f64)], ctx: &Context) -> ContrastRow 
     seeds.dedup();
     let mut sums = Vec::new();
     for seed in seeds {
-        let at: Option<f64> = gs
+        let runs: Option<Vec<(&StoredRun, f64)>> = gs
             .iter()
             .map(|(g, w)| {
                 g.runs
                     .iter()
                     .find(|r| r.spec.seed == seed)
-                    .and_then(|r| value(r))
-                    .map(|v| w * v)
+                    .map(|r| (*r, *w))
             })
-            .sum();
+            .collect();
+        // A seed some configuration never trained (its seed plan was
+        // another's) pairs nothing and is not missing.
+        let Some(runs) = runs else {
+            continue;
+        };
+        let at: Option<f64> = runs.iter().map(|(r, w)| value(r).map(|v| w * v)).sum();
         match at {
             Some(x) => sums.push(x),
             None => row.missing += 1,

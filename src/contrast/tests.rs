@@ -393,3 +393,52 @@ fn holm_across_exercises_counts_what_would_change() {
     assert_eq!(lost, vec!["two/d".to_string(), "three/d".to_string()]);
     assert_eq!(holm_across(&[("one", &row)]), (1, vec![]));
 }
+
+/// A run that diverged in its first epoch has no selected epoch, even
+/// where its NaN weights scored a finite validation accuracy (chance); a
+/// seed that one configuration never trained is not missing; a blow-up
+/// that recovered is counted beside the failed runs.
+#[test]
+fn failures_are_counted_where_they_happened() {
+    let mut all = runs("a", 6, |_| 0.80);
+    all.extend(runs("b", 3, |_| 0.81));
+    let mut first = run("b", 3, 0.10, 4, false);
+    first.diverged = true;
+    first.rows.truncate(1);
+    first.rows[0].train_loss = f64::NAN;
+    first.rows[0].val_acc = Some(0.10);
+    all.push(first);
+    let mut wild = run("b", 4, 0.81, 4, false);
+    wild.rows[2].train_loss = 5.0;
+    all.push(wild);
+    let refs: Vec<&StoredRun> = all.iter().collect();
+    let gs = groups(&refs, 2);
+    let c = [Contrast::difference(
+        "peak",
+        "",
+        key("b"),
+        key("a"),
+        peak(),
+        0.005,
+    )];
+    let row = evaluate(&c, &gs, &ctx()).unwrap().remove(0);
+    // Seeds 0-2 and 4 pair; seed 3 has no selected epoch (missing); seed 5
+    // of `a` has no `b` run at all (not missing).
+    assert_eq!((row.n, row.missing), (4, 1));
+    assert_eq!(
+        (row.failed, row.diverged, row.collapsed, row.recovered),
+        (1, 1, 0, 1)
+    );
+    assert_eq!(
+        crate::contrast::text::failed_text(&row),
+        "1 (1 diverged); 1 blew up and recovered"
+    );
+    let s = crate::analysis::summary(gs.iter().find(|g| g.is(&key("b"))).unwrap());
+    assert_eq!(s.n_selected, 4);
+    assert!(
+        (s.selected_mean - 0.81).abs() < 1e-12,
+        "{}",
+        s.selected_mean
+    );
+    assert!((s.val_acc_mean - 0.81).abs() < 1e-12);
+}

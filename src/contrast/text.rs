@@ -157,7 +157,7 @@ fn p_text(p: Option<f64>) -> String {
 /// The markdown table of an exercise's primary contrasts.
 pub fn primary_table(rows: &[&ContrastRow]) -> String {
     let mut s = String::from(
-        "| question | contrast | metric | estimate (95% CI, not adjusted) | test | Holm p | verdict (Holm-adjusted) | n | failed runs |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| question | contrast | metric | estimate (95% CI, not adjusted) | test | Holm p | verdict (Holm-adjusted) | n | failed runs; recovered blow-ups |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s += &format!(
@@ -175,8 +175,26 @@ pub fn primary_table(rows: &[&ContrastRow]) -> String {
             p_text(r.p_holm),
             verdict_text(r),
             r.n,
-            r.failed
+            failed_text(r)
         );
+    }
+    s
+}
+
+/// The failed runs of a row by kind, and the blow-ups that recovered:
+/// "0", "2 (1 diverged, 1 collapsed)", "0; 2 blew up and recovered".
+pub fn failed_text(row: &ContrastRow) -> String {
+    let mut s = row.failed.to_string();
+    let kinds: Vec<String> = [(row.diverged, "diverged"), (row.collapsed, "collapsed")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    if !kinds.is_empty() {
+        s += &format!(" ({})", kinds.join(", "));
+    }
+    if row.recovered > 0 {
+        s += &format!("; {} blew up and recovered", row.recovered);
     }
     s
 }

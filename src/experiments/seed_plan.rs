@@ -75,6 +75,9 @@ mod tests {
             keys: labels.iter().map(|l| key(l)).collect(),
             is_rate: false,
             pilot_seeds: 5,
+            recovered: 0,
+            diverged: 0,
+            collapsed: 0,
             max_seeds: None,
             p_equiv_raw: None,
         }
