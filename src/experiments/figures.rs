@@ -315,16 +315,17 @@ pub fn epoch_series(r: &Finished, f: fn(&EpochRow) -> f64, scale: f64) -> Vec<Se
         .collect()
 }
 
-/// "label (mean of 3 runs; 2 diverged, x)".
+/// "label (mean of 4 runs; 1 diverged, x; 1 of them collapsed)": the mean
+/// is over the runs that did not diverge (see [`Group::curve`]).
 fn legend(g: &Group) -> String {
     let (diverged, collapsed) = (g.diverged(), g.collapsed());
-    let finished = g.runs.len() - diverged - collapsed;
-    let mut s = format!("{} (mean of {finished}", g.label);
+    let averaged = g.runs.len() - diverged;
+    let mut s = format!("{} (mean of {averaged}", g.label);
     if diverged > 0 {
         s += &format!("; {diverged} diverged, x");
     }
     if collapsed > 0 {
-        s += &format!("; {collapsed} collapsed, thin only");
+        s += &format!("; {collapsed} of them collapsed");
     }
     if diverged + collapsed == 0 {
         s += " runs";
