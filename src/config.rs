@@ -3,14 +3,15 @@
 //! [`TrainConfig`] is the only place its fields are listed. Its defaults are
 //! the book's, read from `experiments/defaults.toml`; the CSV configuration
 //! columns (`columns`), `check`'s matching and the sweep cache key
-//! ([`canonical_json`]) are all derived from its serialised form, so a new
+//! (`crate::sweep::key`) are all derived from its serialised form, so a new
 //! field or a new regulariser kind with parameters of its own needs no
-//! hand-kept copy anywhere.
+//! hand-kept copy anywhere. The command line's flags for it live with the
+//! CLI (`crate::cli::flags`); layering settings files, with the generic
+//! TOML layering of `crate::layers`.
 
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context, Result};
-use serde::de::DeserializeOwned;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -109,100 +110,6 @@ impl Default for TrainConfig {
         .clone()
     }
 }
-
-/// How a run flag's value is read and where it goes in a configuration.
-#[derive(Clone, Copy)]
-pub enum FlagSetter {
-    /// A regulariser kind.
-    Reg(fn(&mut TrainConfig, RegKind)),
-    /// A number of the given range.
-    Number(NumberRange, fn(&mut TrainConfig, f64)),
-    /// A whole number of at least 1.
-    Count(fn(&mut TrainConfig, usize)),
-    /// A gradient path.
-    Backward(fn(&mut TrainConfig, Backward)),
-}
-
-/// The range a numeric flag accepts (checked when the flag is parsed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NumberRange {
-    /// [0, 1].
-    Probability,
-    /// Finite, > 0.
-    Positive,
-    /// Finite, >= 0.
-    NonNegative,
-}
-
-/// A configuration key that `drop-exp run` offers as a flag of its own:
-/// the one place such a flag is written. The flag, its help (with the
-/// default read from experiments/defaults.toml) and how it changes the
-/// configuration all come from here.
-pub struct RunFlag {
-    pub long: &'static str,
-    pub help: &'static str,
-    pub setter: FlagSetter,
-    /// The value in a configuration, as the help's default shows it.
-    pub show: fn(&TrainConfig) -> String,
-}
-
-/// The flags of `drop-exp run`, applied in this order after `--config` and
-/// `--set`.
-pub const RUN_FLAGS: &[RunFlag] = &[
-    RunFlag {
-        long: "reg",
-        help: "Regulariser of both hidden layers (keeping their strengths)",
-        setter: FlagSetter::Reg(|c, kind| c.layers = c.layers.map(|l| kind.with(l.p()))),
-        show: |c| c.layers[0].kind().to_string(),
-    },
-    RunFlag {
-        long: "p1",
-        help: "Strength (for dropout: drop probability) after the first hidden layer, in [0, 1]",
-        setter: FlagSetter::Number(NumberRange::Probability, |c, p| {
-            c.layers[0] = c.layers[0].kind().with(p)
-        }),
-        show: |c| c.layers[0].p().to_string(),
-    },
-    RunFlag {
-        long: "p2",
-        help: "Strength (for dropout: drop probability) after the second hidden layer, in [0, 1]",
-        setter: FlagSetter::Number(NumberRange::Probability, |c, p| {
-            c.layers[1] = c.layers[1].kind().with(p)
-        }),
-        show: |c| c.layers[1].p().to_string(),
-    },
-    RunFlag {
-        long: "epochs",
-        help: "Number of passes over the training set",
-        setter: FlagSetter::Count(|c, n| c.epochs = n),
-        show: |c| c.epochs.to_string(),
-    },
-    RunFlag {
-        long: "lr",
-        help: "SGD learning rate (> 0)",
-        setter: FlagSetter::Number(NumberRange::Positive, |c, v| c.lr = v),
-        show: |c| c.lr.to_string(),
-    },
-    RunFlag {
-        long: "batch-size",
-        help: "Mini-batch size; the last, partial batch of an epoch is kept",
-        setter: FlagSetter::Count(|c, n| c.batch_size = n),
-        show: |c| c.batch_size.to_string(),
-    },
-    RunFlag {
-        long: "weight-decay",
-        help: "L2 penalty lambda on the weights (not biases): loss + lambda/2 * ||w||^2",
-        setter: FlagSetter::Number(NumberRange::NonNegative, |c, v| c.weight_decay = v),
-        show: |c| c.weight_decay.to_string(),
-    },
-    RunFlag {
-        long: "backward",
-        help: "Gradient path: auto (the hand-written backward where it covers the regularisers, \
-               else candle's autograd), hand, or autograd",
-        setter: FlagSetter::Backward(|c, b| c.backward = b),
-        show: |c| c.backward.to_string(),
-    },
-];
 
 /// The defaults file as a TOML table.
 pub fn defaults_table() -> toml::Table {
@@ -341,188 +248,10 @@ fn columns(v: &Value) -> Map<String, Value> {
     out
 }
 
-/// The canonical JSON of `value` as a `T`, for cache keys: object keys
-/// sorted, and every field that `T` fills in by itself when it is absent
-/// (`#[serde(default)]`) left out while it holds that default. So a field
-/// added to `T` later, at its default, leaves every existing key unchanged.
-pub fn canonical_json<T: Serialize + DeserializeOwned>(value: &T) -> Result<String> {
-    let full = serde_json::to_value(value)?;
-    let mut out = full.clone();
-    for path in field_paths(&full) {
-        let mut without = full.clone();
-        remove_at(&mut without, &path);
-        let refilled = serde_json::from_value::<T>(without)
-            .ok()
-            .map(|t| serde_json::to_value(t))
-            .transpose()?;
-        if refilled.as_ref() == Some(&full) {
-            remove_at(&mut out, &path);
-        }
-    }
-    Ok(sorted(&out).to_string())
-}
-
-/// A step into a JSON value: an object key or an array index.
-#[derive(Debug, Clone)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// The paths of every object field in `v`, depth first.
-fn field_paths(v: &Value) -> Vec<Vec<Step>> {
-    fn walk(v: &Value, at: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    at.push(Step::Key(k.clone()));
-                    out.push(at.clone());
-                    walk(x, at, out);
-                    at.pop();
-                }
-            }
-            Value::Array(xs) => {
-                for (i, x) in xs.iter().enumerate() {
-                    at.push(Step::Index(i));
-                    walk(x, at, out);
-                    at.pop();
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(v, &mut Vec::new(), &mut out);
-    out
-}
-
-fn remove_at(v: &mut Value, path: &[Step]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut cur = v;
-    for step in parents {
-        cur = match (step, cur) {
-            (Step::Key(k), Value::Object(m)) => match m.get_mut(k) {
-                Some(x) => x,
-                None => return,
-            },
-            (Step::Index(i), Value::Array(xs)) => match xs.get_mut(*i) {
-                Some(x) => x,
-                None => return,
-            },
-            _ => return,
-        };
-    }
-    if let (Step::Key(k), Value::Object(m)) = (last, cur) {
-        m.shift_remove(k);
-    }
-}
-
-fn sorted(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted(&m[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(xs) => Value::Array(xs.iter().map(sorted).collect()),
-        x => x.clone(),
-    }
-}
-
-/// Overlays `over` onto `base` key by key (nested tables merge; other values,
-/// lists included, are replaced).
-pub fn overlay(base: &mut toml::Table, over: toml::Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
-/// One layer of settings and where it came from (for messages): the
-/// exercise's file, a preset, the user's `--config`, a `--set`, the flags.
-pub struct Layer {
-    source: String,
-    pub table: toml::Table,
-}
-
-impl Layer {
-    pub fn new(source: impl Into<String>, table: toml::Table) -> Self {
-        Self {
-            source: source.into(),
-            table,
-        }
-    }
-
-    /// The user's `--config` file.
-    pub fn file(path: &std::path::Path) -> Result<Self> {
-        Ok(Self::new(path.display().to_string(), read_toml(path)?))
-    }
-
-    /// A preset or override written as TOML text in the source.
-    pub fn text(source: impl Into<String>, text: &str) -> Self {
-        let source = source.into();
-        let table =
-            toml::from_str(text).unwrap_or_else(|e| panic!("{source} is not valid TOML: {e}"));
-        Self::new(source, table)
-    }
-}
-
-/// The one way settings are layered, for every command: `layers` applied in
-/// order on top of `table`. A key that `known` rejects is an error naming
-/// the layer and listing `known_keys`; after each non-empty layer, `build`
-/// makes the result from the settings so far, and its error names the layer
-/// that brought the bad value. Returns the last result (`build` of `table`
-/// alone when no layer has anything).
-pub fn resolve<T>(
-    mut table: toml::Table,
-    layers: Vec<Layer>,
-    known: &dyn Fn(&str) -> bool,
-    known_keys: &[&str],
-    mut build: impl FnMut(toml::Table) -> Result<T>,
-) -> Result<T> {
-    let mut built = None;
-    for layer in layers {
-        if layer.table.is_empty() {
-            continue;
-        }
-        if let Some(k) = layer.table.keys().find(|k| !known(k)) {
-            anyhow::bail!(
-                "{}: unknown key `{k}`; known keys: {}",
-                layer.source,
-                known_keys.join(", ")
-            );
-        }
-        overlay(&mut table, layer.table);
-        built = Some(
-            build(table.clone()).with_context(|| format!("{}: invalid settings", layer.source))?,
-        );
-    }
-    match built {
-        Some(b) => Ok(b),
-        None => build(table),
-    }
-}
-
-/// Reads a TOML file as a table; the error names the file.
-fn read_toml(path: &std::path::Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}; check the path", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::key::canonical_json;
 
     #[test]
     fn defaults_are_the_books() {
@@ -564,66 +293,5 @@ mod tests {
             canonical_json(&TrainConfig::default()).unwrap(),
             r#"{"batch_size":256,"epochs":10,"layers":[{"kind":"dropout","p":0.2},{"kind":"dropout","p":0.5}],"lr":0.5,"weight_decay":0.0}"#
         );
-    }
-
-    #[derive(Serialize, Deserialize)]
-    struct Before {
-        lr: f64,
-        layers: Vec<Layer>,
-    }
-    #[derive(Serialize, Deserialize)]
-    struct Layer {
-        p: f64,
-    }
-    /// `Before` with a field added at the top and one inside the layers, as a
-    /// later version of [`TrainConfig`] might.
-    #[derive(Serialize, Deserialize)]
-    struct After {
-        lr: f64,
-        layers: Vec<LayerAfter>,
-        #[serde(default)]
-        momentum: f64,
-    }
-    #[derive(Serialize, Deserialize)]
-    struct LayerAfter {
-        p: f64,
-        #[serde(default = "one")]
-        scale: f64,
-    }
-    fn one() -> f64 {
-        1.0
-    }
-
-    #[test]
-    fn new_fields_at_their_default_keep_the_key() {
-        let before = Before {
-            lr: 0.5,
-            layers: vec![Layer { p: 0.2 }, Layer { p: 0.5 }],
-        };
-        let after = |momentum, scale| After {
-            lr: 0.5,
-            layers: vec![LayerAfter { p: 0.2, scale }, LayerAfter { p: 0.5, scale }],
-            momentum,
-        };
-        let key = canonical_json(&before).unwrap();
-        assert_eq!(canonical_json(&after(0.0, 1.0)).unwrap(), key);
-        assert_ne!(canonical_json(&after(0.9, 1.0)).unwrap(), key);
-        assert_ne!(canonical_json(&after(0.0, 2.0)).unwrap(), key);
-        // Field order does not matter either.
-        assert_eq!(
-            canonical_json(&serde_json::json!({"layers": [{"p": 0.2}, {"p": 0.5}], "lr": 0.5}))
-                .unwrap(),
-            key
-        );
-    }
-
-    #[test]
-    fn overlay_merges_tables_and_replaces_values() {
-        let mut base: toml::Table = toml::from_str("a = 1\nb = [1, 2]\n[t]\nx = 1\ny = 2").unwrap();
-        overlay(&mut base, toml::from_str("b = [3]\n[t]\ny = 5").unwrap());
-        assert_eq!(base["a"].as_integer(), Some(1));
-        assert_eq!(base["b"].as_array().unwrap().len(), 1);
-        assert_eq!(base["t"]["x"].as_integer(), Some(1));
-        assert_eq!(base["t"]["y"].as_integer(), Some(5));
     }
 }

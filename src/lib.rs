@@ -15,6 +15,7 @@ pub mod contrast;
 pub mod data;
 pub mod device;
 pub mod experiments;
+pub mod layers;
 pub mod mc_dropout;
 pub mod model;
 pub mod output;

@@ -26,7 +26,7 @@ fn run(inv: Invocation) -> anyhow::Result<()> {
             compute.apply_process_wide();
             drop_exp::report::cmd_report(&opts, &compute)
         }
-        Invocation::Merge { out, folders } => driver::merge(&out, &folders),
+        Invocation::Merge { out, folders } => drop_exp::experiments::merge::merge(&out, &folders),
         Invocation::Completions(shell) => {
             let mut cmd = cli::command();
             clap_complete::generate(shell, &mut cmd, "drop-exp", &mut std::io::stdout());

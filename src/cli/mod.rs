@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+pub mod flags;
 mod values;
 
 use values::{
@@ -18,7 +19,7 @@ use values::{
 };
 
 use crate::check::CheckOptions;
-use crate::config::{self, FlagSetter, NumberRange, TrainConfig};
+use crate::config::{self, TrainConfig};
 use crate::data::{DataOptions, TEST_SIZE, TRAIN_SIZE};
 use crate::device::{ComputeRequest, DeviceKind};
 use crate::experiments::driver::SweepPlan;
@@ -29,6 +30,7 @@ use crate::regularizers::RegKind;
 use crate::report::ReportOptions;
 use crate::run::RunOptions;
 use crate::sweep::Shard;
+use flags::{FlagSetter, NumberRange, RUN_FLAGS};
 
 /// The top level; the exercises' subcommands are added by [`command`].
 #[derive(Debug, Parser)]
@@ -298,7 +300,7 @@ impl ComputeArgs {
 }
 
 /// `drop-exp run`'s flags besides the configuration keys of
-/// [`config::RUN_FLAGS`], which [`command`] adds.
+/// [`RUN_FLAGS`], which [`command`] adds.
 #[derive(Debug, Clone, Args)]
 struct RunArgs {
     /// TOML file with configuration keys (those of experiments/defaults.toml but `seeds`).
@@ -370,10 +372,10 @@ pub fn command() -> clap::Command {
         // The configuration's flags first, then the others in their order.
         let others: Vec<clap::Id> = run.get_arguments().map(|a| a.get_id().clone()).collect();
         for (k, id) in others.into_iter().enumerate() {
-            run = run.mut_arg(id, |a| a.display_order(config::RUN_FLAGS.len() + k));
+            run = run.mut_arg(id, |a| a.display_order(RUN_FLAGS.len() + k));
         }
         let book = TrainConfig::default();
-        let flags = config::RUN_FLAGS.iter().enumerate().map(|(i, f)| {
+        let flags = RUN_FLAGS.iter().enumerate().map(|(i, f)| {
             let arg = clap::Arg::new(f.long)
                 .long(f.long)
                 .value_name(f.long.to_uppercase().replace('-', "_"))
@@ -538,7 +540,7 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
 }
 
 /// The configuration of `drop-exp run`: the defaults, then `--config`, then
-/// each `--set`, then the flags of [`config::RUN_FLAGS`] (read from `m`).
+/// each `--set`, then the flags of [`RUN_FLAGS`] (read from `m`).
 fn run_options(a: RunArgs, m: &ArgMatches) -> Result<RunOptions> {
     let mut table = config::defaults_table();
     table.retain(|k, _| TrainConfig::is_field(k));
@@ -550,10 +552,10 @@ fn run_options(a: RunArgs, m: &ArgMatches) -> Result<RunOptions> {
     let keys: Vec<String> = table.keys().cloned().collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut cfg: TrainConfig =
-        config::resolve(table, layers, &TrainConfig::is_field, &keys, |t| {
+        crate::layers::resolve(table, layers, &TrainConfig::is_field, &keys, |t| {
             Ok(t.try_into()?)
         })?;
-    for f in config::RUN_FLAGS {
+    for f in RUN_FLAGS {
         match f.setter {
             FlagSetter::Reg(set) => m.get_one::<RegKind>(f.long).map(|&k| set(&mut cfg, k)),
             FlagSetter::Number(_, set) => m.get_one::<f64>(f.long).map(|&v| set(&mut cfg, v)),

@@ -146,7 +146,7 @@ fn help_shows_defaults_from_the_defaults_file() {
         .to_string();
     // One line per flag of the table, each with the defaults file's value.
     let book = TrainConfig::default();
-    for f in config::RUN_FLAGS {
+    for f in crate::cli::flags::RUN_FLAGS {
         let line = help
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("--{} ", f.long)))

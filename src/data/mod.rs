@@ -17,9 +17,11 @@ use sha2::{Digest, Sha256};
 
 mod download;
 mod idx;
+mod synthetic;
 use download::download;
 use idx::maybe_gunzip;
 pub use idx::{encode_images, encode_labels, parse_images, parse_labels};
+use synthetic::synthetic;
 
 const IMAGE_SIDE: usize = 28;
 const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
@@ -480,50 +482,6 @@ fn subset(requested: Option<usize>, available: usize, flag: &str) -> Result<usiz
         }
         Some(n) => Ok(n),
     }
-}
-
-/// A tiny deterministic stand-in for Fashion-MNIST (1200 train, 300 test
-/// 28x28 images): each class lights a different horizontal band, plus noise.
-/// It exists so that tests and smoke runs take seconds; results on it mean
-/// nothing about Fashion-MNIST.
-fn synthetic(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
-    let mut rng = crate::rng::Rng::new(0xda7a, crate::rng::Stream::Init);
-    let mut make = |n: usize| {
-        let mut images = vec![0u8; n * IMAGE_PIXELS];
-        let mut labels = vec![0u8; n];
-        for i in 0..n {
-            let class = (rng.next_u64() % CLASSES as u64) as usize;
-            labels[i] = class as u8;
-            for (j, px) in images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
-                .iter_mut()
-                .enumerate()
-            {
-                let row = j / IMAGE_SIDE;
-                let signal = if row / 3 == class { 220.0 } else { 0.0 };
-                let noise = rng.uniform() * 100.0;
-                *px = (signal + noise).min(255.0) as u8;
-            }
-        }
-        (images, labels)
-    };
-    let (train_images, train_labels) = make(1200);
-    let (test_images, test_labels) = make(300);
-    RawData {
-        train_images,
-        train_labels,
-        test_images,
-        test_labels,
-    }
-    .to_dataset(
-        "synthetic".into(),
-        vec![("synthetic-v1".into(), "0".into())],
-        // Not Fashion-MNIST, and recorded as such.
-        &DataOptions {
-            unpinned: true,
-            ..opts.clone()
-        },
-        dev,
-    )
 }
 
 #[cfg(test)]

@@ -45,22 +45,22 @@ pub struct SweepPlan {
 
 /// The resolved sweep, written before any run starts.
 #[derive(Debug, Serialize, Deserialize)]
-struct SweepRecord {
-    experiment: String,
-    common: Common,
-    settings: serde_json::Value,
-    runs: Vec<RunSpec>,
-    data: DataIdentity,
-    drop_exp_version: String,
-    git_commit: String,
-    device: String,
-    threads_per_job: usize,
-    jobs: usize,
+pub(super) struct SweepRecord {
+    pub(super) experiment: String,
+    pub(super) common: Common,
+    pub(super) settings: serde_json::Value,
+    pub(super) runs: Vec<RunSpec>,
+    pub(super) data: DataIdentity,
+    pub(super) drop_exp_version: String,
+    pub(super) git_commit: String,
+    pub(super) device: String,
+    pub(super) threads_per_job: usize,
+    pub(super) jobs: usize,
     /// The most runs of one seed trained together as one stack (see [`crate::train`]).
     #[serde(default = "one")]
-    batch_runs: usize,
+    pub(super) batch_runs: usize,
     #[serde(default)]
-    shard: Option<String>,
+    pub(super) shard: Option<String>,
 }
 
 fn one() -> usize {
@@ -385,7 +385,7 @@ fn report_end(
 /// plots. Returns the answer when the sweep is complete and finished.
 /// `specs` may hold a confirmation's runs on fresh seeds after the main
 /// sweep's; their comparisons are a family of their own.
-fn write_outputs(
+pub(super) fn write_outputs(
     exp: &dyn Experiment,
     specs: &[RunSpec],
     out: &Path,
@@ -446,84 +446,4 @@ fn write_outputs(
         run_epochs: runs.iter().map(|r| r.rows.len()).sum(),
         run_seconds: runs.iter().flat_map(|r| &r.rows).map(|e| e.seconds).sum(),
     }))
-}
-
-/// Rebuilds an experiment from its `sweep.json` (for `merge`).
-fn restore(record: &SweepRecord) -> Result<Box<dyn Experiment>> {
-    let spec = registry::find(&record.experiment).with_context(|| {
-        format!(
-            "unknown experiment `{}` in sweep.json; was it written by another version of drop-exp?",
-            record.experiment
-        )
-    })?;
-    let settings = match toml::Value::try_from(&record.settings) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => bail!("sweep.json: the experiment's settings are not a table"),
-    };
-    (spec.build)(record.common.clone(), settings).context("sweep.json: invalid settings")
-}
-
-/// `drop-exp merge`: combines shard folders into `dest` and writes the
-/// outputs a single-machine sweep would.
-pub fn merge(dest: &Path, sources: &[PathBuf]) -> Result<()> {
-    let read = |dir: &Path| -> Result<SweepRecord> {
-        let path = dir.join("sweep.json");
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "{} not found; give the output folders of `--shard` runs",
-                path.display()
-            )
-        })?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a valid sweep record", path.display()))
-    };
-    let first = read(&sources[0])?;
-    for src in &sources[1..] {
-        let other = read(src)?;
-        if other.experiment != first.experiment
-            || other.runs != first.runs
-            || other.data.digest() != first.data.digest()
-        {
-            bail!(
-                "{} belongs to a different sweep than {} (experiment, runs or data differ); merge only shards of one command",
-                src.display(),
-                sources[0].display()
-            );
-        }
-    }
-    let copied = sweep::merge_runs(dest, sources)?;
-    let exp = restore(&first)?;
-    let record = SweepRecord {
-        shard: None,
-        ..first
-    };
-    write_json(&dest.join("sweep.json"), &record)?;
-    let digest = record.data.digest();
-    let complete = write_outputs(exp.as_ref(), &record.runs, dest, &digest, true)?.is_some();
-    if !complete {
-        let have = sweep::collect(&record.runs, dest, &digest)?
-            .iter()
-            .filter(|r| r.is_some())
-            .count();
-        if have == record.runs.len() {
-            bail!(
-                "merged {copied} runs into {}: the sweep is complete, but `{}` confirms its choice on fresh seeds, which no shard trained; run `drop-exp {} --out {}` with the shards' settings to train the confirmation and write the outputs",
-                dest.display(),
-                record.experiment,
-                record.experiment,
-                dest.display()
-            );
-        }
-        bail!(
-            "merged {copied} runs into {}, but only {have} of the sweep's {} runs are there; run the missing shards and merge again",
-            dest.display(),
-            record.runs.len()
-        );
-    }
-    eprintln!(
-        "merged {} folders ({copied} runs copied) into {}",
-        sources.len(),
-        dest.display()
-    );
-    Ok(())
 }

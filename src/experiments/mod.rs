@@ -13,6 +13,7 @@ mod dropconnect;
 mod figures;
 mod longer;
 mod markdown;
+pub mod merge;
 mod other_noise;
 pub mod registry;
 mod seed_plan;

@@ -162,7 +162,7 @@ pub fn parse<T: DeserializeOwned + CheckSettings>(table: toml::Table) -> Result<
     Ok(own)
 }
 
-pub use crate::config::Layer;
+pub use crate::layers::Layer;
 
 /// Builds the exercise `spec` from its defaults with `layers` on top
 /// (presets, the user's file, flags, in that order).
@@ -199,7 +199,7 @@ pub fn resolve(spec: &ExerciseSpec, layers: Vec<Layer>) -> Result<Box<dyn Experi
             l
         }))
         .collect();
-    config::resolve(table, layers, &known, &known_keys, |t| build(spec, t))
+    crate::layers::resolve(table, layers, &known, &known_keys, |t| build(spec, t))
         .with_context(|| format!("settings of `{}`", spec.name))
 }
 

@@ -337,7 +337,7 @@ impl<'de> Visitor<'de> for RegVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::canonical_json;
+    use crate::sweep::key::canonical_json;
 
     /// Every stored run's key holds its regulariser in these forms: the
     /// kind, then its parameters in the kind's order, defaults left out of

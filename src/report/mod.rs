@@ -202,7 +202,7 @@ fn header(
 /// REPORT.md: its preset and the user's overrides, written as flags.
 fn command_line(name: &str, preset: &str, user: &toml::Table) -> String {
     let mut table: toml::Table = toml::from_str(preset).expect("a preset is valid TOML");
-    crate::config::overlay(&mut table, user.clone());
+    crate::layers::overlay(&mut table, user.clone());
     let mut words = vec![name.to_string()];
     for (k, v) in table {
         let flag = format!("--{}", k.replace('_', "-"));

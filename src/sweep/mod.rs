@@ -23,6 +23,7 @@ use crate::progress::SweepBars;
 use crate::record::{EpochRow, RunSpec, StoredRun};
 use crate::train::TrainHook;
 
+pub mod key;
 mod merge;
 mod plan;
 
@@ -31,14 +32,12 @@ use plan::stacks;
 
 impl RunSpec {
     /// The cache key: configuration (in its canonical form, see
-    /// [`crate::config::canonical_json`]), seed, data and trainer revision,
+    /// [`key::canonical_json`]), seed, data and trainer revision,
     /// nothing else (not the label, the thread count or the job count, which
     /// do not change results).
     fn key(&self, data_digest: &str) -> String {
         let mut h = Sha256::new();
-        h.update(
-            crate::config::canonical_json(&self.config.identity()).expect("config serialises"),
-        );
+        h.update(key::canonical_json(&self.config.identity()).expect("config serialises"));
         h.update(self.seed.to_le_bytes());
         h.update(data_digest.as_bytes());
         h.update(crate::train::TRAINER_REVISION.to_le_bytes());
