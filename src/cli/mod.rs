@@ -186,17 +186,8 @@ struct SweepArgs {
     /// Output folder [default: results/<experiment>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Runs trained at once, the threads split between them [default: the number of threads,
-    /// one each, which measured here trains twice as many runs per minute as one 2-thread
-    /// run]. Results do not depend on it.
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: Option<u16>,
-    /// The most runs of one seed each job trains together as one stack,
-    /// sharing each batch, with every product batched over the stack (CPU or
-    /// CUDA) [default: 1, each run alone]. Results do not depend on it.
-    #[arg(long, value_name = "R", allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    batch_runs: Option<u16>,
+    #[command(flatten)]
+    jobs: JobArgs,
     /// Run only the K-th of N slices of the run list (for job arrays); combine with `merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
@@ -215,13 +206,8 @@ struct ReportArgs {
     /// Folder for the experiments' outputs and REPORT.md [default: results, or results/quick].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Runs trained at once [default: one per thread].
-    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
-    jobs: Option<u16>,
-    /// The most runs of one seed each job trains together as one stack (CPU or CUDA) [default: 1].
-    #[arg(long, value_name = "R", allow_negative_numbers = true,
-          value_parser = clap::value_parser!(u16).range(1..))]
-    batch_runs: Option<u16>,
+    #[command(flatten)]
+    jobs: JobArgs,
     /// Training images held out for validation in every exercise; 0 turns the
     /// split off [default: from experiments/defaults.toml, 10000].
     #[arg(long, value_name = "N", allow_negative_numbers = true,
@@ -242,6 +228,22 @@ struct MergeArgs {
     /// Output folders of the shards.
     #[arg(required = true, value_name = "FOLDER")]
     folders: Vec<PathBuf>,
+}
+
+/// How a sweep spreads its runs: shared by the exercises and `report`.
+#[derive(Debug, Clone, Args)]
+struct JobArgs {
+    /// Runs trained at once, the threads split between them [default: the number of threads,
+    /// one each, which measured here trains twice as many runs per minute as one 2-thread
+    /// run]. Results do not depend on it.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// The most runs of one seed each job trains together as one stack,
+    /// sharing each batch, with every product batched over the stack (CPU or
+    /// CUDA) [default: 1, each run alone]. Results do not depend on it.
+    #[arg(long, value_name = "R", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    batch_runs: Option<u16>,
 }
 
 /// Where and how to compute: shared by every training command.
@@ -280,12 +282,12 @@ struct ComputeArgs {
 }
 
 impl ComputeArgs {
-    fn request(&self, jobs: Option<u16>, batch_runs: Option<u16>) -> ComputeRequest {
+    fn request(&self, jobs: Option<&JobArgs>) -> ComputeRequest {
         ComputeRequest {
             device: self.device,
             threads: self.threads.map(usize::from),
-            jobs: jobs.map(usize::from),
-            batch_runs: batch_runs.map(usize::from),
+            jobs: jobs.and_then(|j| j.jobs).map(usize::from),
+            batch_runs: jobs.and_then(|j| j.batch_runs).map(usize::from),
         }
     }
     /// Where the data is; subsets are left to the caller.
@@ -453,11 +455,11 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
     let cli = Cli::from_arg_matches(matches).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(match cli.tool {
         Tool::Run(a) => Invocation::Run {
-            compute: a.compute.request(None, None),
+            compute: a.compute.request(None),
             opts: run_options(a, sub)?,
         },
         Tool::Report(a) => Invocation::Report {
-            compute: a.compute.request(a.jobs, a.batch_runs),
+            compute: a.compute.request(Some(&a.jobs)),
             opts: ReportOptions {
                 quick: a.quick,
                 out: a.out,
@@ -534,7 +536,7 @@ fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation
             shard: args.shard,
             force: args.force,
         },
-        compute: args.compute.request(args.jobs, args.batch_runs),
+        compute: args.compute.request(Some(&args.jobs)),
         data: args.compute.data_source(),
     })
 }
