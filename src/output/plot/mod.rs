@@ -78,22 +78,28 @@ fn register() {
 pub fn save(path: &Path, fig: &impl Figure) -> Result<()> {
     register();
     crate::output::write_atomic_with(path, |tmp| {
-        let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-        fig.draw(&root)
-            .map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
-        root.present()
-            .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+        render(BitMapBackend::new(tmp, SIZE).into_drawing_area(), fig, path)
     })?;
     let svg = path.with_extension("svg");
     crate::output::write_atomic_with(&svg, |tmp| {
-        let root = SVGBackend::new(tmp, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-        fig.draw(&root)
-            .map_err(|e| anyhow!("drawing {}: {e}", svg.display()))?;
-        root.present()
-            .map_err(|e| anyhow!("writing {}: {e}", svg.display()))
+        render(SVGBackend::new(tmp, SIZE).into_drawing_area(), fig, &svg)
     })
+}
+
+/// Draws `fig` on a white `root` and writes it out; errors name `shown`.
+fn render<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    fig: &impl Figure,
+    shown: &Path,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    fig.draw(&root)
+        .map_err(|e| anyhow!("drawing {}: {e}", shown.display()))?;
+    root.present()
+        .map_err(|e| anyhow!("writing {}: {e}", shown.display()))
 }
 
 /// The lowest and highest finite value.
