@@ -494,7 +494,7 @@ mod tests {
     }
 
     /// The epoch is chosen on validation (the earliest of equal bests), and
-    /// the headline is the test accuracy there, not the best test accuracy.
+    /// the peak metric is the test accuracy there, not the best test accuracy.
     #[test]
     fn epoch_is_selected_on_validation_not_test() {
         let rows = [
@@ -515,7 +515,7 @@ mod tests {
 
     /// Without a validation split nothing is selected: the final epoch.
     #[test]
-    fn without_validation_the_final_epoch_is_the_headline() {
+    fn without_validation_the_final_epoch_is_the_peak() {
         let rows = [
             row(1, 1.0, 0.70, None),
             row(2, 0.9, 0.90, None),

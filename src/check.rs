@@ -4,7 +4,7 @@
 //! Rows are matched on the configuration columns: every column before `seed`
 //! (runs.csv) or `n` (summary.csv), as the writers lay them out (see
 //! [`crate::analysis::ConfigCols`]). For each configuration the
-//! headline accuracy (mean over seeds of each run's last-3-epoch test
+//! last-3 accuracy (mean over seeds of each run's last-3-epoch test
 //! accuracy; optionally the final-epoch accuracy too) and the final train
 //! loss are compared with a tolerance derived from the spread over seeds:
 //!

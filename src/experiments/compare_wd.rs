@@ -381,7 +381,7 @@ impl CompareWd {
                     ("no dropout".into(), figures::WEIGHT_DECAY)
                 };
                 let keys: Vec<ConfigKey> = wds.iter().map(|&wd| self.key(d, wd, lr)).collect();
-                figures::headline_line(r, name, color, &keys, Metric::End)
+                figures::accuracy_line(r, name, color, &keys, Metric::End)
             })
             .collect();
         Panel {

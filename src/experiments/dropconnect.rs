@@ -212,7 +212,7 @@ impl Experiment for DropConnectExp {
             .iter()
             .map(|&kind| {
                 let keys: Vec<ConfigKey> = rates.iter().map(|&p| self.key(kind, p)).collect();
-                figures::headline_line(
+                figures::accuracy_line(
                     r,
                     method(kind).into(),
                     figures::kind_color(kind),

@@ -5,7 +5,8 @@
 //! - [`effects`]: the forest plot of an exercise's primary comparisons,
 //!   each paired difference with its 95% interval, the equivalence margin
 //!   shaded, and its verdict;
-//! - [`headline_dots`]: the headline accuracy of each configuration;
+//! - [`peak_dots`]: the peak accuracy of each configuration (test accuracy
+//!   at the validation-selected epoch);
 //! - [`accuracy_curves`]: test accuracy and train loss per epoch, each run
 //!   thin under the mean, diverged runs marked where they ended.
 
@@ -205,12 +206,11 @@ fn forest(title: &str, rows: Vec<DotRow>, margin: f64) -> Dots {
 }
 
 /// The axis label of the peak accuracy (test accuracy at the validation-selected epoch).
-const HEADLINE_AXIS: &str =
-    "test accuracy (%) at the epoch selected on validation, 95% CI over seeds";
+const PEAK_AXIS: &str = "test accuracy (%) at the epoch selected on validation, 95% CI over seeds";
 
 /// The peak accuracy of every configuration, in percent, with its 95%
 /// interval over seeds (none from fewer than 3 runs).
-pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
+pub fn peak_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
     let colors = config_colors(r);
     let rows = r
         .summary
@@ -228,7 +228,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
         path,
         &Dots {
             title: title.to_string(),
-            x_label: HEADLINE_AXIS.into(),
+            x_label: PEAK_AXIS.into(),
             rows,
             clip: Some((0.0, 100.0)),
             ..Default::default()
@@ -238,7 +238,7 @@ pub fn headline_dots(r: &Finished, path: &Path, title: &str) -> Result<()> {
 
 /// A line over categories (x = 0, 1, ...) of the peak or end-of-training accuracy (%) of
 /// the configurations `keys`, with 95% CI bars.
-pub fn headline_line(
+pub fn accuracy_line(
     r: &Finished,
     name: String,
     color: Rgb,

@@ -255,7 +255,7 @@ impl Experiment for OtherNoise {
     }
 
     fn conclude(&self, r: &Finished) -> Result<String> {
-        figures::headline_dots(
+        figures::peak_dots(
             r,
             &r.out.join("accuracy.png"),
             &format!(

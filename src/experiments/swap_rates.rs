@@ -210,7 +210,7 @@ impl Experiment for SwapRates {
     }
 
     fn conclude(&self, r: &Finished) -> Result<String> {
-        figures::headline_dots(
+        figures::peak_dots(
             r,
             &r.out.join("accuracy.png"),
             &format!(
