@@ -8,7 +8,7 @@
 //! `ToTensor` does, and the whole set lives on the training device.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -265,14 +265,79 @@ pub fn load(opts: &DataOptions, dev: &Device) -> Result<Dataset> {
     if opts.synthetic {
         return synthetic(opts, dev);
     }
-    let dir = match locate(opts)? {
-        Some(dir) => dir,
-        None => match download(opts) {
-            Ok(dir) => dir,
-            Err(e) => return Err(not_found_error(opts, Some(format!("{e:#}")))),
-        },
-    };
-    load_dir(&dir, opts, dev)
+    load_dir(&find_or_fetch(opts)?, opts, dev)
+}
+
+/// The folder with the four files: found, or else downloaded.
+fn find_or_fetch(opts: &DataOptions) -> Result<PathBuf> {
+    match locate(opts)? {
+        Some(dir) => Ok(dir),
+        None => download(opts).map_err(|e| not_found_error(opts, Some(format!("{e:#}")))),
+    }
+}
+
+/// The identity [`load`] would give the data, from the files' bytes
+/// alone (hashed, not decoded or checked): what cache keys need.
+fn identify(opts: &DataOptions) -> Result<DataIdentity> {
+    if opts.synthetic {
+        return Ok(synthetic(opts, &Device::Cpu)?.identity);
+    }
+    let dir = find_or_fetch(opts)?;
+    let mut files = Vec::with_capacity(FILES.len());
+    for name in FILES {
+        let path = file_in(&dir, name)
+            .with_context(|| format!("{} is missing from {}", name, dir.display()))?;
+        let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        files.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            format!("{:x}", Sha256::digest(&raw)),
+        ));
+    }
+    let (train_n, test_n, val_n) = sizes(TRAIN_SIZE, TEST_SIZE, opts)?;
+    Ok(DataIdentity {
+        source: dir.display().to_string(),
+        files,
+        train_examples: train_n,
+        test_examples: test_n,
+        validation_examples: val_n,
+        unpinned: opts.unpinned,
+    })
+}
+
+/// The data a sweep may train on: its identity at once (what the cache
+/// keys need), the images loaded, checked and put on the device only when
+/// a run has to be trained. Analysing stored runs reads no image.
+pub struct DataSource {
+    opts: DataOptions,
+    dev: Device,
+    pub identity: DataIdentity,
+    loaded: OnceLock<Dataset>,
+}
+
+impl DataSource {
+    pub fn new(opts: &DataOptions, dev: &Device) -> Result<Self> {
+        Ok(Self {
+            opts: opts.clone(),
+            dev: dev.clone(),
+            identity: identify(opts)?,
+            loaded: OnceLock::new(),
+        })
+    }
+
+    /// The dataset, loaded on first use.
+    pub fn get(&self) -> Result<&Dataset> {
+        if let Some(d) = self.loaded.get() {
+            return Ok(d);
+        }
+        let d = load(&self.opts, &self.dev)?;
+        if d.identity != self.identity {
+            bail!(
+                "the data files in {} changed while this command ran; run it again",
+                d.identity.source
+            );
+        }
+        Ok(self.loaded.get_or_init(|| d))
+    }
 }
 
 /// Loads the four files from `dir`. The decoded, checked files of the
@@ -390,16 +455,7 @@ impl RawData {
     ) -> Result<Dataset> {
         let n_test = self.test_labels.len();
         let (val_idx, train_idx) = split(self.train_labels.len(), opts.validation)?;
-        let train_n =
-            subset(opts.train_subset, train_idx.len(), "--train-subset").map_err(|e| match opts
-                .validation
-            {
-                0 => e,
-                v => e.context(format!(
-                    "{v} of the training images are held out for validation"
-                )),
-            })?;
-        let test_n = subset(opts.test_subset, n_test, "--test-subset")?;
+        let (train_n, test_n, _) = sizes(self.train_labels.len(), n_test, opts)?;
         let images = |bytes: &[u8], idx: &[usize]| -> Result<Tensor> {
             let mut px = Vec::with_capacity(idx.len() * IMAGE_PIXELS);
             for &i in idx {
@@ -450,6 +506,22 @@ const SPLIT_SEED: u64 = 0x5b11_7000;
 /// Training images on which the generalisation gap is measured (see
 /// [`Dataset::train_eval`]).
 const GAP_SUBSET: usize = 5000;
+
+/// The training, test and validation examples a run uses, of `train` and
+/// `test` in the files, with the options' split and subsets.
+fn sizes(train: usize, test: usize, opts: &DataOptions) -> Result<(usize, usize, usize)> {
+    let (val_idx, train_idx) = split(train, opts.validation)?;
+    let train_n = subset(opts.train_subset, train_idx.len(), "--train-subset").map_err(|e| {
+        match opts.validation {
+            0 => e,
+            v => e.context(format!(
+                "{v} of the training images are held out for validation"
+            )),
+        }
+    })?;
+    let test_n = subset(opts.test_subset, test, "--test-subset")?;
+    Ok((train_n, test_n, val_idx.len()))
+}
 
 /// Splits training indices `0..n` into (validation, training): `validation`
 /// indices drawn without replacement by the fixed [`SPLIT_SEED`], each part

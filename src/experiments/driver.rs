@@ -92,7 +92,7 @@ pub fn run(
         validation: common.validation as usize,
         ..data.clone()
     };
-    let data = data::load(&data_opts, &compute.dev)?;
+    let data = data::DataSource::new(&data_opts, &compute.dev)?;
     let digest = data.identity.digest();
     let mut specs = exp.specs();
     let mut failures = sweep_round(exp, &specs, &specs, plan, compute, &data, &out)?;
@@ -135,7 +135,7 @@ fn sweep_round(
     train: &[RunSpec],
     plan: &SweepPlan,
     compute: &Compute,
-    data: &data::Dataset,
+    data: &data::DataSource,
     out: &Path,
 ) -> Result<Vec<sweep::Failure>> {
     let name = exp.spec().name;

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::data::Dataset;
+use crate::data::{DataSource, Dataset};
 use crate::output::{now_rfc3339, write_json};
 use crate::progress::SweepBars;
 use crate::record::{EpochRow, RunSpec, StoredRun};
@@ -248,7 +248,7 @@ pub struct SweepOutcome {
 /// twice. Failures are collected and returned, not raised.
 pub fn execute(
     specs: &[RunSpec],
-    data: &Dataset,
+    data: &DataSource,
     opts: &SweepOptions,
     worker: Option<&Worker>,
     on_done: &(dyn Fn() -> Result<()> + Sync),
@@ -285,6 +285,7 @@ pub fn execute(
             ..Default::default()
         });
     }
+    let data = data.get()?;
     let bars = SweepBars::new(owned.len(), owned.len() - todo.len());
     let sweep = Sweep {
         data,

@@ -378,3 +378,32 @@ fn real_data_one_epoch_beats_book_floor() {
         .unwrap();
     assert!(acc > 0.7, "test accuracy {acc} after one epoch");
 }
+
+/// The identity a sweep keys its runs by, read from the files' bytes
+/// alone, is the one loading them gives, with and without a validation
+/// split and subsets; the images are read only when asked for. Skipped
+/// when Fashion-MNIST is not installed.
+#[test]
+fn a_data_source_knows_its_identity_before_loading() {
+    use drop_exp::data::{self, DataOptions, DataSource};
+    let Some(dir) = fashion_mnist() else {
+        return;
+    };
+    let dev = candle_core::Device::Cpu;
+    for (validation, train_subset, test_subset) in
+        [(0, None, None), (10_000, Some(20_000), Some(5_000))]
+    {
+        let opts = DataOptions {
+            data_dir: Some(dir.to_path_buf()),
+            validation,
+            train_subset,
+            test_subset,
+            ..Default::default()
+        };
+        let source = DataSource::new(&opts, &dev).unwrap();
+        let loaded = data::load(&opts, &dev).unwrap();
+        assert_eq!(source.identity, loaded.identity);
+        assert_eq!(source.identity.digest(), loaded.identity.digest());
+        assert_eq!(source.get().unwrap().train_len(), loaded.train_len());
+    }
+}
