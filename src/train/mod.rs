@@ -214,75 +214,19 @@ fn train_one_path(
         for start in (0..n).step_by(bs) {
             let len = bs.min(n - start);
             let idx = order.narrow(0, start, len)?;
-            let gather = || -> candle_core::Result<_> {
-                let x = data.train_x.index_select(&idx, 0)?;
-                let y = data.train_y.index_select(&idx, 0)?;
-                Ok((x, y, targets_all.index_select(&idx, 0)?))
+            let batch = StepBatch {
+                data,
+                targets: &targets_all,
+                idx: &idx,
+                len,
+                n,
             };
-            let out = match path {
-                GradPath::Hand => {
-                    // Each run draws its step's noise from its own stream.
-                    let mut draws: Vec<Draw> = runs
-                        .iter_mut()
-                        .enumerate()
-                        .filter(|(i, _)| live.contains(i))
-                        .map(|(_, r)| r.next_draw())
-                        .collect();
-                    let draw = || -> candle_core::Result<StepNoise> {
-                        let drawn = draws
-                            .iter_mut()
-                            .map(|d| d.draw(len, &dev))
-                            .collect::<candle_core::Result<Vec<_>>>()?;
-                        StepNoise::new(drawn)
-                    };
-                    // The batch is gathered while the noise is drawn (on a
-                    // second thread when there is one).
-                    let (noise, batch) = both(plan.parallel, draw, gather);
-                    let ((x, y, targets), noise) = (batch?, noise?);
-                    let batch = Batch {
-                        x: &x,
-                        y: &y,
-                        targets: &targets,
-                    };
-                    loss_and_grads(&stack.params, &batch, &noise, plan)?
-                }
-                GradPath::Autograd => {
-                    let (x, y, targets) = gather()?;
-                    let batch = Batch {
-                        x: &x,
-                        y: &y,
-                        targets: &targets,
-                    };
-                    let mut autos: Vec<autograd::AutoRun> = runs
-                        .iter_mut()
-                        .enumerate()
-                        .filter(|(i, _)| live.contains(i))
-                        .map(|(_, r)| r.next_auto())
-                        .collect();
-                    autograd::loss_and_grads(&stack.params, &batch, &mut autos, n)?
-                }
-            };
+            let out = step_grads(path, &mut runs, &live, &stack, &batch, plan, &dev)?;
             let grads = |i: usize| out.layer(i);
             stack.sgd(grads, plan.parallel)?;
             loss_sum = (loss_sum + out.loss.affine(len as f64, 0.0)?)?;
             correct = (correct + out.correct)?;
-            let mut stay = Vec::with_capacity(live.len());
-            for (k, &i) in live.iter().enumerate() {
-                let run = &mut runs[i];
-                run.step += 1;
-                let model = match run.hook.reads_model() {
-                    true => {
-                        stack.write_to(k, &run.model)?;
-                        Some(&run.model)
-                    }
-                    false => None,
-                };
-                run.hook.after_step(run.step, epoch, model)?;
-                match run.hook.stop_requested() {
-                    true => run.end = Some(End::Interrupted),
-                    false => stay.push(k),
-                }
-            }
+            let stay = after_step(&mut runs, &live, &stack, epoch)?;
             if stay.len() < live.len() {
                 let idx =
                     Tensor::from_vec(stay.iter().map(|&k| k as u32).collect(), stay.len(), &dev)?;
@@ -302,28 +246,16 @@ fn train_one_path(
         let train_seconds = t0.elapsed().as_secs_f64() / live.len() as f64;
         let loss_sum: Vec<f32> = loss_sum.to_vec1()?;
         let correct: Vec<f32> = correct.to_vec1()?;
-        let eval = eval::Evaluation::run(&stack.layers(), data)?;
-        for (k, &i) in live.iter().enumerate() {
-            let run = &mut runs[i];
-            let row = EpochRow {
-                epoch,
-                train_loss: loss_sum[k] as f64 / n as f64,
-                train_acc: correct[k] as f64 / n as f64,
-                test_loss: eval.test[k].0,
-                test_acc: eval.test[k].1,
-                val_loss: eval.val.as_ref().map(|v| v[k].0),
-                val_acc: eval.val.as_ref().map(|v| v[k].1),
-                train_eval_acc: eval.train_eval_acc[k],
-                train_seconds,
-                seconds: train_seconds + eval.seconds_each,
-            };
-            let diverged = !(row.train_loss.is_finite() && row.test_loss.is_finite());
-            run.rows.push(row);
-            run.hook.after_epoch(&run.rows)?;
-            if diverged {
-                run.end = Some(End::Diverged);
-            }
-        }
+        record_epoch(
+            &mut runs,
+            &live,
+            &stack,
+            data,
+            epoch,
+            &loss_sum,
+            &correct,
+            train_seconds,
+        )?;
     }
     for (k, &i) in live.iter().enumerate() {
         stack.write_to(k, &runs[i].model)?;
@@ -337,6 +269,135 @@ fn train_one_path(
             model: r.model,
         })
         .collect())
+}
+
+/// One step's batch: rows `idx` (`len` of them) of the `n` training
+/// examples, with their one-hot targets among `targets`.
+struct StepBatch<'a> {
+    data: &'a Dataset,
+    targets: &'a Tensor,
+    idx: &'a Tensor,
+    len: usize,
+    n: usize,
+}
+
+/// The gradients of the live runs (`live`: positions in `runs`, in stack
+/// order) on one batch, by `path`. On the hand-written path each run draws
+/// its step's noise from its own stream while the batch is gathered (on a
+/// second thread when there is one).
+fn step_grads(
+    path: GradPath,
+    runs: &mut [Run],
+    live: &[usize],
+    stack: &Stack,
+    b: &StepBatch,
+    plan: StepPlan,
+    dev: &Device,
+) -> Result<grads::Grads> {
+    let gather = || -> candle_core::Result<_> {
+        let x = b.data.train_x.index_select(b.idx, 0)?;
+        let y = b.data.train_y.index_select(b.idx, 0)?;
+        Ok((x, y, b.targets.index_select(b.idx, 0)?))
+    };
+    let live_runs = runs
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| live.contains(i))
+        .map(|(_, r)| r);
+    Ok(match path {
+        GradPath::Hand => {
+            let mut draws: Vec<Draw> = live_runs.map(|r| r.next_draw()).collect();
+            let draw = || -> candle_core::Result<StepNoise> {
+                let drawn = draws
+                    .iter_mut()
+                    .map(|d| d.draw(b.len, dev))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                StepNoise::new(drawn)
+            };
+            let (noise, batch) = both(plan.parallel, draw, gather);
+            let ((x, y, targets), noise) = (batch?, noise?);
+            let batch = Batch {
+                x: &x,
+                y: &y,
+                targets: &targets,
+            };
+            loss_and_grads(&stack.params, &batch, &noise, plan)?
+        }
+        GradPath::Autograd => {
+            let (x, y, targets) = gather()?;
+            let batch = Batch {
+                x: &x,
+                y: &y,
+                targets: &targets,
+            };
+            let mut autos: Vec<autograd::AutoRun> = live_runs.map(|r| r.next_auto()).collect();
+            autograd::loss_and_grads(&stack.params, &batch, &mut autos, b.n)?
+        }
+    })
+}
+
+/// After a step: each live run's hook, with the model copied out of the
+/// stack where the hook reads it. Returns the positions (in `live`) of the
+/// runs that go on; a run whose hook asked to stop ends as interrupted.
+fn after_step(runs: &mut [Run], live: &[usize], stack: &Stack, epoch: usize) -> Result<Vec<usize>> {
+    let mut stay = Vec::with_capacity(live.len());
+    for (k, &i) in live.iter().enumerate() {
+        let run = &mut runs[i];
+        run.step += 1;
+        let model = match run.hook.reads_model() {
+            true => {
+                stack.write_to(k, &run.model)?;
+                Some(&run.model)
+            }
+            false => None,
+        };
+        run.hook.after_step(run.step, epoch, model)?;
+        match run.hook.stop_requested() {
+            true => run.end = Some(End::Interrupted),
+            false => stay.push(k),
+        }
+    }
+    Ok(stay)
+}
+
+/// The end of an epoch: every live run evaluated and its row recorded
+/// (`loss_sum` and `correct` summed over the epoch's batches, per live
+/// run); a run whose loss is no longer finite ends as diverged.
+#[allow(clippy::too_many_arguments)]
+fn record_epoch(
+    runs: &mut [Run],
+    live: &[usize],
+    stack: &Stack,
+    data: &Dataset,
+    epoch: usize,
+    loss_sum: &[f32],
+    correct: &[f32],
+    train_seconds: f64,
+) -> Result<()> {
+    let n = data.train_len();
+    let eval = eval::Evaluation::run(&stack.layers(), data)?;
+    for (k, &i) in live.iter().enumerate() {
+        let run = &mut runs[i];
+        let row = EpochRow {
+            epoch,
+            train_loss: loss_sum[k] as f64 / n as f64,
+            train_acc: correct[k] as f64 / n as f64,
+            test_loss: eval.test[k].0,
+            test_acc: eval.test[k].1,
+            val_loss: eval.val.as_ref().map(|v| v[k].0),
+            val_acc: eval.val.as_ref().map(|v| v[k].1),
+            train_eval_acc: eval.train_eval_acc[k],
+            train_seconds,
+            seconds: train_seconds + eval.seconds_each,
+        };
+        let diverged = !(row.train_loss.is_finite() && row.test_loss.is_finite());
+        run.rows.push(row);
+        run.hook.after_epoch(&run.rows)?;
+        if diverged {
+            run.end = Some(End::Diverged);
+        }
+    }
+    Ok(())
 }
 
 /// Runs `a` on this thread and `b` on the thread pool at once when
