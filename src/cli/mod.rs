@@ -137,7 +137,7 @@ struct CheckArgs {
 // here would become every exercise's `about`.)
 #[derive(Debug, Clone, Args)]
 struct SweepArgs {
-    /// Number of seeds (seeds 0..N-1) [default: from experiments/defaults.toml, 5].
+    /// Number of seeds (seeds 0..N-1).
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     seeds: Option<u32>,
@@ -157,11 +157,11 @@ struct SweepArgs {
     #[arg(long, value_parser = ["auto", "hand", "autograd"])]
     backward: Option<String>,
     /// Equivalence margin in points of accuracy: differences shown to lie within
-    /// +/- this are called equivalent [default: from experiments/defaults.toml, 0.5].
+    /// +/- this are called equivalent.
     #[arg(long, value_name = "POINTS", allow_hyphen_values = true, value_parser = parse_positive)]
     margin: Option<f64>,
     /// Training images held out for validation, on which each run's epoch is
-    /// selected; 0 turns the split off [default: from experiments/defaults.toml, 10000].
+    /// selected; 0 turns the split off.
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(0..TRAIN_SIZE as i64))]
     validation: Option<u32>,
@@ -209,7 +209,7 @@ struct ReportArgs {
     #[command(flatten)]
     jobs: JobArgs,
     /// Training images held out for validation in every exercise; 0 turns the
-    /// split off [default: from experiments/defaults.toml, 10000].
+    /// split off.
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(0..TRAIN_SIZE as i64))]
     validation: Option<u32>,
@@ -370,6 +370,7 @@ pub fn command() -> clap::Command {
     for (i, spec) in EXERCISES.iter().enumerate() {
         cmd = cmd.subcommand(exercise_command(spec).display_order(i + 1));
     }
+    cmd = cmd.mut_subcommand("report", defaults_in_help);
     cmd.mut_subcommand("run", |mut run| {
         // The configuration's flags first, then the others in their order.
         let others: Vec<clap::Id> = run.get_arguments().map(|a| a.get_id().clone()).collect();
@@ -413,6 +414,27 @@ pub fn command() -> clap::Command {
     })
 }
 
+/// The help of the flags whose defaults `experiments/defaults.toml` sets,
+/// ending with the value read from it (so the help follows the file).
+fn defaults_in_help(mut cmd: clap::Command) -> clap::Command {
+    let table = config::defaults_table();
+    for key in ["seeds", "margin", "validation"] {
+        let Some(value) = table.get(key).cloned() else {
+            continue;
+        };
+        if cmd.get_arguments().all(|a| a.get_id() != key) {
+            continue;
+        }
+        cmd = cmd.mut_arg(key, |a| {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            a.help(format!(
+                "{help} [default: {value}, from experiments/defaults.toml]"
+            ))
+        });
+    }
+    cmd
+}
+
 fn exercise_command(spec: &ExerciseSpec) -> clap::Command {
     let mut cmd = clap::Command::new(spec.name);
     for f in spec.flags {
@@ -434,7 +456,7 @@ fn exercise_command(spec: &ExerciseSpec) -> clap::Command {
     }
     // After the shared flags, so that their struct's doc never stands in
     // for the exercise's own text.
-    SweepArgs::augment_args(cmd)
+    defaults_in_help(SweepArgs::augment_args(cmd))
         .about(spec.about)
         .long_about(format!("{}\n\n{}", spec.about, spec.question))
         .after_help(format!("Examples:\n  {}", spec.examples))

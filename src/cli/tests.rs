@@ -162,3 +162,28 @@ fn help_shows_defaults_from_the_defaults_file() {
         "{help}"
     );
 }
+
+/// The help's defaults are read from experiments/defaults.toml, not
+/// restated: every exercise's and report's --seeds, --margin and
+/// --validation show the file's values.
+#[test]
+fn help_defaults_follow_the_defaults_file() {
+    let table = crate::config::defaults_table();
+    let mut cmd = super::command();
+    let names: Vec<String> = crate::experiments::EXERCISES
+        .iter()
+        .map(|s| s.name.to_string())
+        .chain(["report".to_string()])
+        .collect();
+    for name in names {
+        let sub = cmd.find_subcommand_mut(&name).unwrap();
+        for key in ["seeds", "margin", "validation"] {
+            let Some(arg) = sub.get_arguments().find(|a| a.get_id() == key) else {
+                continue;
+            };
+            let help = arg.get_help().unwrap().to_string();
+            let want = format!("[default: {}, from experiments/defaults.toml]", table[key]);
+            assert!(help.ends_with(&want), "{name} --{key}: {help}");
+        }
+    }
+}
