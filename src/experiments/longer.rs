@@ -125,14 +125,7 @@ impl Longer {
         let by_lr = |g: &Group| Some(format!("lr {}", g.config().lr));
         let mut panels = figures::accuracy_panel_list(r, by_lr);
         // One scale for every learning rate: the panels compare by eye.
-        let ranges: Vec<(f64, f64)> = panels.iter().map(|p| p.data_y_range()).collect();
-        let shared = (
-            ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
-            ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max),
-        );
-        for p in &mut panels {
-            p.y_range = Some(shared);
-        }
+        share_y_scale(&mut panels);
         panels.push(self.difference_panel(r));
         plot::save(
             &r.out.join("curves.png"),
@@ -145,45 +138,6 @@ impl Longer {
                 cols: 2,
             },
         )?;
-        let per_lr = |f: fn(&EpochRow) -> f64, scale: f64, loss: bool| {
-            let all = figures::epoch_series(r, f, scale);
-            self.settings
-                .lrs
-                .iter()
-                .map(|&lr| {
-                    let series: Vec<_> = all
-                        .iter()
-                        .zip(&r.groups)
-                        .filter(|(_, g)| g.config().lr == lr)
-                        .map(|(s, _)| s.clone())
-                        .collect();
-                    let log = loss && figures::wants_log(&series);
-                    Panel {
-                        title: format!("lr {lr}"),
-                        x_label: "epoch".into(),
-                        y_label: match (loss, log) {
-                            (true, true) => "cross-entropy (log scale)".into(),
-                            (true, false) => "cross-entropy".into(),
-                            _ => "gap (percentage points)".into(),
-                        },
-                        series,
-                        log_y: log,
-                        legend_top: loss,
-                        hlines: if loss {
-                            Vec::new()
-                        } else {
-                            vec![("no gap".into(), 0.0)]
-                        },
-                        clip: Some(if loss {
-                            (0.0, f64::INFINITY)
-                        } else {
-                            (-100.0, 100.0)
-                        }),
-                        ..Default::default()
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
         let cols = self.settings.lrs.len().min(2);
         plot::save(
             &r.out.join("loss.png"),
@@ -192,10 +146,12 @@ impl Longer {
                     "Exercise {}: training loss (training mode) by learning rate: jumps are blow-ups",
                     SPEC.number
                 ),
-                panels: per_lr(|e| e.train_loss, 1.0, true),
+                panels: self.lr_panels(r, |e| e.train_loss, 1.0, true),
                 cols,
             },
         )?;
+        let mut gap = self.lr_panels(r, |e| e.train_eval_acc - e.test_acc, 100.0, false);
+        share_y_scale(&mut gap);
         plot::save(
             &r.out.join("gap.png"),
             &Panels {
@@ -203,24 +159,59 @@ impl Longer {
                     "Exercise {}: generalisation gap, train minus test accuracy, both in evaluation mode",
                     SPEC.number
                 ),
-                panels: {
-                    // One scale for every learning rate.
-                    let mut panels = per_lr(|e| e.train_eval_acc - e.test_acc, 100.0, false);
-                    let ranges: Vec<(f64, f64)> =
-                        panels.iter().map(|p| p.data_y_range()).collect();
-                    let shared = (
-                        ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
-                        ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max),
-                    );
-                    for p in &mut panels {
-                        p.y_range = Some(shared);
-                    }
-                    panels
-                },
+                panels: gap,
                 cols,
             },
-        )?;
-        Ok(())
+        )
+    }
+
+    /// One panel per learning rate of `f` per epoch (times `scale`): the
+    /// training loss (`loss`, on a log axis where it spans decades) or the
+    /// generalisation gap in points.
+    fn lr_panels(
+        &self,
+        r: &Finished,
+        f: fn(&EpochRow) -> f64,
+        scale: f64,
+        loss: bool,
+    ) -> Vec<Panel> {
+        let all = figures::epoch_series(r, f, scale);
+        self.settings
+            .lrs
+            .iter()
+            .map(|&lr| {
+                let series: Vec<_> = all
+                    .iter()
+                    .zip(&r.groups)
+                    .filter(|(_, g)| g.config().lr == lr)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let log = loss && figures::wants_log(&series);
+                Panel {
+                    title: format!("lr {lr}"),
+                    x_label: "epoch".into(),
+                    y_label: match (loss, log) {
+                        (true, true) => "cross-entropy (log scale)".into(),
+                        (true, false) => "cross-entropy".into(),
+                        _ => "gap (percentage points)".into(),
+                    },
+                    series,
+                    log_y: log,
+                    legend_top: loss,
+                    hlines: if loss {
+                        Vec::new()
+                    } else {
+                        vec![("no gap".into(), 0.0)]
+                    },
+                    clip: Some(if loss {
+                        (0.0, f64::INFINITY)
+                    } else {
+                        (-100.0, 100.0)
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect()
     }
 
     /// At the rate of the accuracy questions, test accuracy with dropout
@@ -477,5 +468,17 @@ impl Longer {
         v += "\n";
         v += &summary_table(&r.summary);
         Ok(v)
+    }
+}
+
+/// Puts `panels` on one y scale, the union of their data's ranges.
+fn share_y_scale(panels: &mut [Panel]) {
+    let ranges: Vec<(f64, f64)> = panels.iter().map(|p| p.data_y_range()).collect();
+    let shared = (
+        ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min),
+        ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max),
+    );
+    for p in panels {
+        p.y_range = Some(shared);
     }
 }

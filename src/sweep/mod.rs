@@ -255,30 +255,7 @@ pub fn execute(
 ) -> Result<SweepOutcome> {
     let started = std::time::SystemTime::now();
     let digest = data.identity.digest();
-    let stored = |s: &RunSpec| run_path(&opts.out, &s.key(&digest)).is_file();
-    let owned: Vec<&RunSpec> = specs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|s| s.owns(*i)))
-        .map(|(_, s)| s)
-        .collect();
-    let mut adopted = 0;
-    if !opts.force {
-        for s in owned.iter().filter(|s| !stored(s)) {
-            adopted += usize::from(adopt(&opts.out, &opts.adopt_from, &s.key(&digest))?);
-        }
-    }
-    if adopted > 0 {
-        eprintln!(
-            "reused {adopted} identical run(s) stored by other experiments next to {}",
-            opts.out.display()
-        );
-    }
-    let todo: Vec<&RunSpec> = owned
-        .iter()
-        .copied()
-        .filter(|s| opts.force || !stored(s))
-        .collect();
+    let (owned, todo) = to_train(specs, opts, &digest)?;
     if todo.is_empty() {
         return Ok(SweepOutcome {
             reused: owned.len(),
@@ -301,45 +278,12 @@ pub fn execute(
     };
     // First pass: every run nobody else holds. Second: wait for the runs
     // another process held, and train those it did not finish (one by one).
-    let held: Mutex<Vec<&RunSpec>> = Mutex::new(Vec::new());
-    let batch = if worker.is_none() {
-        opts.batch_runs.max(1)
-    } else {
-        1
+    let batch = match worker {
+        None => opts.batch_runs.max(1),
+        Some(_) => 1,
     };
-    let items = stacks(&todo, batch, opts.jobs);
-    sweep.in_parallel(&items, |item| {
-        let mut claimed = Vec::with_capacity(item.len());
-        for &spec in item {
-            match Claim::take(&opts.out, &spec.key(&digest), false)? {
-                Some(claim) => claimed.push((spec, claim)),
-                None => held.lock().unwrap().push(spec),
-            }
-        }
-        match claimed.len() {
-            0 => Ok(()),
-            1 => {
-                let (spec, claim) = claimed.pop().expect("one claim");
-                sweep.run_claimed(spec, claim, opts.force)
-            }
-            _ => sweep.run_stack(claimed, opts.force),
-        }
-    });
-    let held = held.into_inner().unwrap();
-    if !held.is_empty() {
-        bars.println(format!(
-            "waiting for {} run(s) that another drop-exp process is training in {}",
-            held.len(),
-            opts.out.display()
-        ));
-    }
-    let held: Vec<Vec<&RunSpec>> = held.into_iter().map(|s| vec![s]).collect();
-    sweep.in_parallel(&held, |item| {
-        let spec = item[0];
-        let claim = Claim::take(&opts.out, &spec.key(&digest), true)?
-            .expect("a blocking lock is always taken");
-        sweep.run_claimed(spec, claim, opts.force)
-    });
+    let held = sweep.train_unheld(&stacks(&todo, batch, opts.jobs));
+    sweep.train_held(held);
     bars.finish();
     let trained = sweep.trained.into_inner();
     let failures = sweep.failures.into_inner().unwrap();
@@ -348,6 +292,41 @@ pub fn execute(
         reused: owned.len() - trained - failures.len(),
         failures,
     })
+}
+
+/// The specs this process owns (its shard's), and of those the ones to
+/// train: not stored (nor adopted from a sibling folder), or all with
+/// `force`.
+fn to_train<'s>(
+    specs: &'s [RunSpec],
+    opts: &SweepOptions,
+    digest: &str,
+) -> Result<(Vec<&'s RunSpec>, Vec<&'s RunSpec>)> {
+    let stored = |s: &RunSpec| run_path(&opts.out, &s.key(digest)).is_file();
+    let owned: Vec<&RunSpec> = specs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|s| s.owns(*i)))
+        .map(|(_, s)| s)
+        .collect();
+    let mut adopted = 0;
+    if !opts.force {
+        for s in owned.iter().filter(|s| !stored(s)) {
+            adopted += usize::from(adopt(&opts.out, &opts.adopt_from, &s.key(digest))?);
+        }
+    }
+    if adopted > 0 {
+        eprintln!(
+            "reused {adopted} identical run(s) stored by other experiments next to {}",
+            opts.out.display()
+        );
+    }
+    let todo = owned
+        .iter()
+        .copied()
+        .filter(|s| opts.force || !stored(s))
+        .collect();
+    Ok((owned, todo))
 }
 
 /// What the workers of one sweep share.
@@ -367,6 +346,50 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
+    /// Trains the runs of `items` (stacks) that no other process holds;
+    /// returns the held ones.
+    fn train_unheld<'s>(&self, items: &[Vec<&'s RunSpec>]) -> Vec<&'s RunSpec> {
+        let held: Mutex<Vec<&RunSpec>> = Mutex::new(Vec::new());
+        self.in_parallel(items, |item| {
+            let mut claimed = Vec::with_capacity(item.len());
+            for &spec in item {
+                match Claim::take(&self.opts.out, &spec.key(self.digest), false)? {
+                    Some(claim) => claimed.push((spec, claim)),
+                    None => held.lock().unwrap().push(spec),
+                }
+            }
+            match claimed.len() {
+                0 => Ok(()),
+                1 => {
+                    let (spec, claim) = claimed.pop().expect("one claim");
+                    self.run_claimed(spec, claim, self.opts.force)
+                }
+                _ => self.run_stack(claimed, self.opts.force),
+            }
+        });
+        held.into_inner().unwrap()
+    }
+
+    /// Waits for each run another process held, and trains those it did
+    /// not finish, one by one.
+    fn train_held(&self, held: Vec<&RunSpec>) {
+        if held.is_empty() {
+            return;
+        }
+        self.bars.println(format!(
+            "waiting for {} run(s) that another drop-exp process is training in {}",
+            held.len(),
+            self.opts.out.display()
+        ));
+        let held: Vec<Vec<&RunSpec>> = held.into_iter().map(|s| vec![s]).collect();
+        self.in_parallel(&held, |item| {
+            let spec = item[0];
+            let claim = Claim::take(&self.opts.out, &spec.key(self.digest), true)?
+                .expect("a blocking lock is always taken");
+            self.run_claimed(spec, claim, self.opts.force)
+        });
+    }
+
     /// Whether the run at `path` needs no training: stored, and (with
     /// `force`) stored during this invocation, by a concurrent one.
     fn done(&self, path: &Path, force: bool) -> bool {
