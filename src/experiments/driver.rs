@@ -97,23 +97,21 @@ pub fn run(
     let mut specs = exp.specs();
     let mut failures = sweep_round(exp, &specs, &specs, plan, compute, &data, &out)?;
     let whole = plan.shard.is_none() && failures.is_empty();
+    // A later round: `more` joins the sweep and is trained.
+    let round = |specs: &mut Vec<RunSpec>, more: Vec<RunSpec>| -> Result<Vec<sweep::Failure>> {
+        if more.is_empty() {
+            return Ok(Vec::new());
+        }
+        specs.extend(more.iter().cloned());
+        sweep_round(exp, specs, &more, plan, compute, &data, &out)
+    };
     if whole && common.plan_seeds {
         let planned = planned_specs(exp, &specs, &out, &digest)?;
-        if !planned.is_empty() {
-            specs.extend(planned.iter().cloned());
-            failures.extend(sweep_round(
-                exp, &specs, &planned, plan, compute, &data, &out,
-            )?);
-        }
+        failures.extend(round(&mut specs, planned)?);
     }
     if whole && failures.is_empty() {
         let confirm = confirmation_specs(exp, &specs, &out, &digest)?;
-        if !confirm.is_empty() {
-            specs.extend(confirm.iter().cloned());
-            failures.extend(sweep_round(
-                exp, &specs, &confirm, plan, compute, &data, &out,
-            )?);
-        }
+        failures.extend(round(&mut specs, confirm)?);
     }
     let answer = write_outputs(exp, &specs, &out, &digest, true)?;
     report_end(
