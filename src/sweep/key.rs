@@ -7,6 +7,9 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::record::RunSpec;
 
 /// The canonical JSON of `value` as a `T`, for cache keys: object keys
 /// sorted, and every field that `T` fills in by itself when it is absent
@@ -99,6 +102,22 @@ fn sorted(v: &Value) -> Value {
         }
         Value::Array(xs) => Value::Array(xs.iter().map(sorted).collect()),
         x => x.clone(),
+    }
+}
+
+impl RunSpec {
+    /// The cache key: configuration (in its canonical form, see
+    /// [`canonical_json`]), seed, data and trainer revision,
+    /// nothing else (not the label, the thread count or the job count, which
+    /// do not change results).
+    pub(crate) fn key(&self, data_digest: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(canonical_json(&self.config.identity()).expect("config serialises"));
+        h.update(self.seed.to_le_bytes());
+        h.update(data_digest.as_bytes());
+        h.update(crate::train::TRAINER_REVISION.to_le_bytes());
+        // The first 10 bytes, as 20 hex digits.
+        format!("{:x}", h.finalize())[..20].to_string()
     }
 }
 

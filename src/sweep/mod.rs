@@ -7,15 +7,18 @@
 //! even with kill -9, loses at most the runs in progress. `--shard K/N` runs
 //! every N-th run starting at the K-th, so machines can split a sweep; `merge`
 //! puts their folders back together.
+//!
+//! This file schedules the runs (which to train, on how many jobs, in which
+//! stacks); `key.rs` is the cache key, `store.rs` the stored runs and their
+//! adoption from sibling folders, `claim.rs` the locks between concurrent
+//! invocations, `plan.rs` the stacks and `merge.rs` the copying of shards.
 
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::data::{DataSource, Dataset};
 use crate::output::{now_rfc3339, write_json};
@@ -23,28 +26,17 @@ use crate::progress::SweepBars;
 use crate::record::{EpochRow, RunSpec, StoredRun};
 use crate::train::TrainHook;
 
+mod claim;
 pub mod key;
 mod merge;
 mod plan;
+mod store;
 
+use claim::Claim;
 pub use merge::merge_runs;
 use plan::stacks;
-
-impl RunSpec {
-    /// The cache key: configuration (in its canonical form, see
-    /// [`key::canonical_json`]), seed, data and trainer revision,
-    /// nothing else (not the label, the thread count or the job count, which
-    /// do not change results).
-    fn key(&self, data_digest: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(key::canonical_json(&self.config.identity()).expect("config serialises"));
-        h.update(self.seed.to_le_bytes());
-        h.update(data_digest.as_bytes());
-        h.update(crate::train::TRAINER_REVISION.to_le_bytes());
-        // The first 10 bytes, as 20 hex digits.
-        format!("{:x}", h.finalize())[..20].to_string()
-    }
-}
+use store::{adopt, run_path};
+pub use store::{collect, decode_extra};
 
 /// What a worker returns for one run.
 #[derive(Debug, Clone)]
@@ -125,108 +117,11 @@ pub struct SweepOptions {
     pub batch_runs: usize,
 }
 
-/// The stored file of a run.
-fn run_path(out: &Path, key: &str) -> PathBuf {
-    out.join("runs").join(format!("{key}.json"))
-}
-
-/// Loads a stored run, if present and readable.
-fn load_run(path: &Path) -> Result<Option<StoredRun>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
-            format!(
-                "{} is not a valid stored run; delete it to redo that run",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// Decodes a stored run's experiment-specific data (`extra`); data that does
-/// not decode is an error naming the run's file, never an empty value.
-pub fn decode_extra<T: serde::de::DeserializeOwned>(run: &StoredRun, out: &Path) -> Result<T> {
-    serde_json::from_value(run.extra.clone()).with_context(|| {
-        format!(
-            "{}: its measurements (`extra`) do not decode; it was written by another version \
-             of drop-exp or damaged: delete it and rerun the same command to redo that run",
-            run_path(out, &run.spec.key(&run.data_digest)).display()
-        )
-    })
-}
-
-/// Copies the run `key` from one of the folders `from` into `out`, if one
-/// has it: the key fixes configuration, seed, data and trainer, so the run
-/// is the one this sweep would train. Returns whether one was copied.
-fn adopt(out: &Path, from: &[PathBuf], key: &str) -> Result<bool> {
-    for dir in from {
-        let Ok(bytes) = std::fs::read(run_path(dir, key)) else {
-            continue;
-        };
-        // Only readable plain runs: measurements of another experiment's
-        // worker (`extra`) are not this one's.
-        match serde_json::from_slice::<StoredRun>(&bytes) {
-            Ok(run) if run.extra.is_null() => {
-                crate::output::write_atomic(&run_path(out, key), &bytes)?;
-                return Ok(true);
-            }
-            _ => continue,
-        }
-    }
-    Ok(false)
-}
-
 /// A run that failed with an error (not a divergence): reported, not stored.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub spec: RunSpec,
     pub error: String,
-}
-
-/// A claim on one run, so that two invocations on the same output folder
-/// never train it twice: an advisory lock on `runs/.<key>.lock`, released
-/// when dropped or when the process dies (even by kill -9).
-struct Claim {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Claim {
-    /// Takes the run's lock; with `wait`, blocks until the process holding
-    /// it lets go, otherwise returns `None` if it is held.
-    fn take(out: &Path, key: &str, wait: bool) -> Result<Option<Claim>> {
-        let path = out.join("runs").join(format!(".{key}.lock"));
-        std::fs::create_dir_all(out.join("runs"))
-            .with_context(|| format!("creating {}", out.join("runs").display()))?;
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot create the lock file {}", path.display()))?;
-        if wait {
-            file.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
-        } else {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => {
-                    return Err(e).with_context(|| format!("locking {}", path.display()))
-                }
-            }
-        }
-        Ok(Some(Claim { path, _file: file }))
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        // Whoever takes the lock next finds the run stored and skips it, so
-        // removing the file while another process waits on it is harmless.
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// What one invocation of a sweep did.
@@ -529,24 +424,4 @@ impl Sweep<'_> {
         }
         Ok(())
     }
-}
-
-/// The stored runs for `specs`, in order; `None` where a run is missing.
-/// A run found by its spec's key carries that spec: the label it has now
-/// (labels are presentation, not part of the key, so renaming a
-/// configuration reuses its runs), and the configuration exactly as the
-/// code builds it, which is what configurations are matched on (see
-/// [`crate::record::ConfigKey`]), whatever a number's round trip through
-/// JSON gave.
-pub fn collect(specs: &[RunSpec], out: &Path, data_digest: &str) -> Result<Vec<Option<StoredRun>>> {
-    specs
-        .iter()
-        .map(|s| {
-            let run = load_run(&run_path(out, &s.key(data_digest)))?;
-            Ok(run.map(|mut r| {
-                r.spec = s.clone();
-                r
-            }))
-        })
-        .collect()
 }
