@@ -26,6 +26,9 @@ pub struct Answered {
     pub primary: String,
     /// Its primary contrasts, for a correction across exercises.
     pub primaries: Vec<ContrastRow>,
+    /// Of its runs, those that finished before the primary contrasts were
+    /// declared, and all of them.
+    pub before_declaration: (usize, usize),
     /// Runs and run-epochs the answer rests on.
     pub runs: usize,
     pub run_epochs: usize,
@@ -440,6 +443,7 @@ pub(super) fn write_outputs(
         answer,
         primary: contrast::primary_table(&finished.primary()),
         primaries: finished.primary().into_iter().cloned().collect(),
+        before_declaration: super::markdown::runs_before_declaration(&finished),
         runs: runs.len(),
         run_epochs: runs.iter().map(|r| r.rows.len()).sum(),
         run_seconds: runs.iter().flat_map(|r| &r.rows).map(|e| e.seconds).sum(),

@@ -31,11 +31,27 @@ fn primary_section(r: &Finished) -> String {
     if primary.is_empty() {
         return String::new();
     }
+    let (before, total) = runs_before_declaration(r);
     format!(
-        "## Primary contrasts\n\nDeclared before the runs; Holm-adjusted over these {} contrasts.\n\n{}\n",
+        "## Primary contrasts\n\nDeclared in commit {} ({}); {before} of the {total} runs \
+         analysed here finished before that, while the questions were being chosen, the rest \
+         (seed plans, confirmations) after. Holm-adjusted over these {} contrasts.\n\n{}\n",
+        super::DECLARED_IN,
+        super::DECLARED_AT,
         primary.len(),
         contrast::primary_table(&primary)
     )
+}
+
+/// Of the runs analysed, how many finished before the primary contrasts
+/// were declared, and how many there are.
+pub fn runs_before_declaration(r: &Finished) -> (usize, usize) {
+    let runs = r.groups.iter().flat_map(|g| g.runs.iter());
+    let before = runs
+        .clone()
+        .filter(|run| run.finished_at.as_str() < super::DECLARED_AT)
+        .count();
+    (before, runs.count())
 }
 
 /// The exploratory contrasts: estimates and intervals, no verdicts.

@@ -49,6 +49,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
     let mut answers = Vec::new();
     let mut methods = Vec::new();
     let mut rows: Vec<(&str, ContrastRow)> = Vec::new();
+    let mut history_rows: Vec<(u8, (usize, usize))> = Vec::new();
     for spec in EXERCISES {
         let out = base.join(spec.name);
         let (preset_name, preset) = if opts.quick {
@@ -88,13 +89,14 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         let minutes = t0.elapsed().as_secs_f64() / 60.0;
         sections.push(section(spec, &base, &out, &shown, &answered, minutes)?);
         rows.extend(answered.primaries.iter().map(|r| (spec.name, r.clone())));
+        history_rows.push((spec.number, answered.before_declaration));
         answers.push((*spec, answered.answer));
         eprintln!(
             "== exercise {} done in {minutes:.1} min (wall)",
             spec.number
         );
     }
-    let mut text = header(opts, &answers, &methods, &rows);
+    let mut text = header(opts, &answers, &methods, &rows, &history_rows);
     for s in sections {
         text += &s;
     }
@@ -108,11 +110,32 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
 /// How every answer is argued, stated once.
 const METHODS: &str = "## Methods
 
-Each exercise declares its questions before any run as *primary contrasts*: a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only, so each verdict is a claim of its exercise; the section below says what one correction over the whole report would change. The intervals in the tables are 95% intervals not adjusted for multiplicity, beside Holm-adjusted verdicts: an interval that excludes 0 can stand beside an undecided verdict. A decided difference says whether it exceeds the smallest effect of interest: by less (its estimate inside it), by more (its whole interval beyond it), or neither. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
+Each exercise declares its questions as *primary contrasts* (see History below for when): a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only, so each verdict is a claim of its exercise; the section below says what one correction over the whole report would change. The intervals in the tables are 95% intervals not adjusted for multiplicity, beside Holm-adjusted verdicts: an interval that excludes 0 can stand beside an undecided verdict. A decided difference says whether it exceeds the smallest effect of interest: by less (its estimate inside it), by more (its whole interval beyond it), or neither. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
 
 ";
 
 /// What the answers do not cover.
+/// When the questions were declared, and which runs came before.
+fn history(rows: &[(u8, (usize, usize))]) -> String {
+    let (before, total) = rows
+        .iter()
+        .fold((0, 0), |(b, t), (_, (rb, rt))| (b + rb, t + rt));
+    let each: Vec<String> = rows
+        .iter()
+        .map(|(n, (b, t))| format!("exercise {n}, {b} of {t}"))
+        .collect();
+    format!(
+        "### History\n\nThe primary contrasts of every exercise were declared in commit {} \
+         ({}), after a first round of runs had been trained: {before} of the {total} runs \
+         analysed here finished before that ({}). The seed plans and confirmations were \
+         trained after it. A question chosen after seeing its runs is weaker evidence than its \
+         p-value says: read the verdicts that rest on those runs with that in mind.\n\n",
+        crate::experiments::DECLARED_IN,
+        crate::experiments::DECLARED_AT,
+        each.join("; ")
+    )
+}
+
 /// What one Holm correction over every primary contrast of the report
 /// would change.
 fn across_exercises(rows: &[(&str, ContrastRow)]) -> String {
@@ -168,6 +191,7 @@ fn header(
     answers: &[(&ExerciseSpec, String)],
     methods: &[Method],
     answers_rows: &[(&str, ContrastRow)],
+    history_rows: &[(u8, (usize, usize))],
 ) -> String {
     let (version, commit) = crate::provenance();
     let mut text = format!(
@@ -195,6 +219,7 @@ fn header(
     text += &method::settings_table(methods);
     text += &fill(METHODS, methods);
     text += &across_exercises(answers_rows);
+    text += &history(history_rows);
     text
 }
 
