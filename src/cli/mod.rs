@@ -513,34 +513,48 @@ pub fn invocation(matches: &ArgMatches) -> Result<Invocation> {
     })
 }
 
+/// The shared flags that name a settings key (`--end-epochs` sets
+/// `end_epochs`), as given on the command line: one TOML layer, read off
+/// the flags themselves, so no list of keys is kept here. Values were
+/// checked by their parsers; each is written as TOML reads it (a number, a
+/// switch's `true`), or as a string.
+fn settings_flags(m: &ArgMatches, spec: &ExerciseSpec) -> toml::Table {
+    let is_key = |id: &str| settings::Common::KEYS.contains(&id) || TrainConfig::is_field(id);
+    let own: Vec<&str> = spec.flags.iter().map(|f| f.long).collect();
+    let mut out = toml::Table::new();
+    for id in m.ids().map(|i| i.as_str()) {
+        let given = m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !given || !is_key(id) || own.contains(&id) {
+            continue;
+        }
+        let Some(mut raw) = m.get_raw(id) else {
+            continue;
+        };
+        let text = raw
+            .next()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let value = toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(text));
+        out.insert(id.to_string(), value);
+    }
+    out
+}
+
 fn exercise_invocation(spec: &ExerciseSpec, m: &ArgMatches) -> Result<Invocation> {
     let args = SweepArgs::from_arg_matches(m).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut layers = Vec::new();
     if let Some(path) = &args.config {
         layers.push(Layer::file(path)?);
     }
-    let mut flags = toml::Table::new();
+    let mut flags = settings_flags(m, spec);
     let mut set = |key: &str, v: Option<toml::Value>| {
         if let Some(v) = v {
             flags.insert(key.to_string(), v);
         }
     };
-    let int = |v: Option<u32>| v.map(|n| toml::Value::Integer(n.into()));
-    set("seeds", int(args.seeds));
-    set("epochs", int(args.epochs));
-    set("lr", args.lr.map(toml::Value::Float));
-    set("margin", args.margin.map(toml::Value::Float));
-    set("validation", int(args.validation));
-    set("end_epochs", int(args.end_epochs));
-    set(
-        "plan_seeds",
-        args.plan_seeds.then_some(toml::Value::Boolean(true)),
-    );
-    set("max_seeds", int(args.max_seeds));
-    set("batch_size", int(args.batch_size));
-    set("backward", args.backward.clone().map(toml::Value::String));
-    set("train_subset", int(args.compute.train_subset));
-    set("test_subset", int(args.compute.test_subset));
     for f in spec.flags {
         let value = match f.value {
             FlagValue::Switch => m.get_flag(f.long).then_some(toml::Value::Boolean(true)),

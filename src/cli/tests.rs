@@ -187,3 +187,51 @@ fn help_defaults_follow_the_defaults_file() {
         }
     }
 }
+
+/// Every shared flag that names a settings key reaches the settings: each
+/// given here with a value other than its default, then read back from the
+/// resolved exercise.
+#[test]
+fn shared_flags_reach_the_settings() {
+    let m = parse(&[
+        "swap-rates",
+        "--seeds",
+        "3",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "64",
+        "--backward",
+        "hand",
+        "--margin",
+        "0.7",
+        "--validation",
+        "200",
+        "--end-epochs",
+        "1",
+        "--plan-seeds",
+        "--max-seeds",
+        "4",
+        "--train-subset",
+        "500",
+        "--test-subset",
+        "100",
+    ])
+    .unwrap();
+    let Invocation::Exercise { exp, .. } = invocation(&m).unwrap() else {
+        panic!("not an exercise");
+    };
+    let c = exp.common();
+    assert_eq!(
+        (c.seeds, c.margin, c.validation, c.plan_seeds, c.max_seeds),
+        (3, 0.7, 200, true, Some(4))
+    );
+    assert_eq!(
+        (c.train_subset, c.test_subset, c.end_k()),
+        (Some(500), Some(100), 1)
+    );
+    assert_eq!((c.base.epochs, c.base.lr, c.base.batch_size), (2, 0.1, 64));
+    assert_eq!(c.base.backward, crate::config::Backward::Hand);
+}

@@ -55,7 +55,7 @@ impl Common {
     /// The settings-file keys that belong to `Common` itself (the base
     /// configuration's keys sit at the top level of a settings file too).
     /// A unit test checks this list against the struct.
-    const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 8] = [
         "seeds",
         "train_subset",
         "test_subset",
