@@ -11,7 +11,7 @@
 use candle_core::{Device, Result, Shape};
 
 use super::kind::{no_check, KindSpec, P};
-use super::{normals, ActivationNoise, NoiseCtx, Regularizer};
+use super::{ActivationNoise, NoiseCtx, Regularizer};
 
 pub static SPEC: KindSpec = KindSpec {
     name: "gaussian-add",
@@ -42,8 +42,7 @@ impl Regularizer for GaussianAdd {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        let a = normals(ctx.rng, shape, dev, |e| s * e)?;
-        Ok(Some(ActivationNoise::Shift(a)))
+        ActivationNoise::normal_shift(shape, dev, ctx, |e| s * e)
     }
 }
 

@@ -10,7 +10,7 @@
 use candle_core::{Device, Result, Shape};
 
 use super::kind::{below_one, KindSpec, P};
-use super::{normals, ActivationNoise, NoiseCtx, Regularizer};
+use super::{ActivationNoise, NoiseCtx, Regularizer};
 
 pub static SPEC: KindSpec = KindSpec {
     name: "gaussian-mult",
@@ -47,8 +47,7 @@ impl Regularizer for GaussianMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        let m = normals(ctx.rng, shape, dev, |e| 1.0 + s * e)?;
-        Ok(Some(ActivationNoise::Scale(m)))
+        ActivationNoise::normal_scale(shape, dev, ctx, |e| 1.0 + s * e)
     }
 }
 

@@ -12,7 +12,7 @@
 use candle_core::{Device, Result, Shape};
 
 use super::kind::{below_one, KindSpec, P};
-use super::{normals, ActivationNoise, NoiseCtx, Regularizer};
+use super::{ActivationNoise, NoiseCtx, Regularizer};
 
 pub static SPEC: KindSpec = KindSpec {
     name: "lognormal-mult",
@@ -52,8 +52,7 @@ impl Regularizer for LogNormalMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let (mu, s) = (self.mu, self.s);
-        let m = normals(ctx.rng, shape, dev, |e| (mu + s * e).exp())?;
-        Ok(Some(ActivationNoise::Scale(m)))
+        ActivationNoise::normal_scale(shape, dev, ctx, |e| (mu + s * e).exp())
     }
 }
 

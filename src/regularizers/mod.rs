@@ -102,6 +102,39 @@ pub enum ActivationNoise {
     Shift(Tensor),
 }
 
+impl ActivationNoise {
+    /// `h' = h * f(e)`, e ~ N(0, 1) drawn per element of `shape` from the
+    /// context's generator.
+    pub(crate) fn normal_scale(
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+        f: impl Fn(f32) -> f32,
+    ) -> Result<Option<Self>> {
+        Ok(Some(Self::Scale(normals(ctx.rng, shape, dev, f)?)))
+    }
+
+    /// `h' = h + f(e)`, e ~ N(0, 1) per element.
+    pub(crate) fn normal_shift(
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+        f: impl Fn(f32) -> f32,
+    ) -> Result<Option<Self>> {
+        Ok(Some(Self::Shift(normals(ctx.rng, shape, dev, f)?)))
+    }
+
+    /// `h' = h * f(u)`, u ~ U(0, 1) per element.
+    pub(crate) fn uniform_scale(
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+        f: impl Fn(f32) -> f32,
+    ) -> Result<Option<Self>> {
+        Ok(Some(Self::Scale(host_noise(ctx.rng, shape, dev, f)?)))
+    }
+}
+
 /// What the autograd hooks of a hidden layer's regulariser see of the
 /// layer: its input, weights (masked, if the step masks them) and bias.
 pub struct LayerView<'a> {

@@ -10,7 +10,7 @@
 use candle_core::{Device, Result, Shape};
 
 use super::kind::{KindSpec, Reg, P};
-use super::{host_noise, ActivationNoise, NoiseCtx, Regularizer};
+use super::{ActivationNoise, NoiseCtx, Regularizer};
 
 pub static SPEC: KindSpec = KindSpec {
     name: "uniform-mult",
@@ -62,8 +62,7 @@ impl Regularizer for UniformMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let a = self.a;
-        let m = host_noise(ctx.rng, shape, dev, |u| 1.0 + a * (2.0 * u - 1.0))?;
-        Ok(Some(ActivationNoise::Scale(m)))
+        ActivationNoise::uniform_scale(shape, dev, ctx, |u| 1.0 + a * (2.0 * u - 1.0))
     }
 }
 
