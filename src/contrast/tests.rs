@@ -333,10 +333,8 @@ fn configurations_are_found_by_key_and_written_by_label() {
     assert_eq!(rows[0].contrast, "a [fresh] − a");
 }
 
-/// A decided difference says how it compares with the smallest effect of
-/// interest, read on its estimate and the end of its interval nearest 0.
-#[test]
-fn decided_verdicts_say_how_they_compare_with_the_effect_of_interest() {
+/// A primary row decided lower: `b` 2 points below `a` over 6 seeds.
+fn clearly_lower() -> ContrastRow {
     let mut all = Vec::new();
     all.extend(runs("a", 6, |_| 0.80));
     all.extend(runs("b", 6, |s| 0.80 - 0.02 - 0.0001 * s as f64));
@@ -350,7 +348,14 @@ fn decided_verdicts_say_how_they_compare_with_the_effect_of_interest() {
         peak(),
         0.005,
     )];
-    let row = evaluate(&c, &gs, &ctx()).unwrap().remove(0);
+    evaluate(&c, &gs, &ctx()).unwrap().remove(0)
+}
+
+/// A decided difference says how it compares with the smallest effect of
+/// interest, read on its estimate and the end of its interval nearest 0.
+#[test]
+fn decided_verdicts_say_how_they_compare_with_the_effect_of_interest() {
+    let row = clearly_lower();
     assert_eq!(row.verdict, Some(Verdict::Lower));
     let text = |lo: f64, hi: f64, est: f64| {
         let mut r = row.clone();
@@ -369,20 +374,7 @@ fn decided_verdicts_say_how_they_compare_with_the_effect_of_interest() {
 /// verdict decided within its exercise can become undecided.
 #[test]
 fn holm_across_exercises_counts_what_would_change() {
-    let mut all = Vec::new();
-    all.extend(runs("a", 6, |_| 0.80));
-    all.extend(runs("b", 6, |s| 0.80 - 0.02 - 0.0001 * s as f64));
-    let refs: Vec<&StoredRun> = all.iter().collect();
-    let gs = groups(&refs, 2);
-    let c = [Contrast::difference(
-        "d",
-        "",
-        key("b"),
-        key("a"),
-        peak(),
-        0.005,
-    )];
-    let row = evaluate(&c, &gs, &ctx()).unwrap().remove(0);
+    let row = clearly_lower();
     let mut weak = row.clone();
     weak.p = Some(0.04);
     weak.p_equiv_raw = Some(0.5);

@@ -12,10 +12,8 @@
 //! network that will be evaluated. Unbiased at every t (it is inverted
 //! dropout at rate p_t).
 
-use candle_core::{Device, Result, Shape};
-
 use super::kind::{no_check, KindSpec, P};
-use super::{ActivationNoise, Dropout, NoiseCtx, Regularizer};
+use super::dropout::RateSchedule;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "annealed-dropout",
@@ -40,23 +38,14 @@ impl AnnealedDropout {
         );
         Self { p }
     }
+}
 
-    /// The rate at training progress `t` in [0, 1].
+impl RateSchedule for AnnealedDropout {
     fn rate(&self, t: f64) -> f64 {
         self.p * (1.0 - t.clamp(0.0, 1.0))
     }
 }
 
-impl Regularizer for AnnealedDropout {
-    fn activation_noise(
-        &self,
-        shape: &Shape,
-        dev: &Device,
-        ctx: &mut NoiseCtx,
-    ) -> Result<Option<ActivationNoise>> {
-        Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
-    }
-}
 
 #[cfg(test)]
 mod tests {

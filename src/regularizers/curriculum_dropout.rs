@@ -12,10 +12,8 @@
 //! the rate is 95% of its target a third of the way through. Inverted
 //! dropout at rate p_t at every step, so the fast path trains it.
 
-use candle_core::{Device, Result, Shape};
-
 use super::kind::{KindSpec, Param, Reg, P};
-use super::{ActivationNoise, Dropout, NoiseCtx, Regularizer};
+use super::dropout::RateSchedule;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "curriculum-dropout",
@@ -57,23 +55,14 @@ impl CurriculumDropout {
         );
         Self { p, gamma }
     }
+}
 
-    /// The rate at training progress `t` in [0, 1].
+impl RateSchedule for CurriculumDropout {
     fn rate(&self, t: f64) -> f64 {
         self.p * (1.0 - (-self.gamma * t.clamp(0.0, 1.0)).exp())
     }
 }
 
-impl Regularizer for CurriculumDropout {
-    fn activation_noise(
-        &self,
-        shape: &Shape,
-        dev: &Device,
-        ctx: &mut NoiseCtx,
-    ) -> Result<Option<ActivationNoise>> {
-        Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -51,6 +51,25 @@ impl Regularizer for Dropout {
     }
 }
 
+/// Dropout whose rate follows a schedule over training (annealed,
+/// curriculum, early): a kind states its rate at each point of training and
+/// is inverted dropout at that rate, trained by both paths.
+pub(crate) trait RateSchedule: Send + Sync + std::fmt::Debug {
+    /// The drop rate at training progress `t` in [0, 1].
+    fn rate(&self, t: f64) -> f64;
+}
+
+impl<T: RateSchedule> Regularizer for T {
+    fn activation_noise(
+        &self,
+        shape: &Shape,
+        dev: &Device,
+        ctx: &mut NoiseCtx,
+    ) -> Result<Option<ActivationNoise>> {
+        Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
+    }
+}
+
 /// The inverted-dropout mask for drop rate `p`: 0 with probability `p`, else
 /// 1 / (1 - p). `None` (nothing drawn) for p = 0; all zeros (nothing drawn)
 /// for p = 1.

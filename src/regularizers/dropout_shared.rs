@@ -6,7 +6,7 @@
 //! Its noise is stated as a scale on the activations, so the fast path
 //! trains it.
 
-use candle_core::{Device, Result, Shape, Tensor};
+use candle_core::{Device, Result, Shape};
 
 use super::kind::{no_check, KindSpec, P};
 use super::{host_noise, ActivationNoise, NoiseCtx, Regularizer};
@@ -57,7 +57,7 @@ impl Regularizer for DropoutShared {
             }
         })?;
         // Materialised: the fast path slices the noise into halves by rows.
-        let m = Tensor::cat(&vec![row; n], 0)?;
+        let m = row.broadcast_as((n, units))?.contiguous()?;
         Ok(Some(ActivationNoise::Scale(m)))
     }
 }
@@ -74,7 +74,7 @@ mod tests {
             rng: &mut rng,
             progress: 0.0,
         };
-        let xs = Tensor::ones((6, 1000), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let xs = candle_core::Tensor::ones((6, 1000), candle_core::DType::F32, &Device::Cpu).unwrap();
         let v: Vec<Vec<f32>> = DropoutShared::new(0.3)
             .activations(&xs, &mut ctx)
             .unwrap()

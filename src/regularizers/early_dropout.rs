@@ -12,10 +12,8 @@
 //! The default `until` here is 0.2 (2 of 10 epochs). Inverted dropout at
 //! every step, so the fast path trains it.
 
-use candle_core::{Device, Result, Shape};
-
 use super::kind::{KindSpec, Param, Reg, P};
-use super::{ActivationNoise, Dropout, NoiseCtx, Regularizer};
+use super::dropout::RateSchedule;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "early-dropout",
@@ -57,8 +55,9 @@ impl EarlyDropout {
         );
         Self { p, until }
     }
+}
 
-    /// The rate at training progress `t` in [0, 1].
+impl RateSchedule for EarlyDropout {
     fn rate(&self, t: f64) -> f64 {
         match t < self.until {
             true => self.p,
@@ -67,16 +66,6 @@ impl EarlyDropout {
     }
 }
 
-impl Regularizer for EarlyDropout {
-    fn activation_noise(
-        &self,
-        shape: &Shape,
-        dev: &Device,
-        ctx: &mut NoiseCtx,
-    ) -> Result<Option<ActivationNoise>> {
-        Dropout::new(self.rate(ctx.progress)).activation_noise(shape, dev, ctx)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -42,7 +42,7 @@ impl Regularizer for GaussianAdd {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        ActivationNoise::normal_shift(shape, dev, ctx, |e| s * e)
+        ActivationNoise::normal(shape, dev, ctx, ActivationNoise::Shift, |e| s * e)
     }
 }
 

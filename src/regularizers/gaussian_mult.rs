@@ -47,7 +47,7 @@ impl Regularizer for GaussianMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let s = self.sigma;
-        ActivationNoise::normal_scale(shape, dev, ctx, |e| 1.0 + s * e)
+        ActivationNoise::normal(shape, dev, ctx, ActivationNoise::Scale, |e| 1.0 + s * e)
     }
 }
 

@@ -52,7 +52,9 @@ impl Regularizer for LogNormalMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let (mu, s) = (self.mu, self.s);
-        ActivationNoise::normal_scale(shape, dev, ctx, |e| (mu + s * e).exp())
+        ActivationNoise::normal(shape, dev, ctx, ActivationNoise::Scale, |e| {
+            (mu + s * e).exp()
+        })
     }
 }
 

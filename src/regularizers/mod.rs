@@ -103,35 +103,27 @@ pub enum ActivationNoise {
 }
 
 impl ActivationNoise {
-    /// `h' = h * f(e)`, e ~ N(0, 1) drawn per element of `shape` from the
-    /// context's generator.
-    pub(crate) fn normal_scale(
+    /// `wrap(f(e))`, e ~ N(0, 1) drawn per element of `shape` from the
+    /// context's generator (`wrap`: [`ActivationNoise::Scale`] or `Shift`).
+    pub(crate) fn normal(
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
+        wrap: fn(Tensor) -> Self,
         f: impl Fn(f32) -> f32,
     ) -> Result<Option<Self>> {
-        Ok(Some(Self::Scale(normals(ctx.rng, shape, dev, f)?)))
+        Ok(Some(wrap(normals(ctx.rng, shape, dev, f)?)))
     }
 
-    /// `h' = h + f(e)`, e ~ N(0, 1) per element.
-    pub(crate) fn normal_shift(
+    /// `wrap(f(u))`, u ~ U(0, 1) per element.
+    pub(crate) fn uniform(
         shape: &Shape,
         dev: &Device,
         ctx: &mut NoiseCtx,
+        wrap: fn(Tensor) -> Self,
         f: impl Fn(f32) -> f32,
     ) -> Result<Option<Self>> {
-        Ok(Some(Self::Shift(normals(ctx.rng, shape, dev, f)?)))
-    }
-
-    /// `h' = h * f(u)`, u ~ U(0, 1) per element.
-    pub(crate) fn uniform_scale(
-        shape: &Shape,
-        dev: &Device,
-        ctx: &mut NoiseCtx,
-        f: impl Fn(f32) -> f32,
-    ) -> Result<Option<Self>> {
-        Ok(Some(Self::Scale(host_noise(ctx.rng, shape, dev, f)?)))
+        Ok(Some(wrap(host_noise(ctx.rng, shape, dev, f)?)))
     }
 }
 

@@ -62,7 +62,9 @@ impl Regularizer for UniformMult {
         ctx: &mut NoiseCtx,
     ) -> Result<Option<ActivationNoise>> {
         let a = self.a;
-        ActivationNoise::uniform_scale(shape, dev, ctx, |u| 1.0 + a * (2.0 * u - 1.0))
+        ActivationNoise::uniform(shape, dev, ctx, ActivationNoise::Scale, |u| {
+            1.0 + a * (2.0 * u - 1.0)
+        })
     }
 }
 
