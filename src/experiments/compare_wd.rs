@@ -37,7 +37,7 @@ use super::figures;
 use super::markdown::{seeds_note, short, summary_table, write_verdict};
 use super::settings::parse;
 use super::spec::{ExerciseSpec, Flag, FlagValue};
-use super::{Common, Experiment, Finished};
+use super::{Common, Confirmation, Experiment, Finished};
 use crate::analysis::Metric;
 use crate::config::TrainConfig;
 use crate::contrast::{Contrast, Measure, Role, Sides};
@@ -59,6 +59,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // rate's configurations costs 300 run-epochs.
     report: "epochs = 50\nplan_seeds = true\nmax_seeds = 10\n",
     quick: "seeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\nweight_decays = [0.0, 1e-4, 1e-3]\nlrs = [0.5, 0.1]\n",
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "wd.png", "curves.png"],
     flags: &[Flag {
         long: "weight-decays",
@@ -175,6 +176,98 @@ impl CompareWd {
     }
 }
 
+impl CompareWd {
+    /// A two-sided primary contrast at the sweep's margin.
+    fn primary(
+        &self,
+        id: &str,
+        question: &str,
+        estimand: String,
+        terms: Vec<(ConfigKey, f64)>,
+        measure: Measure,
+    ) -> Contrast {
+        Contrast {
+            id: id.into(),
+            question: question.into(),
+            estimand: Some(estimand),
+            terms,
+            measure,
+            sides: Sides::Two,
+            sesoi: self.common.margin / 100.0,
+            role: Role::Primary,
+        }
+    }
+    /// Both − dropout − weight decay + neither, at weight decay `wd` and
+    /// rate `lr`, with keys made by `key` (the sweep's or the
+    /// confirmation's).
+    fn interaction_terms(
+        &self,
+        wd: f64,
+        lr: f64,
+        key: fn(TrainConfig) -> ConfigKey,
+    ) -> Vec<(ConfigKey, f64)> {
+        vec![
+            (key(self.config(true, wd, lr)), 1.0),
+            (key(self.config(true, 0.0, lr)), -1.0),
+            (key(self.config(false, wd, lr)), -1.0),
+            (key(self.config(false, 0.0, lr)), 1.0),
+        ]
+    }
+    /// The weight decay chosen on validation for dropout `dropout` at rate
+    /// `lr`: of the values above 0, the one whose runs have the best mean
+    /// validation accuracy over the last K epochs (the validation
+    /// counterpart of the end-of-training metric; an epoch without a
+    /// finite value, after a divergence, counts at chance, 10%). The
+    /// smaller value wins a tie. None without a validation split.
+    fn tuned(&self, r: &Finished, dropout: bool, lr: f64) -> Option<f64> {
+        if self.common.validation == 0 {
+            return None;
+        }
+        let epochs = self.common.base.epochs;
+        let k = r.end_k().clamp(1, epochs);
+        let score = |wd: f64| -> Option<f64> {
+            let g = r.group(&self.key(dropout, wd, lr)).ok()?;
+            let per_run: Vec<f64> = g
+                .runs
+                .iter()
+                .map(|run| {
+                    (epochs - k..epochs)
+                        .map(|e| {
+                            run.rows
+                                .get(e)
+                                .and_then(|row| row.val_acc)
+                                .filter(|v| v.is_finite())
+                                .unwrap_or(CHANCE)
+                        })
+                        .sum::<f64>()
+                        / k as f64
+                })
+                .collect();
+            (!per_run.is_empty()).then(|| per_run.iter().sum::<f64>() / per_run.len() as f64)
+        };
+        let mut best: Option<(f64, f64)> = None;
+        for wd in self.decays() {
+            let Some(v) = score(wd) else { continue };
+            if best.is_none_or(|(_, b)| v > b) {
+                best = Some((wd, v));
+            }
+        }
+        best.map(|(wd, _)| wd)
+    }
+}
+
+/// The interaction's smallest effect of interest, as a share of the main
+/// effects' margin: an interaction is only worth reading at a resolution
+/// finer than the effects it qualifies.
+const INTERACTION_MARGIN: f64 = 0.5;
+
+/// Validation accuracy an epoch without a finite value counts at when
+/// weight decay is tuned: chance, one class in ten.
+const CHANCE: f64 = 0.1;
+
+/// Suffix of the labels of the confirmation's runs (presentation only).
+const FRESH: &str = " [fresh seeds]";
+
 impl Experiment for CompareWd {
     super::experiment_accessors!(SPEC);
     fn configs(&self) -> Vec<(String, TrainConfig)> {
@@ -188,86 +281,52 @@ impl Experiment for CompareWd {
         }
         out
     }
+    /// The main sweep's questions: the blow-up rates at the book's rate
+    /// (weight decay pooled: without dropout every value blows up alike),
+    /// and, exploratory, the interaction at each weight decay and rate.
+    /// The accuracy questions are the confirmation's ([`Experiment::confirm`]).
     fn contrasts(&self) -> Vec<Contrast> {
-        let lr = self.stable_lr();
         if self.decays().is_empty() {
             return Vec::new();
         }
-        let end = Measure::Accuracy(Metric::End);
-        let sesoi = self.common.margin / 100.0;
         let avg = self.decays_text();
-        let neither = (self.key(false, 0.0, lr), -1.0);
-        let dropout = self.key(true, 0.0, lr);
-        let contrast = |id: &str, question: &str, estimand: String, terms, measure| Contrast {
-            id: id.into(),
-            question: question.into(),
-            estimand: Some(estimand),
-            terms,
-            measure,
-            sides: Sides::Two,
-            sesoi,
-            role: Role::Primary,
-        };
-        let mut wd = self.over_decays(false, lr, 1.0);
-        wd.push(neither.clone());
-        let mut both = self.over_decays(true, lr, 1.0);
-        both.push(neither.clone());
-        let mut versus = vec![(dropout.clone(), 1.0)];
-        versus.extend(self.over_decays(false, lr, -1.0));
-        let mut inter = self.over_decays(true, lr, 1.0);
-        inter.extend(self.over_decays(false, lr, -1.0));
-        inter.push((dropout.clone(), -1.0));
-        inter.push((self.key(false, 0.0, lr), 1.0));
-        let mut out = vec![
-            contrast(
-                "wd",
-                &format!("does weight decay alone change accuracy (lr {lr})?"),
-                format!("weight decay − neither (mean over {avg})"),
-                wd,
-                end.clone(),
-            ),
-            contrast(
-                "both",
-                &format!("do both together change accuracy (lr {lr})?"),
-                format!("dropout + weight decay − neither (mean over {avg})"),
-                both,
-                end.clone(),
-            ),
-            contrast(
-                "dropout_vs_wd",
-                &format!("which helps more, dropout or weight decay (lr {lr})?"),
-                format!("dropout − weight decay (mean over {avg})"),
-                versus,
-                end.clone(),
-            ),
-            contrast(
-                "interaction",
-                &format!("do their effects add up (lr {lr})?"),
-                format!("both − dropout − weight decay + neither (mean over {avg})"),
-                inter,
-                end,
-            ),
-        ];
+        let mut out = Vec::new();
         let book = self.settings.lrs[0];
-        if book != lr {
+        if book != self.stable_lr() {
             let mut wd_up = self.over_decays(false, book, 1.0);
             wd_up.push((self.key(false, 0.0, book), -1.0));
             let mut dropout_up = self.over_decays(true, book, 1.0);
             dropout_up.extend(self.over_decays(false, book, -1.0));
-            out.push(contrast(
+            out.push(self.primary(
                 "wd_blowups",
                 &format!("does weight decay change how often training without dropout blows up (lr {book})?"),
                 format!("weight decay − neither, no dropout ({avg} pooled)"),
                 wd_up,
                 Measure::BlowUp,
             ));
-            out.push(contrast(
+            out.push(self.primary(
                 "dropout_blowups_with_wd",
                 &format!("with weight decay on, does dropout change how often training blows up (lr {book})?"),
                 format!("dropout − no dropout, with weight decay ({avg} pooled)"),
                 dropout_up,
                 Measure::BlowUp,
             ));
+        }
+        for &lr in &self.settings.lrs {
+            for wd in self.decays() {
+                let w = plot::scientific(wd);
+                out.push(Contrast {
+                    id: format!("interaction wd={w} lr={lr}"),
+                    role: Role::Exploratory,
+                    ..self.primary(
+                        "",
+                        "",
+                        format!("interaction at wd={w} lr={lr}: both − dropout − weight decay + neither"),
+                        self.interaction_terms(wd, lr, ConfigKey::sweep),
+                        Measure::Accuracy(Metric::End),
+                    )
+                });
+            }
         }
         out
     }
@@ -283,6 +342,97 @@ impl Experiment for CompareWd {
             }
         }
         out
+    }
+
+    /// Weight decay tuned on validation for each dropout setting, then the
+    /// accuracy questions on fresh seeds: at the stable rate, weight decay
+    /// alone, both together, dropout against weight decay and the
+    /// interaction (at the weight decay tuned for both); at the book's
+    /// rate, what adding weight decay to dropout does at the end of
+    /// training. Nothing without a validation split.
+    fn confirm(&self, r: &Finished) -> Option<Confirmation> {
+        let lr = self.stable_lr();
+        let (w_off, w_on) = (self.tuned(r, false, lr)?, self.tuned(r, true, lr)?);
+        let fresh = |d: bool, wd: f64, lr: f64| ConfigKey::confirmation(self.config(d, wd, lr));
+        let mut runs = vec![
+            (false, 0.0, lr),
+            (true, 0.0, lr),
+            (false, w_off, lr),
+            (true, w_on, lr),
+        ];
+        if w_on != w_off {
+            runs.push((false, w_on, lr));
+        }
+        let end = || Measure::Accuracy(Metric::End);
+        let (neither, dropout) = (fresh(false, 0.0, lr), fresh(true, 0.0, lr));
+        let (wd, both) = (fresh(false, w_off, lr), fresh(true, w_on, lr));
+        let (a, b) = (plot::scientific(w_off), plot::scientific(w_on));
+        let mut contrasts = vec![
+            self.primary(
+                "wd",
+                &format!("does weight decay alone change accuracy (lr {lr})?"),
+                format!("weight decay (wd={a}, tuned) − neither"),
+                vec![(wd.clone(), 1.0), (neither.clone(), -1.0)],
+                end(),
+            ),
+            self.primary(
+                "both",
+                &format!("do both together change accuracy (lr {lr})?"),
+                format!("dropout + weight decay (wd={b}, tuned) − neither"),
+                vec![(both, 1.0), (neither.clone(), -1.0)],
+                end(),
+            ),
+            self.primary(
+                "dropout_vs_wd",
+                &format!("which helps more, dropout or weight decay (lr {lr})?"),
+                format!("dropout − weight decay (wd={a}, tuned)"),
+                vec![(dropout.clone(), 1.0), (wd, -1.0)],
+                end(),
+            ),
+            Contrast {
+                sesoi: INTERACTION_MARGIN * self.common.margin / 100.0,
+                ..self.primary(
+                    "interaction",
+                    &format!("do their effects add up (lr {lr})?"),
+                    format!("both − dropout − weight decay + neither (wd={b}, tuned for both)"),
+                    self.interaction_terms(w_on, lr, ConfigKey::confirmation),
+                    end(),
+                )
+            },
+            Contrast {
+                role: Role::Exploratory,
+                ..self.primary(
+                    "dropout",
+                    "",
+                    format!("dropout − neither (lr {lr}, fresh seeds)"),
+                    vec![(dropout, 1.0), (neither, -1.0)],
+                    end(),
+                )
+            },
+        ];
+        let book = self.settings.lrs[0];
+        if let Some(w5) = self.tuned(r, true, book).filter(|_| book != lr) {
+            runs.extend([(true, 0.0, book), (true, w5, book)]);
+            contrasts.push(self.primary(
+                "wd_with_dropout_book",
+                &format!("at the book's rate, does adding weight decay to dropout change accuracy at the end of training (lr {book})?"),
+                format!("dropout + weight decay (wd={}, tuned) − dropout", plot::scientific(w5)),
+                vec![(fresh(true, w5, book), 1.0), (fresh(true, 0.0, book), -1.0)],
+                end(),
+            ));
+        }
+        Some(Confirmation {
+            configs: runs
+                .into_iter()
+                .map(|(d, wd, lr)| {
+                    (
+                        format!("{}{FRESH}", label(d, wd, lr)),
+                        self.config(d, wd, lr),
+                    )
+                })
+                .collect(),
+            contrasts,
+        })
     }
 
     fn conclude(&self, r: &Finished) -> Result<String> {
@@ -325,23 +475,92 @@ impl Experiment for CompareWd {
 impl CompareWd {
     fn answer(&self, r: &Finished) -> String {
         let lr = self.stable_lr();
+        let book = self.settings.lrs[0];
         let k = r.end_k();
+        let grid = self.decays_text();
+        let (Some(w_off), Some(w_on)) = (self.tuned(r, false, lr), self.tuned(r, true, lr)) else {
+            return format!("Without a validation split no weight decay is chosen (the test set never chooses), so the accuracy questions are not asked; {}", self.blowup_sentence(r));
+        };
+        let sci = plot::scientific;
         let mut s = format!(
-            "At lr {lr}, on the mean test accuracy of the last {k} epochs: weight decay alone {}; both together {}; dropout minus weight decay {}; interaction (do the gains add up?) {}.",
+            "Weight decay tuned on validation over {grid} (mean validation accuracy of the last {k} epochs): wd={} without dropout and wd={} with it at lr {lr}. Retrained on fresh seeds, at lr {lr}, on the mean test accuracy of the last {k} epochs: weight decay alone minus neither {}; both together minus neither {}; dropout minus weight decay {}; interaction (do the gains add up?) {}. {}",
+            sci(w_off),
+            sci(w_on),
             short(r.contrast("wd")),
             short(r.contrast("both")),
             short(r.contrast("dropout_vs_wd")),
             short(r.contrast("interaction")),
+            self.resolution(r),
         );
-        if let Some(c) = r.contrast("wd_blowups") {
+        if let Some(c) = r.contrast("wd_with_dropout_book") {
             s += &format!(
-                " At the book's lr {}, the share of runs without dropout that blew up, weight decay minus none: {}; dropout's with weight decay on: {}.",
-                self.settings.lrs[0],
-                short(Some(c)),
-                short(r.contrast("dropout_blowups_with_wd"))
+                " At the book's lr {book}, adding weight decay (wd={}, tuned) to dropout, on the same metric: {}.",
+                self.tuned(r, true, book).map_or("?".into(), sci),
+                short(Some(c))
             );
         }
+        s += " ";
+        s += &self.blowup_sentence(r);
         s
+    }
+
+    /// Whether the interaction's margin is finer than the main effects it
+    /// qualifies (dropout and weight decay alone, on the fresh seeds).
+    fn resolution(&self, r: &Finished) -> String {
+        let (Some(i), Some(d), Some(w)) = (
+            r.contrast("interaction"),
+            r.contrast("dropout"),
+            r.contrast("wd"),
+        ) else {
+            return String::new();
+        };
+        let margin = i.sesoi.unwrap_or(f64::NAN);
+        let pts = |x: f64| format!("{:+.2}", 100.0 * x);
+        let small: Vec<String> = [("dropout", d), ("weight decay", w)]
+            .iter()
+            .filter(|(_, c)| !(c.estimate.abs() > margin))
+            .map(|(n, c)| format!("{n}'s ({} points)", pts(c.estimate)))
+            .collect();
+        if small.is_empty() {
+            format!(
+                "The interaction's margin, ±{:.2} points, is smaller than both main effects (dropout alone {} points, weight decay alone {} points, exploratory estimates on the same seeds).",
+                100.0 * margin,
+                pts(d.estimate),
+                pts(w.estimate)
+            )
+        } else {
+            format!(
+                "The interaction's margin, ±{:.2} points, is not smaller than {} main effect, so whether the gains add up cannot be told at a resolution finer than that effect itself.",
+                100.0 * margin,
+                small.join(" and ")
+            )
+        }
+    }
+
+    /// The book's rate: how often training blew up.
+    fn blowup_sentence(&self, r: &Finished) -> String {
+        let book = self.settings.lrs[0];
+        let Some(c) = r.contrast("wd_blowups") else {
+            return String::new();
+        };
+        let spiked = |d: bool| {
+            let gs: Vec<_> = r
+                .groups
+                .iter()
+                .filter(|g| !g.is_confirmation() && g.config().lr == book)
+                .filter(|g| g.config().layers.iter().any(|l| l.p() > 0.0) == d)
+                .collect();
+            (
+                gs.iter().map(|g| g.spiked()).sum::<usize>(),
+                gs.iter().map(|g| g.runs.len()).sum::<usize>(),
+            )
+        };
+        let ((k0, n0), (k1, n1)) = (spiked(false), spiked(true));
+        format!(
+            "At lr {book}, {k0} of {n0} runs without dropout blew up (a loss spike, divergence or collapse) and {k1} of {n1} with it, over every weight decay; the share without dropout, weight decay minus none: {}; with weight decay on, dropout minus none: {}.",
+            short(Some(c)),
+            short(r.contrast("dropout_blowups_with_wd"))
+        )
     }
 
     /// `wd.png`: end-of-training accuracy against weight decay, with and without
@@ -398,13 +617,13 @@ impl CompareWd {
 
     fn verdict(&self, r: &Finished) -> String {
         let mut v = format!(
-            "# {}\n\n{}. Learning rates {:?}: the book's, at which the network without dropout blows up, and a smaller one, where exercise 2 finds it stable; the accuracy questions are read at lr {} on the end-of-training metric, weight decay averaged over the values above 0.\n\n",
+            "# {}\n\n{}. Learning rates {:?}: the book's, at which the network without dropout blows up, and a smaller one, where exercise 2 finds it stable; the accuracy questions are read at lr {} on the end-of-training metric, at the weight decay chosen on validation for each dropout setting, on fresh seeds; each value of the grid is compared in the exploratory rows.\n\n",
             SPEC.heading(),
             seeds_note(&self.common),
             self.settings.lrs,
             self.stable_lr()
         );
-        v += "Dropout alone against neither is exercise 2's primary contrast, on the same runs (`drop-exp longer` at the same rates): it is answered there and only estimated here.\n\n";
+        v += "Dropout alone against neither is exercise 2's question (answered there, in its overfitting regime); here it is an exploratory estimate, the main effect the interaction is read against.\n\n";
         v += "How often training blew up (a loss spike, divergence or collapse), per configuration:\n\n| configuration | blew up | runs |\n|---|---|---|\n";
         for g in &r.groups {
             v += &format!("| {} | {} | {} |\n", g.label, g.spiked(), g.runs.len());

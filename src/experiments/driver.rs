@@ -270,6 +270,7 @@ fn confirmation_specs(
         summary,
         contrasts,
         common: exp.common(),
+        declared: &exp.spec().declared,
     };
     let Some(conf) = exp.confirm(&finished) else {
         return Ok(Vec::new());
@@ -415,6 +416,7 @@ pub(super) fn write_outputs(
         summary: main_summary,
         contrasts: main_contrasts,
         common: exp.common(),
+        declared: &exp.spec().declared,
     };
     let confirm = exp.confirm(&main_finished);
     let confirming = match &confirm {
@@ -437,6 +439,7 @@ pub(super) fn write_outputs(
         summary,
         contrasts,
         common: exp.common(),
+        declared: &exp.spec().declared,
     };
     let answer = exp.conclude(&finished)?;
     Ok(Some(Answered {

@@ -60,6 +60,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // up to 130 run-epochs here.
     report: "plan_seeds = true\nmax_seeds = 12\n",
     quick: QUICK,
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "rates.png"],
     flags: &[],
     user_layer: super::spec::as_given,

@@ -32,12 +32,27 @@ fn primary_section(r: &Finished) -> String {
         return String::new();
     }
     let (before, total) = runs_before_declaration(r);
+    let d = r.declared;
+    let runs = match before {
+        0 => format!("all {total} runs analysed here finished after that"),
+        b if b == total => format!(
+            "all {total} runs analysed here finished before that, while the questions were being \
+             chosen: the verdicts rest on runs their questions were chosen after"
+        ),
+        b => format!(
+            "{b} of the {total} runs analysed here finished before that, while the questions \
+             were being chosen, the rest (seed plans, confirmations) after"
+        ),
+    };
+    let before = match d.before {
+        "" => String::new(),
+        text => format!(" {text}"),
+    };
     format!(
-        "## Primary contrasts\n\nDeclared in commit {} ({}); {before} of the {total} runs \
-         analysed here finished before that, while the questions were being chosen, the rest \
-         (seed plans, confirmations) after. Holm-adjusted over these {} contrasts.\n\n{}\n",
-        super::DECLARED_IN,
-        super::DECLARED_AT,
+        "## Primary contrasts\n\nDeclared in commit {} ({}); {runs}.{before} Holm-adjusted over \
+         these {} contrasts.\n\n{}\n",
+        d.commit,
+        d.at,
         primary.len(),
         contrast::primary_table(&primary)
     )
@@ -49,7 +64,7 @@ pub fn runs_before_declaration(r: &Finished) -> (usize, usize) {
     let runs = r.groups.iter().flat_map(|g| g.runs.iter());
     let before = runs
         .clone()
-        .filter(|run| run.finished_at.as_str() < super::DECLARED_AT)
+        .filter(|run| run.finished_at.as_str() < r.declared.at)
         .count();
     (before, runs.count())
 }

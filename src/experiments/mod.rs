@@ -29,15 +29,8 @@ use anyhow::Result;
 
 pub use registry::EXERCISES;
 
-/// When the exercises' primary contrasts were first declared: the commit
-/// that made them data (a6507d4, 2026-11-29 21:44:30 UTC). Runs that
-/// finished before it were trained while the questions were still being
-/// chosen; the verdicts say how many.
-pub const DECLARED_AT: &str = "2026-11-29T21:44:30Z";
-/// The commit of [`DECLARED_AT`].
-pub const DECLARED_IN: &str = "a6507d4";
 pub use settings::{CheckSettings, Common};
-pub use spec::ExerciseSpec;
+pub use spec::{Declaration, ExerciseSpec};
 
 use anyhow::Context;
 
@@ -57,6 +50,7 @@ pub struct Finished<'a> {
     /// The primary contrasts (decided) and the exploratory ones.
     contrasts: Vec<ContrastRow>,
     common: &'a Common,
+    declared: &'a Declaration,
 }
 
 impl Finished<'_> {
@@ -138,7 +132,7 @@ pub trait Experiment: Sync {
     /// identified by itself ([`ConfigKey::sweep`]), its label is how tables
     /// and plots write it.
     fn configs(&self) -> Vec<(String, TrainConfig)>;
-    /// Its questions, declared as data (see [`DECLARED_AT`]): the primary contrasts,
+    /// Its questions, declared as data (see [`ExerciseSpec::declared`]): the primary contrasts,
     /// Holm-adjusted together and each given a verdict.
     fn contrasts(&self) -> Vec<Contrast>;
     /// Pairs (a, b) compared as exploratory contrasts b − a (estimate and

@@ -71,6 +71,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // `seeds` fresh seeds of two configurations.
     report: "plan_seeds = true\nmax_seeds = 12\n",
     quick: QUICK,
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "accuracy.png"],
     flags: &[],
     user_layer: super::spec::as_given,

@@ -25,6 +25,8 @@ pub struct ExerciseSpec {
     pub report: &'static str,
     /// Overrides (TOML) with which `drop-exp report --quick` runs it.
     pub quick: &'static str,
+    /// When its primary contrasts, as they now stand, were declared.
+    pub declared: Declaration,
     /// The figures REPORT.md shows (at most three), in its output folder.
     pub figures: &'static [&'static str],
     /// Flags of its own, each setting one settings key.
@@ -42,6 +44,27 @@ impl ExerciseSpec {
         format!("Exercise {}: {}", self.number, self.title)
     }
 }
+
+/// When an exercise's primary contrasts, as they now stand, were declared:
+/// the commit that declared them and its time. Runs that finished before
+/// it were trained while the questions were still being chosen; the
+/// verdicts say how many.
+pub struct Declaration {
+    pub commit: &'static str,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ` (compared with a run's `finished_at`).
+    pub at: &'static str,
+    /// What preceded the declaration besides stored runs (a pilot, an
+    /// earlier design), in a sentence; empty when nothing did.
+    pub before: &'static str,
+}
+
+/// The first declaration, which made every exercise's questions data
+/// (a6507d4, 2026-11-29 21:44:30 UTC).
+pub const FIRST_DECLARATION: Declaration = Declaration {
+    commit: "a6507d4",
+    at: "2026-11-29T21:44:30Z",
+    before: "",
+};
 
 /// A flag of one exercise that sets one of its settings keys.
 pub struct Flag {

@@ -51,6 +51,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // the four corners costs 40 run-epochs here.
     report: "plan_seeds = true\nmax_seeds = 20\n",
     quick: QUICK,
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "accuracy.png", "curves.png"],
     flags: &[Flag {
         long: "grid",

@@ -53,6 +53,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // Seeds planned for 80% power, at most 10.
     report: "plan_seeds = true\nmax_seeds = 10\n",
     quick: QUICK,
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "mc.png"],
     flags: &[],
     user_layer: super::spec::as_given,

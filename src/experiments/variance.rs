@@ -67,6 +67,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     // Seeds planned for 80% power at a 10% ratio, at most 12.
     report: "plot = true\nplan_seeds = true\nmax_seeds = 12\n",
     quick: "plot = true\nseeds = 2\nepochs = 4\ntrain_subset = 20000\ntest_subset = 5000\n",
+    declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "variance.png"],
     flags: &[Flag {
         long: "plot",

@@ -49,7 +49,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
     let mut answers = Vec::new();
     let mut methods = Vec::new();
     let mut rows: Vec<(&str, ContrastRow)> = Vec::new();
-    let mut history_rows: Vec<(u8, (usize, usize))> = Vec::new();
+    let mut history_rows: Vec<HistoryRow> = Vec::new();
     for spec in EXERCISES {
         let out = base.join(spec.name);
         let (preset_name, preset) = if opts.quick {
@@ -89,7 +89,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         let minutes = t0.elapsed().as_secs_f64() / 60.0;
         sections.push(section(spec, &base, &out, &shown, &answered, minutes)?);
         rows.extend(answered.primaries.iter().map(|r| (spec.name, r.clone())));
-        history_rows.push((spec.number, answered.before_declaration));
+        history_rows.push((spec.number, &spec.declared, answered.before_declaration));
         answers.push((*spec, answered.answer));
         eprintln!(
             "== exercise {} done in {minutes:.1} min (wall)",
@@ -114,27 +114,37 @@ Each exercise declares its questions as *primary contrasts* (see History below f
 
 ";
 
-/// What the answers do not cover.
-/// When the questions were declared, and which runs came before.
-fn history(rows: &[(u8, (usize, usize))]) -> String {
+/// When each exercise's questions were declared, and which runs came before.
+fn history(rows: &[HistoryRow]) -> String {
     let (before, total) = rows
         .iter()
-        .fold((0, 0), |(b, t), (_, (rb, rt))| (b + rb, t + rt));
+        .fold((0, 0), |(b, t), (_, _, (rb, rt))| (b + rb, t + rt));
     let each: Vec<String> = rows
         .iter()
-        .map(|(n, (b, t))| format!("exercise {n}, {b} of {t}"))
+        .map(|(n, d, (b, t))| {
+            let pre = match d.before {
+                "" => String::new(),
+                text => format!(" {text}"),
+            };
+            format!(
+                "- Exercise {n}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",
+                d.commit, d.at
+            )
+        })
         .collect();
     format!(
-        "### History\n\nThe primary contrasts of every exercise were declared in commit {} \
-         ({}), after a first round of runs had been trained: {before} of the {total} runs \
-         analysed here finished before that ({}). The seed plans and confirmations were \
-         trained after it. A question chosen after seeing its runs is weaker evidence than its \
-         p-value says: read the verdicts that rest on those runs with that in mind.\n\n",
-        crate::experiments::DECLARED_IN,
-        crate::experiments::DECLARED_AT,
-        each.join("; ")
+        "### History\n\nEach exercise's primary contrasts were declared in a commit, as data; \
+         a run that finished before its exercise's declaration was trained while the questions \
+         were still being chosen. Over the report, {before} of the {total} runs analysed finished \
+         before their exercise's declaration.\n\n{}\nA question chosen after seeing its runs is \
+         weaker evidence than its p-value says: read the verdicts that rest on those runs with \
+         that in mind.\n\n",
+        each.concat()
     )
 }
+
+/// An exercise's number, its declaration, and (runs before it, runs).
+type HistoryRow = (u8, &'static crate::experiments::Declaration, (usize, usize));
 
 /// What one Holm correction over every primary contrast of the report
 /// would change.
@@ -191,7 +201,7 @@ fn header(
     answers: &[(&ExerciseSpec, String)],
     methods: &[Method],
     answers_rows: &[(&str, ContrastRow)],
-    history_rows: &[(u8, (usize, usize))],
+    history_rows: &[HistoryRow],
 ) -> String {
     let (version, commit) = crate::provenance();
     let mut text = format!(
