@@ -7,12 +7,16 @@
 //! network has at evaluation time?
 //!
 //! Primary contrasts (the question): per hidden layer, at the end of the
-//! first epoch, of the middle one and of the last, the evaluation-mode
-//! variance of the activations of the network trained with dropout against
-//! the one trained without, as the log of their ratio (paired by seed,
-//! two-sided: the co-adaptation argument predicts less redundant, and so
-//! possibly less spread, units, while rescaling by 1/(1-p) predicts more),
-//! with a smallest effect of interest of a 10% ratio.
+//! first epoch, of the middle one and of the last, the variance of the
+//! activations of the network trained with dropout against the one trained
+//! without, as the log of their ratio (paired by seed, two-sided: the
+//! co-adaptation argument predicts less redundant, and so possibly less
+//! spread, units, while rescaling by 1/(1-p) predicts more), with a
+//! smallest effect of interest of a 10% ratio, in both modes: evaluation
+//! mode (the network as tested) and training mode after the dropout layer
+//! (what the next layer sees while training). The runs are at a learning
+//! rate where training without dropout is stable (`experiments/variance.toml`);
+//! a run that blows up is counted, not dropped.
 //!
 //! A check, not the answer: inverted dropout at rate p turns an activation
 //! h with mean mu and variance s^2 into one with mean mu and variance
@@ -113,6 +117,49 @@ struct Variance {
 /// 1.1 (ln 1.1), a 5% change in the activations' spread, below what would
 /// change how a layer is initialised or normalised.
 const VARIANCE_SESOI: f64 = 0.09531017980432493;
+
+/// The two ways a network's activations are read: as the next layer sees
+/// them in training (after the dropout layer: for the network without
+/// dropout, its ReLU output, as in evaluation) and at test time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Eval,
+    Train,
+}
+
+impl Mode {
+    fn id(self) -> &'static str {
+        match self {
+            Mode::Eval => "eval",
+            Mode::Train => "train",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Eval => "evaluation-mode",
+            Mode::Train => "training-mode",
+        }
+    }
+    fn stage_note(self) -> &'static str {
+        match self {
+            Mode::Eval => "",
+            Mode::Train => " after the dropout layer",
+        }
+    }
+    fn stage(self) -> Stage {
+        match self {
+            Mode::Eval => Stage::Eval,
+            Mode::Train => Stage::TrainPost,
+        }
+    }
+    /// Added to a probe measure's id (layer * 1000 + epoch).
+    fn offset(self) -> usize {
+        match self {
+            Mode::Eval => 0,
+            Mode::Train => 100_000,
+        }
+    }
+}
 
 impl Variance {
     /// The epochs whose last probe the primary contrasts read: the first,
@@ -227,43 +274,54 @@ impl Experiment for Variance {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for layer in 1..=2 {
-            for epoch in self.checkpoints() {
-                out.push(Contrast {
-                    id: format!("layer{layer}_epoch{epoch}"),
-                    question: format!(
-                        "does dropout change layer {layer}'s variance by the end of epoch {epoch}?"
-                    ),
-                    estimand: Some(format!(
-                        "ln(variance {} / variance {})",
-                        rates_label(rates[with][0], rates[with][1]),
-                        rates_label(rates[none][0], rates[none][1])
-                    )),
-                    terms: vec![(key(rates[with]), 1.0), (key(rates[none]), -1.0)],
-                    measure: Measure::Probe(ProbeMeasure {
-                        id: layer * 1000 + epoch,
-                        name: format!(
-                            "ln of layer {layer}'s evaluation-mode activation variance, end of epoch {epoch}"
+        for mode in [Mode::Eval, Mode::Train] {
+            for layer in 1..=2 {
+                for epoch in self.checkpoints() {
+                    out.push(Contrast {
+                        id: format!("{}_layer{layer}_epoch{epoch}", mode.id()),
+                        question: format!(
+                            "does dropout change layer {layer}'s {} variance by the end of epoch {epoch}?",
+                            mode.name()
                         ),
-                        scale: 1.0,
-                        unit: "",
-                        higher_is_better: None,
-                    }),
-                    sides: Sides::Two,
-                    sesoi: VARIANCE_SESOI,
-                    role: Role::Primary,
-                });
+                        estimand: Some(format!(
+                            "ln(variance {} / variance {})",
+                            rates_label(rates[with][0], rates[with][1]),
+                            rates_label(rates[none][0], rates[none][1])
+                        )),
+                        terms: vec![(key(rates[with]), 1.0), (key(rates[none]), -1.0)],
+                        measure: Measure::Probe(ProbeMeasure {
+                            id: mode.offset() + layer * 1000 + epoch,
+                            name: format!(
+                                "ln of layer {layer}'s {} activation variance{}, end of epoch {epoch}",
+                                mode.name(),
+                                mode.stage_note()
+                            ),
+                            scale: 1.0,
+                            unit: "",
+                            higher_is_better: None,
+                        }),
+                        sides: Sides::Two,
+                        sesoi: VARIANCE_SESOI,
+                        role: Role::Primary,
+                    });
+                }
             }
         }
         out
     }
     fn probe_value(&self, run: &StoredRun, m: &ProbeMeasure) -> Option<f64> {
-        let (layer, epoch) = (m.id / 1000, m.id % 1000);
+        let mode = if m.id >= Mode::Train.offset() {
+            Mode::Train
+        } else {
+            Mode::Eval
+        };
+        let id = m.id - mode.offset();
+        let (layer, epoch) = (id / 1000, id % 1000);
         // Read in place: cloning the stored measurements for every value
         // asked for was most of this exercise's analysis time.
         let rows = Vec::<ProbeRow>::deserialize(&run.extra).ok()?;
         rows.iter()
-            .filter(|r| r.layer == layer && r.epoch == epoch && r.stage == Stage::Eval)
+            .filter(|r| r.layer == layer && r.epoch == epoch && r.stage == mode.stage())
             .max_by_key(|r| r.step)
             .map(|r| r.variance.ln())
             .filter(|v| v.is_finite())
@@ -287,37 +345,46 @@ impl Experiment for Variance {
             r,
             &r.out.join("effects.png"),
             &format!(
-                "Exercise {}: evaluation-mode activation variance, with vs without dropout (primary contrasts)",
+                "Exercise {}: activation variance, with vs without dropout, evaluation and training mode (primary contrasts)",
                 SPEC.number
             ),
-            "ln of the ratio of evaluation-mode variances",
+            "ln of the ratio of activation variances",
             &r.primary(),
         )?;
-        let parts: Vec<String> = r
-            .primary()
-            .iter()
-            .map(|c| {
-                let ratio = |x: f64| format!("{:.2}", x.exp());
-                let range = match (c.ci_low, c.ci_high) {
-                    (Some(lo), Some(hi)) => format!(" (95% CI {} to {})", ratio(lo), ratio(hi)),
-                    _ => String::new(),
-                };
-                let (layer, epoch) = c.id.split_once('_').unwrap_or((&c.id, ""));
-                format!(
-                    "{} at the end of {}: {}{range}, **{}**",
-                    layer.replace("layer", "layer "),
-                    epoch.replace("epoch", "epoch "),
-                    ratio(c.estimate),
-                    crate::contrast::verdict_text(c)
-                )
-            })
-            .collect();
-        let answer = if parts.is_empty() {
+        let part = |c: &&crate::contrast::ContrastRow| {
+            let ratio = |x: f64| format!("{:.2}", x.exp());
+            let range = match (c.ci_low, c.ci_high) {
+                (Some(lo), Some(hi)) => format!(" (95% CI {} to {})", ratio(lo), ratio(hi)),
+                _ => String::new(),
+            };
+            let mut words = c.id.split('_').skip(1);
+            let (layer, epoch) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            format!(
+                "{} at the end of {}: {}{range}, **{}**",
+                layer.replace("layer", "layer "),
+                epoch.replace("epoch", "epoch "),
+                ratio(c.estimate),
+                crate::contrast::verdict_text(c)
+            )
+        };
+        let primary = r.primary();
+        let of = |mode: Mode| -> Vec<String> {
+            primary
+                .iter()
+                .filter(|c| c.id.starts_with(mode.id()))
+                .map(part)
+                .collect()
+        };
+        let (eval, train) = (of(Mode::Eval), of(Mode::Train));
+        let answer = if eval.is_empty() {
             "No configuration without dropout was swept, so nothing is compared.".to_string()
         } else {
             format!(
-                "Ratio of the evaluation-mode activation variances of the network trained with dropout and the one trained without (paired by seed; tested as its logarithm): {}.",
-                parts.join("; ")
+                "Ratio of the activation variances of the network trained with dropout and the one trained without (paired by seed; tested as its logarithm), at lr {}{}. In evaluation mode (the network as it is tested): {}. In training mode, after the dropout layer (what the next layer sees while training; without dropout the same as evaluation mode): {}.",
+                self.common.base.lr,
+                self.blowups(r),
+                eval.join("; "),
+                train.join("; ")
             )
         };
         write_verdict(r, answer, &self.verdict(r, &rows))
@@ -325,6 +392,21 @@ impl Experiment for Variance {
 }
 
 impl Variance {
+    /// ", where no run blew up", or how many did (they are in the
+    /// contrasts, counted as their rows say).
+    fn blowups(&self, r: &Finished) -> String {
+        let (k, n) = r
+            .groups
+            .iter()
+            .fold((0, 0), |(k, n), g| (k + g.spiked(), n + g.runs.len()));
+        match k {
+            0 => format!(", where none of the {n} runs blew up"),
+            k => format!(
+                ", where {k} of the {n} runs blew up (a loss spike, divergence or collapse; they stay in every contrast)"
+            ),
+        }
+    }
+
     fn verdict(&self, r: &Finished, rows: &[(ConfigKey, Vec<ProbeRow>)]) -> String {
         let mut v = format!(
             "# {}\n\n{}; {} probes per epoch on the first {} training images. The primary contrasts read the last probe of epochs {:?}.\n\n",
