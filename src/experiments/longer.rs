@@ -65,16 +65,16 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
                drop-exp longer --epochs 40 --seeds 3 --train-subset 2000   # quick look",
     defaults: include_str!("../../experiments/longer.toml"),
     // Seeds planned for 80% power, at most 10: a seed of the stable rate's
-    // two configurations costs 400 run-epochs on 5,000 images (about 3
+    // two configurations costs 500 run-epochs on 5,000 images (about 3
     // minutes on two cores).
     report: "plan_seeds = true\nmax_seeds = 10\n",
     quick: "seeds = 2\nepochs = 20\ntrain_subset = 2000\ntest_subset = 5000\nlrs = [0.5, 0.1]\n",
-    // Redeclared for the overfitting regime; the first design's runs (on
-    // every training image, 50 epochs) are not analysed.
+    // Redeclared for the overfitting regime at a stable rate; the earlier
+    // designs' runs are not analysed.
     declared: super::spec::Declaration {
-        commit: "768f1ce",
-        at: "2026-12-04T01:04:57Z",
-        before: "Before it, a pilot of one seed per configuration at lr 0.1 (10,000 images for 200 epochs and 5,000 for 400, not among these runs) chose the training subset and the number of epochs; the first design (every training image, 50 epochs, declared in a6507d4) never reached overfitting.",
+        commit: "DECL",
+        at: "DECLAT",
+        before: "Before it came the first design (every training image, 50 epochs, declared in a6507d4), which never reached overfitting; pilots of one or two seeds per configuration (not among these runs) that chose the training subset, the rate and the number of epochs; and the design of 768f1ce (the same subset, 200 epochs, lr 0.1), whose 22 runs showed every run without dropout blowing up at lr 0.1.",
     },
     figures: &["effects.png", "curves.png", "gap.png"],
     flags: &[],
@@ -135,10 +135,12 @@ fn label(p: [f64; 2], lr: f64) -> String {
 
 impl Longer {
     /// At the rate of the accuracy questions, test accuracy with dropout
-    /// minus without per epoch, paired by seed over the seeds where both
-    /// runs have a finite value at that epoch: (epoch, estimate), for the
+    /// minus without, paired by seed over the seeds where both runs have a
+    /// finite value: per epoch, the difference of the runs' mean test
+    /// accuracy over the `window` epochs ending there (1: that epoch
+    /// alone); (epoch, estimate), from the first full window, for the
     /// epochs with at least 3 pairs.
-    fn paired_by_epoch(&self, r: &Finished) -> Vec<(usize, stats::Estimate)> {
+    fn paired_by_epoch(&self, r: &Finished, window: usize) -> Vec<(usize, stats::Estimate)> {
         let lr = self.stable_lr();
         let reference = self.settings.rates[0];
         let Some(none) = self.none().filter(|&n| n != reference) else {
@@ -150,14 +152,19 @@ impl Longer {
         ) else {
             return Vec::new();
         };
-        (1..=self.common.base.epochs)
+        let w = window.max(1);
+        let mean_to = |run: &crate::record::StoredRun, e: usize| -> Option<f64> {
+            let rows = run.rows.get(e - w..e)?;
+            Some(rows.iter().map(|row| row.test_acc).sum::<f64>() / w as f64)
+        };
+        (w..=self.common.base.epochs)
             .filter_map(|e| {
                 let d: Vec<f64> = with
                     .runs
                     .iter()
                     .filter_map(|a| {
                         let b = without.runs.iter().find(|b| b.spec.seed == a.spec.seed)?;
-                        Some(a.rows.get(e - 1)?.test_acc - b.rows.get(e - 1)?.test_acc)
+                        Some(mean_to(a, e)? - mean_to(b, e)?)
                     })
                     .filter(|x| x.is_finite())
                     .collect();
@@ -168,11 +175,12 @@ impl Longer {
 
     /// The epoch from which the two networks part at the stable rate: the
     /// first from which, through the last epoch, the paired 95% interval
-    /// of dropout minus none in test accuracy lies on one side of 0, with
-    /// whether dropout is the one ahead. None when the last epoch's
-    /// interval covers 0.
+    /// of dropout minus none in test accuracy, each run's mean over the
+    /// [`PART_WINDOW`] epochs ending there (single epochs swing by points),
+    /// lies on one side of 0, with whether dropout is the one ahead. None
+    /// when the last epoch's interval covers 0.
     fn parting(&self, r: &Finished) -> Option<(usize, bool)> {
-        let d = self.paired_by_epoch(r);
+        let d = self.paired_by_epoch(r, PART_WINDOW);
         let (_, last) = d.last()?;
         let ahead = last.ci_low > 0.0;
         if !ahead && last.ci_high >= 0.0 {
@@ -265,6 +273,10 @@ impl Longer {
 /// without dropout is said to overfit, together with an end-of-training
 /// test accuracy below its peak.
 const OVERFIT_GAP: f64 = 0.08;
+
+/// Epochs over which each run's test accuracy is averaged when finding the
+/// epoch the two networks part.
+const PART_WINDOW: usize = 10;
 
 /// "k of n (95% CI a-b%)" for a count of runs (no interval from fewer
 /// than 3 runs).
@@ -382,9 +394,9 @@ impl Longer {
             short(r.contrast("gap_growth")),
         );
         s += &match self.parting(r) {
-            Some((e, true)) => format!(" On test accuracy per epoch, dropout is ahead from epoch {e} on (paired 95% interval above 0 at every later epoch)."),
-            Some((e, false)) => format!(" On test accuracy per epoch, the network without dropout is ahead from epoch {e} on (paired 95% interval below 0 at every later epoch)."),
-            None => " On test accuracy per epoch, the two do not part by the last epoch (its paired 95% interval covers 0).".into(),
+            Some((e, true)) => format!(" On test accuracy averaged over {PART_WINDOW} epochs, dropout is ahead from epoch {e} on (paired 95% interval above 0 at every later epoch)."),
+            Some((e, false)) => format!(" On test accuracy averaged over {PART_WINDOW} epochs, the network without dropout is ahead from epoch {e} on (paired 95% interval below 0 at every later epoch)."),
+            None => format!(" On test accuracy averaged over {PART_WINDOW} epochs, the two do not part by the last epoch (its paired 95% interval covers 0)."),
         };
         if let Some(c) = r.contrast("blowups") {
             s += &format!(
@@ -449,7 +461,30 @@ impl Longer {
             interval(&drop),
         );
         s += &loss;
+        s += &self.turn(r);
         s
+    }
+
+    /// Whether the network without dropout's test accuracy turned down: its
+    /// mean validation-selected epoch against the end-of-training window.
+    fn turn(&self, r: &Finished) -> String {
+        let Some(none) = self.none() else {
+            return String::new();
+        };
+        let key = self.key(none, self.stable_lr());
+        let Some((_, s)) = r.groups.iter().zip(&r.summary).find(|(g, _)| g.is(&key)) else {
+            return String::new();
+        };
+        let (epochs, k) = (self.common.base.epochs, r.end_k());
+        let at = s.selected_epoch_mean;
+        if !at.is_finite() {
+            return String::new();
+        }
+        if at > (epochs - k.min(epochs)) as f64 {
+            format!(" Its best epoch on validation comes late (epoch {at:.0} of {epochs} on average, inside the last {k}): its test accuracy has not turned down, and its end-of-training metric is below its peak because it averages {k} epochs, dips included, where the peak is the best one.")
+        } else {
+            format!(" Its best epoch on validation is epoch {at:.0} of {epochs} on average, before the last {k}: its test accuracy turned down after it.")
+        }
     }
 
     fn verdict(&self, r: &Finished) -> Result<String> {

@@ -112,7 +112,7 @@ impl Longer {
     fn difference_panel(&self, r: &Finished) -> Panel {
         let lr = self.stable_lr();
         let points: Vec<(f64, f64, f64, f64)> = self
-            .paired_by_epoch(r)
+            .paired_by_epoch(r, 1)
             .iter()
             .map(|(e, est)| {
                 (
