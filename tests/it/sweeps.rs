@@ -132,7 +132,7 @@ fn longer_end_to_end() {
         verdict.contains("the network without dropout does not reach the overfitting regime"),
         "3 epochs cannot overfit: {verdict}"
     );
-    assert!(verdict.contains("Declared in commit 768f1ce"), "{verdict}");
+    assert!(verdict.contains("Declared in commit e944935"), "{verdict}");
 }
 
 #[test]
