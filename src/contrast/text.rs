@@ -38,7 +38,7 @@ pub fn estimate_text(row: &ContrastRow) -> String {
             signed(row, hi)
         ),
         _ => format!(
-            "{}{} from {} run(s) per side: too few for an interval",
+            "{}{} ({} per side, no interval)",
             signed(row, row.estimate),
             unit(row),
             row.n
@@ -66,7 +66,7 @@ pub fn verdict_text(row: &ContrastRow) -> String {
     match row.verdict {
         None => "exploratory (no verdict)".into(),
         Some(_) if row.n < stats::MIN_RUNS_FOR_INTERVAL => {
-            format!("undecided: {} run(s), fewer than 3", row.n)
+            format!("undecided: {} runs, fewer than 3", row.n)
         }
         Some(Verdict::Higher) => format!("higher{}{}", better(true), against_sesoi(row)),
         Some(Verdict::Lower) => format!("lower{}{}", better(false), against_sesoi(row)),

@@ -66,7 +66,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     declared: super::spec::Declaration {
         commit: "768f1ce",
         at: "2026-12-04T01:04:57Z",
-        before: "The main sweep's runs, on which weight decay is tuned, came before it (its blow-up questions were declared in a6507d4, before the seed plans); the confirmation's runs on fresh seeds, which answer the accuracy questions, came after.",
+        before: "The main sweep's runs, on which weight decay is tuned, came before it (its blow-up questions were declared in a6507d4, before the seed plans); the confirmation's runs on fresh seeds, which answer the accuracy questions, came after: its first 5 seeds, then the seeds planned from them for its undecided contrasts, by the rule every primary contrast follows, though the code that plans a confirmation's seeds was written after those 5 were seen.",
     },
     figures: &["effects.png", "wd.png", "curves.png"],
     flags: &[Flag {
@@ -440,6 +440,7 @@ impl Experiment for CompareWd {
                 })
                 .collect(),
             contrasts,
+            seeds: None,
         })
     }
 

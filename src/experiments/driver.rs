@@ -115,6 +115,10 @@ pub fn run(
     if whole && failures.is_empty() {
         let confirm = confirmation_specs(exp, &specs, &out, &digest)?;
         failures.extend(round(&mut specs, confirm)?);
+        if common.plan_seeds && failures.is_empty() {
+            let planned = planned_fresh_specs(exp, &specs, &out, &digest)?;
+            failures.extend(round(&mut specs, planned)?);
+        }
     }
     let answer = write_outputs(exp, &specs, &out, &digest, true)?;
     report_end(
@@ -278,10 +282,78 @@ fn confirmation_specs(
     Ok(fresh_specs(exp.common(), &conf))
 }
 
-/// The confirmation's configurations on fresh seeds, as many as the sweep's.
+/// A confirmation's seed plan, made once as the main sweep's is: when the
+/// confirmation did not fix its seeds in advance, its first fresh seeds are
+/// the pilot, and each of its primary contrasts still undecided gets the
+/// fresh seeds its 80% power plan asks for (at most `max_seeds`), for its
+/// own configurations. Empty until the confirmation's pilot is stored.
+fn planned_fresh_specs(
+    exp: &dyn Experiment,
+    specs: &[RunSpec],
+    out: &Path,
+    digest: &str,
+) -> Result<Vec<RunSpec>> {
+    let c = exp.common();
+    let max = c.max_seeds.unwrap_or(c.seeds);
+    let stored = sweep::collect(specs, out, digest)?;
+    if max <= c.seeds || !stored.iter().all(Option::is_some) {
+        return Ok(Vec::new());
+    }
+    let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
+    let main: Vec<&StoredRun> = runs
+        .iter()
+        .copied()
+        .filter(|r| r.spec.seed < FRESH_SEED_BASE)
+        .collect();
+    let (groups, summary, contrasts) = analyse(exp, &main, &[])?;
+    let finished = Finished {
+        out,
+        groups,
+        summary,
+        contrasts,
+        common: c,
+        declared: &exp.spec().declared,
+    };
+    let Some(conf) = exp.confirm(&finished).filter(|conf| conf.seeds.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let (_, _, rows) = analyse(exp, &runs, &conf.contrasts)?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| conf.contrasts.iter().any(|k| k.id == r.id))
+        .collect();
+    let want = seed_plan(&rows, max);
+    for row in rows.iter().filter(|r| want_row(r)) {
+        eprintln!(
+            "{}: primary contrast `{}` of the confirmation is undecided with {} fresh seeds; plan: {} (80% power at its smallest effect of interest, at most max_seeds = {max})",
+            exp.spec().name,
+            row.id,
+            row.n,
+            row.planned_seeds().map_or(max, |n| (n as u32).min(max)),
+        );
+    }
+    let mut planned = Vec::new();
+    for (label, config) in &conf.configs {
+        let key = ConfigKey::confirmation(config.clone());
+        let Some(&(_, n)) = want.iter().find(|(k, _)| *k == key) else {
+            continue;
+        };
+        for i in c.seeds as u64..n as u64 {
+            planned.push(RunSpec {
+                label: label.clone(),
+                config: config.clone(),
+                seed: FRESH_SEED_BASE + i,
+            });
+        }
+    }
+    Ok(planned)
+}
+
+/// The confirmation's configurations on fresh seeds: as many as it fixed
+/// in advance, or as the sweep's first seeds.
 fn fresh_specs(common: &Common, conf: &Confirmation) -> Vec<RunSpec> {
     let mut out = Vec::new();
-    for i in 0..common.seeds as u64 {
+    for i in 0..conf.seeds.unwrap_or(common.seeds as usize) as u64 {
         for (label, config) in &conf.configs {
             out.push(RunSpec {
                 label: label.clone(),

@@ -440,16 +440,16 @@ impl Longer {
         };
         let overfits = gap.mean >= OVERFIT_GAP && drop.ci_high < 0.0;
         let loss = match self.test_loss_turn(r) {
-            Some((e, min, end)) if e < self.common.base.epochs => format!(
-                " Its mean test loss was lowest at epoch {e} ({min:.3}) and ends at {end:.3}."
-            ),
+            Some((e, min, end)) if e < self.common.base.epochs => {
+                format!(" Mean test loss lowest at epoch {e} ({min:.3}), {end:.3} at the end.")
+            }
             Some((_, _, end)) => {
-                format!(" Its mean test loss is still falling at the end ({end:.3}).")
+                format!(" Mean test loss still falling at the end ({end:.3}).")
             }
             None => String::new(),
         };
         let mut s = format!(
-            "Trained {} epochs on {data} at lr {lr}, the network without dropout {}: its eval-mode train-test gap averages {} over the last {} epochs, and its end-of-training test accuracy minus its peak is {}.",
+            "Trained {} epochs on {data} at lr {lr}, the network without dropout {}: eval-mode train-test gap {} over the last {} epochs; end-of-training test accuracy minus peak {}.",
             self.common.base.epochs,
             if overfits {
                 "overfits"
@@ -481,9 +481,9 @@ impl Longer {
             return String::new();
         }
         if at > (epochs - k.min(epochs)) as f64 {
-            format!(" Its best epoch on validation comes late (epoch {at:.0} of {epochs} on average, inside the last {k}): its test accuracy has not turned down, and its end-of-training metric is below its peak because it averages {k} epochs, dips included, where the peak is the best one.")
+            format!(" Its best validation epoch comes late ({at:.0} of {epochs} on average): test accuracy has not turned down; the end metric trails the peak because it averages {k} epochs, dips included.")
         } else {
-            format!(" Its best epoch on validation is epoch {at:.0} of {epochs} on average, before the last {k}: its test accuracy turned down after it.")
+            format!(" Its best validation epoch is {at:.0} of {epochs} on average, before the last {k}: test accuracy turned down after it.")
         }
     }
 

@@ -101,6 +101,11 @@ impl Finished<'_> {
 pub struct Confirmation {
     configs: Vec<(String, TrainConfig)>,
     contrasts: Vec<Contrast>,
+    /// Fresh seeds fixed before any is drawn (a plan made from the main
+    /// sweep); `None`: the sweep's first seeds as a pilot, then, with
+    /// `--plan-seeds`, the once-only seed plan of its undecided primary
+    /// contrasts, as for the main sweep.
+    seeds: Option<usize>,
 }
 
 /// The three accessors every experiment writes the same way (its spec, its

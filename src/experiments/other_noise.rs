@@ -252,6 +252,7 @@ impl Experiment for OtherNoise {
                 (format!("{}{FRESH}", winner.config.label), chosen),
             ],
             contrasts: vec![beats],
+            seeds: None,
         })
     }
 

@@ -124,6 +124,15 @@ struct Variance {
 /// change how a layer is initialised or normalised.
 const VARIANCE_SESOI: f64 = 0.09531017980432493;
 
+/// "1, 5 and 10".
+fn epochs_text(epochs: &[usize]) -> String {
+    let e: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    match e.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => e.concat(),
+    }
+}
+
 /// The two ways a network's activations are read: as the next layer sees
 /// them in training (after the dropout layer: for the network without
 /// dropout, its ReLU output, as in evaluation) and at test time.
@@ -357,28 +366,54 @@ impl Experiment for Variance {
             "ln of the ratio of activation variances",
             &r.primary(),
         )?;
-        let part = |c: &&crate::contrast::ContrastRow| {
-            let ratio = |x: f64| format!("{:.2}", x.exp());
-            let range = match (c.ci_low, c.ci_high) {
-                (Some(lo), Some(hi)) => format!(" (95% CI {} to {})", ratio(lo), ratio(hi)),
-                _ => String::new(),
-            };
-            let mut words = c.id.split('_').skip(1);
-            let (layer, epoch) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            format!(
-                "{} at the end of {}: {}{range}, **{}**",
-                layer.replace("layer", "layer "),
-                epoch.replace("epoch", "epoch "),
-                ratio(c.estimate),
-                crate::contrast::verdict_text(c)
-            )
-        };
         let primary = r.primary();
+        // Per mode and layer, the checkpoints' ratios in one clause, with
+        // one verdict where they share it.
         let of = |mode: Mode| -> Vec<String> {
-            primary
-                .iter()
-                .filter(|c| c.id.starts_with(mode.id()))
-                .map(part)
+            (1..=2)
+                .filter_map(|layer| {
+                    let rows: Vec<_> = primary
+                        .iter()
+                        .filter(|c| c.id.starts_with(&format!("{}_layer{layer}_", mode.id())))
+                        .collect();
+                    if rows.is_empty() {
+                        return None;
+                    }
+                    let ratio = |x: f64| format!("{:.2}", x.exp());
+                    let verdicts: Vec<String> = rows
+                        .iter()
+                        .map(|c| crate::contrast::verdict_text(c))
+                        .collect();
+                    let same = verdicts.iter().all(|v| *v == verdicts[0]);
+                    let each: Vec<String> = rows
+                        .iter()
+                        .zip(&verdicts)
+                        .map(|(c, v)| {
+                            let epoch = c.id.rsplit("epoch").next().unwrap_or("?");
+                            let range = match (c.ci_low, c.ci_high) {
+                                (Some(lo), Some(hi)) => {
+                                    format!(" ({} to {})", ratio(lo), ratio(hi))
+                                }
+                                _ => String::new(),
+                            };
+                            let verdict = if same {
+                                String::new()
+                            } else {
+                                format!(", **{v}**")
+                            };
+                            format!("epoch {epoch} {}{range}{verdict}", ratio(c.estimate))
+                        })
+                        .collect();
+                    Some(format!(
+                        "layer {layer}, {}{}",
+                        each.join(", "),
+                        if same {
+                            format!(": all **{}**", verdicts[0])
+                        } else {
+                            String::new()
+                        }
+                    ))
+                })
                 .collect()
         };
         let (eval, train) = (of(Mode::Eval), of(Mode::Train));
@@ -386,9 +421,10 @@ impl Experiment for Variance {
             "No configuration without dropout was swept, so nothing is compared.".to_string()
         } else {
             format!(
-                "Ratio of the activation variances of the network trained with dropout and the one trained without (paired by seed; tested as its logarithm), at lr {}{}. In evaluation mode (the network as it is tested): {}. In training mode, after the dropout layer (what the next layer sees while training; without dropout the same as evaluation mode): {}.",
+                "Ratio of the activation variances of the network trained with dropout and the one trained without (paired by seed, 95% CI; tested as its logarithm, smallest effect of interest ln 1.1), at lr {}{}, at the end of epochs {}. In evaluation mode (the network as it is tested): {}. In training mode, after the dropout layer (what the next layer sees while training; without dropout the same as evaluation mode): {}.",
                 self.common.base.lr,
                 self.blowups(r),
+                epochs_text(&self.checkpoints()),
                 eval.join("; "),
                 train.join("; ")
             )

@@ -62,9 +62,14 @@ impl Method {
         };
         match self.train_subset {
             Some(n) => format!(
-                "the first {} of {}{held}",
+                "the first {} of the {}{}",
                 thousands(n as usize),
-                thousands(rest)
+                thousands(rest),
+                if v == 0 {
+                    ""
+                } else {
+                    " left after the validation split"
+                }
             ),
             None => format!("{}{held}", thousands(rest)),
         }

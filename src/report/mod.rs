@@ -123,8 +123,8 @@ fn history(rows: &[HistoryRow]) -> String {
         .iter()
         .map(|(n, d, (b, t))| {
             let pre = match d.before {
-                "" => String::new(),
-                text => format!(" {text}"),
+                "" => "",
+                _ => " What else came before: its `verdict.md`.",
             };
             format!(
                 "- Exercise {n}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",

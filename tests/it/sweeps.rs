@@ -113,10 +113,10 @@ fn longer_end_to_end() {
         verdict.contains("gap (evaluation-mode train minus test accuracy"),
         "{verdict}"
     );
-    // Both pairs at each of the default learning rates 0.5 and 0.1.
+    // Both pairs at each of the default learning rates 0.5 and 0.05.
     let summary = read(&out.join("summary.csv"));
     assert_eq!(summary.lines().count(), 1 + 2 * 2);
-    for lr in ["lr=0.5", "lr=0.1"] {
+    for lr in ["lr=0.5", "lr=0.05"] {
         assert!(summary.contains(&format!("p=(0,0) {lr}")), "{summary}");
     }
     // The declared questions, and whether the runs reached the regime

@@ -53,7 +53,7 @@ impl CompareWd {
         let pts = |x: f64| format!("{:+.2}", 100.0 * x);
         let small: Vec<String> = [("dropout", d), ("weight decay", w)]
             .iter()
-            .filter(|(_, c)| !(c.estimate.abs() > margin))
+            .filter(|(_, c)| c.estimate.is_nan() || c.estimate.abs() <= margin)
             .map(|(n, c)| format!("{n}'s ({} points)", pts(c.estimate)))
             .collect();
         if small.is_empty() {
@@ -65,7 +65,7 @@ impl CompareWd {
             )
         } else {
             format!(
-                "The interaction's margin, ±{:.2} points, is not smaller than {} main effect, so whether the gains add up cannot be told at a resolution finer than that effect itself.",
+                "The interaction's margin, ±{:.2} points, is not smaller than {} main effect: whether the gains add up cannot be told more finely.",
                 100.0 * margin,
                 small.join(" and ")
             )
@@ -92,7 +92,7 @@ impl CompareWd {
         };
         let ((k0, n0), (k1, n1)) = (spiked(false), spiked(true));
         format!(
-            "At lr {book}, {k0} of {n0} runs without dropout blew up (a loss spike, divergence or collapse) and {k1} of {n1} with it, over every weight decay; the share without dropout, weight decay minus none: {}; with weight decay on, dropout minus none: {}.",
+            "At lr {book}, {k0} of {n0} runs without dropout blew up (a loss spike, divergence or collapse) and {k1} of {n1} with it; the share without dropout, weight decay minus none: {}; with weight decay on, dropout minus none: {}.",
             short(Some(c)),
             short(r.contrast("dropout_blowups_with_wd"))
         )
