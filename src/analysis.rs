@@ -164,6 +164,14 @@ impl Metric {
     }
 }
 
+/// A run's validation accuracy at its selected epoch; None without a
+/// validation split or a selected epoch.
+pub fn selected_val_acc(run: &StoredRun, end_k: usize) -> Option<f64> {
+    RunMetrics::of(&run.rows, end_k)
+        .map(|m| m.val_acc)
+        .filter(|v| v.is_finite())
+}
+
 /// The configuration columns that open every CSV row: the label, then the
 /// configuration flattened by [`TrainConfig::columns`]. The first column
 /// after them is `seed` in `runs.csv` and `n` in `summary.csv`, which is how

@@ -22,9 +22,9 @@ use crate::record::{ConfigKey, StoredRun};
 use crate::stats;
 
 /// The level of every primary test, after Holm's correction.
-const ALPHA: f64 = 0.05;
+pub const ALPHA: f64 = 0.05;
 /// The power a seed plan aims at.
-const POWER: f64 = 0.8;
+pub const POWER: f64 = 0.8;
 /// Most seeds a plan looks at.
 const PLAN_CAP: usize = 500;
 

@@ -38,7 +38,7 @@ pub fn estimate_text(row: &ContrastRow) -> String {
             signed(row, hi)
         ),
         _ => format!(
-            "{}{} ({} per side, no interval)",
+            "{}{} (n={}, no interval)",
             signed(row, row.estimate),
             unit(row),
             row.n

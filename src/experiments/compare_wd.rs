@@ -245,7 +245,7 @@ impl CompareWd {
                                 .get(e)
                                 .and_then(|row| row.val_acc)
                                 .filter(|v| v.is_finite())
-                                .unwrap_or(CHANCE)
+                                .unwrap_or(super::CHANCE)
                         })
                         .sum::<f64>()
                         / k as f64
@@ -268,10 +268,6 @@ impl CompareWd {
 /// effects' margin: an interaction is only worth reading at a resolution
 /// finer than the effects it qualifies.
 const INTERACTION_MARGIN: f64 = 0.5;
-
-/// Validation accuracy an epoch without a finite value counts at when
-/// weight decay is tuned: chance, one class in ten.
-const CHANCE: f64 = 0.1;
 
 /// Suffix of the labels of the confirmation's runs (presentation only).
 const FRESH: &str = " [fresh seeds]";

@@ -227,6 +227,23 @@ fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainConfig
         .collect()
 }
 
+/// Validation accuracy a run without a value counts at where a
+/// configuration is chosen on validation: chance, one class in ten. A run
+/// that fails is an outcome of its configuration, not a missing value.
+const CHANCE: f64 = 0.1;
+
+/// The mean over a configuration's runs of their validation accuracy at
+/// the selected epoch, a run without one (it diverged before any finite
+/// epoch) counting at [`CHANCE`]: what a configuration is chosen on.
+fn validation_score(g: &Group, end_k: usize) -> f64 {
+    let xs: Vec<f64> = g
+        .runs
+        .iter()
+        .map(|r| crate::analysis::selected_val_acc(r, end_k).unwrap_or(CHANCE))
+        .collect();
+    crate::stats::mean(&xs)
+}
+
 /// The smallest of the learning rates an exercise sweeps: the one its
 /// accuracy questions are read at, where training without dropout is
 /// stable (exercises 2 and 5).

@@ -656,41 +656,57 @@ fn dropconnect_end_to_end() {
 #[test]
 fn noise_end_to_end() {
     let tmp = TempDir::new().unwrap();
-    let out = small_with_config(tmp.path(), "noise", "strengths = [[0.2, 0.5]]\n");
+    // Two strengths per family, variational-dropout's its own (its rate
+    // stays below 0.5).
+    let out = small_with_config(
+        tmp.path(),
+        "noise",
+        "strengths = [[0.1, 0.3], [0.2, 0.5]]\n[strengths_for]\nvariational-dropout = [[0.1, 0.3], [0.2, 0.4]]\n",
+    );
     assert_outputs(&out, &["accuracy.png", "curves.png", "effects.png"]);
     let summary = read(&out.join("summary.csv"));
-    for kind in [
+    let challengers = [
         "gaussian-mult",
-        "gaussian-add",
         "lognormal-mult",
+        "gaussian-add",
         "annealed-dropout",
-        "annealed's mean rate",
-    ] {
-        assert!(summary.contains(kind), "{kind} missing: {summary}");
+        "curriculum-dropout",
+        "early-dropout",
+        "multisample-dropout",
+        "concrete-dropout",
+        "variational-dropout",
+        "r-drop",
+    ];
+    for kind in challengers {
+        assert!(
+            summary.contains(&format!("{kind} (0.1,0.3)")),
+            "{kind} missing: {summary}"
+        );
     }
-    // The configuration best on validation is retrained with the baseline
-    // on fresh seeds (2^32 and up), unless the baseline itself was best.
-    let verdict = read(&out.join("verdict.md"));
-    let runs = read(&out.join("runs.csv"));
+    assert!(
+        summary.contains("variational-dropout (0.2,0.4)"),
+        "{summary}"
+    );
+    // Each family's validation winner against tuned dropout, on fresh
+    // seeds (2^32 and up), one-sided: one primary contrast per family.
     let comparisons = read(&out.join("comparisons.csv"));
-    if verdict.contains("no kind of noise did better than") {
-        assert!(!comparisons.contains("[fresh seeds]"), "{comparisons}");
-    } else {
-        assert!(verdict.contains("fresh seeds: "), "{verdict}");
-        // One primary contrast, one-sided, naming its baseline.
+    for kind in challengers {
         let row = comparisons
             .lines()
-            .find(|l| l.starts_with("primary,confirmation,"))
-            .expect("the confirmation's contrast");
-        assert!(row.contains("− dropout (0.2,0.5) [fresh seeds]"), "{row}");
+            .find(|l| l.starts_with(&format!("primary,beats_{kind},")))
+            .unwrap_or_else(|| panic!("{kind}'s contrast: {comparisons}"));
         assert!(row.contains(",greater,"), "{row}");
-        assert!(runs.contains(",4294967297,"), "fresh seeds trained");
+        assert!(row.contains("− tuned dropout ("), "{row}");
     }
-    assert!(comparisons.contains("primary,annealing,"), "{comparisons}");
+    assert_eq!(comparisons.matches("\nprimary,").count(), challengers.len());
+    let runs = read(&out.join("runs.csv"));
+    assert!(runs.contains(",4294967297,"), "fresh seeds trained");
+    let verdict = read(&out.join("verdict.md"));
     assert!(
-        verdict.contains("Annealed dropout minus constant dropout at its mean rate"),
+        verdict.contains("Every family tuned on validation over 2 strengths"),
         "{verdict}"
     );
+    assert!(verdict.contains("| family | winner |"), "{verdict}");
 }
 
 #[test]
