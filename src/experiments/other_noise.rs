@@ -72,7 +72,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     declared: super::spec::Declaration {
         commit: "60e5670",
         at: "2026-12-04T02:48:11Z",
-        before: "The first design (four noise kinds against dropout fixed at the book's rates, one validation winner confirmed on 5 fresh seeds, and annealed against constant dropout, declared in a6507d4) came before it; its runs of those four kinds at these strengths, and of dropout at the book's rates, are reused by this sweep, so their outcome was known when this design was chosen.",
+        before: "The first design (four noise kinds against dropout fixed at the book's rates, one validation winner confirmed on 5 fresh seeds, and annealed against constant dropout, declared in a6507d4) came before it; its runs of those four kinds at these strengths, and of dropout at the book's rates, are reused by this sweep, so their outcome was known when this design was chosen, and its 10 runs on fresh seeds (annealed-dropout (0.1,0.3) and dropout (0.2,0.5), the first 5 fresh seeds) are reused wherever this design confirms the same configurations.",
     },
     figures: &["effects.png", "accuracy.png"],
     flags: &[],
