@@ -237,21 +237,8 @@ fn planned_specs(
             }
         );
     }
-    let mut specs = Vec::new();
-    for (label, config) in super::distinct(exp.configs()) {
-        let key = ConfigKey::sweep(config.clone());
-        let Some(&(_, n)) = want.iter().find(|(k, _)| *k == key) else {
-            continue;
-        };
-        for seed in c.seeds as u64..n as u64 {
-            specs.push(RunSpec {
-                label: label.clone(),
-                config: config.clone(),
-                seed,
-            });
-        }
-    }
-    Ok(specs)
+    let configs = super::distinct(exp.configs());
+    Ok(plan_specs(&want, &configs, ConfigKey::sweep, c.seeds, 0))
 }
 
 /// The runs of an experiment's confirmation on fresh seeds (empty if it has
@@ -267,7 +254,24 @@ fn confirmation_specs(
         return Ok(Vec::new());
     }
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
-    let (groups, summary, contrasts) = analyse(exp, &runs, &[])?;
+    Ok(confirmation_of(exp, &runs, out)?
+        .map(|conf| fresh_specs(exp.common(), &conf))
+        .unwrap_or_default())
+}
+
+/// The confirmation an experiment chooses from `runs` (those of the main
+/// sweep, seeds below [`FRESH_SEED_BASE`], are read; others are ignored).
+fn confirmation_of(
+    exp: &dyn Experiment,
+    runs: &[&StoredRun],
+    out: &Path,
+) -> Result<Option<Confirmation>> {
+    let main: Vec<&StoredRun> = runs
+        .iter()
+        .copied()
+        .filter(|r| r.spec.seed < FRESH_SEED_BASE)
+        .collect();
+    let (groups, summary, contrasts) = analyse(exp, &main, &[])?;
     let finished = Finished {
         out,
         groups,
@@ -276,10 +280,33 @@ fn confirmation_specs(
         common: exp.common(),
         declared: &exp.spec().declared,
     };
-    let Some(conf) = exp.confirm(&finished) else {
-        return Ok(Vec::new());
-    };
-    Ok(fresh_specs(exp.common(), &conf))
+    Ok(exp.confirm(&finished))
+}
+
+/// Runs for a seed plan `want` ((configuration key, seeds wanted)): for
+/// each of `configs` the plan names (its key made by `key`), the seeds
+/// from the sweep's first `from` up to the plan's, offset by `base`.
+fn plan_specs(
+    want: &[(ConfigKey, u32)],
+    configs: &[(String, crate::config::TrainConfig)],
+    key: fn(crate::config::TrainConfig) -> ConfigKey,
+    from: u32,
+    base: u64,
+) -> Vec<RunSpec> {
+    let mut specs = Vec::new();
+    for (label, config) in configs {
+        let Some(&(_, n)) = want.iter().find(|(k, _)| *k == key(config.clone())) else {
+            continue;
+        };
+        for i in from as u64..n as u64 {
+            specs.push(RunSpec {
+                label: label.clone(),
+                config: config.clone(),
+                seed: base + i,
+            });
+        }
+    }
+    specs
 }
 
 /// A confirmation's seed plan, made once as the main sweep's is: when the
@@ -300,21 +327,7 @@ fn planned_fresh_specs(
         return Ok(Vec::new());
     }
     let runs: Vec<&StoredRun> = stored.iter().flatten().collect();
-    let main: Vec<&StoredRun> = runs
-        .iter()
-        .copied()
-        .filter(|r| r.spec.seed < FRESH_SEED_BASE)
-        .collect();
-    let (groups, summary, contrasts) = analyse(exp, &main, &[])?;
-    let finished = Finished {
-        out,
-        groups,
-        summary,
-        contrasts,
-        common: c,
-        declared: &exp.spec().declared,
-    };
-    let Some(conf) = exp.confirm(&finished).filter(|conf| conf.seeds.is_none()) else {
+    let Some(conf) = confirmation_of(exp, &runs, out)?.filter(|conf| conf.seeds.is_none()) else {
         return Ok(Vec::new());
     };
     let (_, _, rows) = analyse(exp, &runs, &conf.contrasts)?;
@@ -332,21 +345,13 @@ fn planned_fresh_specs(
             row.planned_seeds().map_or(max, |n| (n as u32).min(max)),
         );
     }
-    let mut planned = Vec::new();
-    for (label, config) in &conf.configs {
-        let key = ConfigKey::confirmation(config.clone());
-        let Some(&(_, n)) = want.iter().find(|(k, _)| *k == key) else {
-            continue;
-        };
-        for i in c.seeds as u64..n as u64 {
-            planned.push(RunSpec {
-                label: label.clone(),
-                config: config.clone(),
-                seed: FRESH_SEED_BASE + i,
-            });
-        }
-    }
-    Ok(planned)
+    Ok(plan_specs(
+        &want,
+        &conf.configs,
+        ConfigKey::confirmation,
+        c.seeds,
+        FRESH_SEED_BASE,
+    ))
 }
 
 /// The confirmation's configurations on fresh seeds: as many as it fixed
@@ -476,21 +481,7 @@ pub(super) fn write_outputs(
     if !(complete && finish) {
         return Ok(None);
     }
-    let main: Vec<&StoredRun> = runs
-        .iter()
-        .copied()
-        .filter(|r| r.spec.seed < FRESH_SEED_BASE)
-        .collect();
-    let (main_groups, main_summary, main_contrasts) = analyse(exp, &main, &[])?;
-    let main_finished = Finished {
-        out,
-        groups: main_groups,
-        summary: main_summary,
-        contrasts: main_contrasts,
-        common: exp.common(),
-        declared: &exp.spec().declared,
-    };
-    let confirm = exp.confirm(&main_finished);
+    let confirm = confirmation_of(exp, &runs, out)?;
     let confirming = match &confirm {
         Some(conf) => {
             let want = fresh_specs(exp.common(), conf);
