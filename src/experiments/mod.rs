@@ -232,6 +232,17 @@ fn rate_configs(common: &Common, rates: &[[f64; 2]]) -> Vec<(String, TrainConfig
 /// that fails is an outcome of its configuration, not a missing value.
 const CHANCE: f64 = 0.1;
 
+/// Mean training seconds per epoch of a configuration's runs.
+fn seconds_per_epoch(g: &Group) -> f64 {
+    let xs: Vec<f64> = g
+        .runs
+        .iter()
+        .flat_map(|r| &r.rows)
+        .map(|e| e.train_seconds)
+        .collect();
+    crate::stats::mean(&xs)
+}
+
 /// The mean over a configuration's runs of their validation accuracy at
 /// the selected epoch, a run without one (it diverged before any finite
 /// epoch) counting at [`CHANCE`]: what a configuration is chosen on.

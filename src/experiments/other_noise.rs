@@ -50,7 +50,7 @@ use super::spec::{ExerciseSpec, QUICK};
 use super::{Common, Confirmation, Experiment, Finished};
 use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
-use crate::contrast::{Contrast, Measure, Role, Sides};
+use crate::contrast::{Contrast, Measure, Role, Sides, Verdict};
 use crate::record::ConfigKey;
 use crate::regularizers::RegKind;
 use crate::stats;
@@ -237,17 +237,6 @@ impl OtherNoise {
         }
         want.clamp(seeds, cap.max(seeds))
     }
-
-    /// Mean training seconds per epoch of a configuration's runs.
-    fn seconds_per_epoch(g: &Group) -> f64 {
-        let xs: Vec<f64> = g
-            .runs
-            .iter()
-            .flat_map(|r| &r.rows)
-            .map(|e| e.train_seconds)
-            .collect();
-        stats::mean(&xs)
-    }
 }
 
 impl Experiment for OtherNoise {
@@ -371,23 +360,41 @@ impl OtherNoise {
         let book_v = book.map_or(f64::NAN, |g| super::validation_score(g, r.end_k()));
         let primary = r.primary();
         let fresh = primary.first().map_or(0, |c| c.n);
-        // One clause per verdict, the families that share it listed in it.
+        // One clause per verdict, the families that share it listed in it;
+        // an undecided one says how many seeds its spread needs.
         let mut by_verdict: Vec<(String, Vec<String>)> = Vec::new();
         for c in &primary {
             let name = c.contrast.split(" − ").next().unwrap_or(&c.contrast);
-            let item = format!("{name} {}", crate::contrast::estimate_text(c));
-            let v = crate::contrast::verdict_text(c);
+            let est = crate::contrast::estimate_text(c);
+            let (v, item) = match c.verdict {
+                Some(Verdict::Undecided) if c.n >= stats::MIN_RUNS_FOR_INTERVAL => (
+                    format!("undecided on {} fresh seeds", c.n),
+                    match c.planned_seeds() {
+                        Some(need) => format!("{name} {est}, 80% power needs {need} seeds"),
+                        None => format!("{name} {est}"),
+                    },
+                ),
+                _ => (crate::contrast::verdict_text(c), format!("{name} {est}")),
+            };
             match by_verdict.iter_mut().find(|(w, _)| *w == v) {
                 Some((_, items)) => items.push(item),
                 None => by_verdict.push((v, vec![item])),
             }
         }
+        let beat = primary
+            .iter()
+            .filter(|c| c.verdict == Some(Verdict::Higher))
+            .count();
+        let lead = match beat {
+            0 => format!("none of the {} beats it", primary.len()),
+            b => format!("{b} of the {} beat it", primary.len()),
+        };
         let parts: Vec<String> = by_verdict
             .iter()
             .map(|(v, items)| format!("**{v}**: {}", items.join("; ")))
             .collect();
         let mut s = format!(
-            "Every family tuned on validation over {n} strengths (the same budget): dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner was retrained with tuned dropout on {fresh} fresh seeds, planned for 80% power at +{:.1} points; on test accuracy at the validation-selected epoch, winner minus tuned dropout (one-sided, Holm over the {} families), {}.",
+            "Every family tuned on validation over {n} strengths (the same budget): dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner was retrained with tuned dropout on {fresh} fresh seeds, planned for 80% power at +{:.1} points (capped); on test accuracy at the validation-selected epoch, winner minus tuned dropout (one-sided, Holm over the {} families), {lead}. {}.",
             tuned.label,
             100.0 * tv,
             100.0 * book_v,
@@ -400,7 +407,7 @@ impl OtherNoise {
             .filter_map(|k| self.winner(r, k))
             .max_by(|a, b| a.1.total_cmp(&b.1))
         {
-            let cost = Self::seconds_per_epoch(g) / Self::seconds_per_epoch(tuned);
+            let cost = super::seconds_per_epoch(g) / super::seconds_per_epoch(tuned);
             s += &format!(
                 " The best on validation, {}, takes {cost:.1} times tuned dropout's training time per epoch; against the book's rates on the fresh seeds: {}.",
                 g.label,
@@ -423,7 +430,7 @@ impl OtherNoise {
                 continue;
             };
             let cost = tuned.map_or(f64::NAN, |(t, _)| {
-                Self::seconds_per_epoch(g) / Self::seconds_per_epoch(t)
+                super::seconds_per_epoch(g) / super::seconds_per_epoch(t)
             });
             v += &format!(
                 "| {kind} | {} | {:.2}% | {cost:.1}x |\n",

@@ -8,17 +8,21 @@
 //!
 //! Exact, and costly: a step draws in x out uniforms per example (784 x
 //! 256 for the first hidden layer, 51 million for a batch of 256) and
-//! replaces the layer's one matrix product by a product per example on a
-//! [n, in, out] tensor of masked weights. `dropconnect` shares one mask
+//! replaces the layer's one matrix product by a product per example. On
+//! the CPU that product is one operation over masks kept as bits
+//! (`super::example_masks`); elsewhere it is written with candle tensors
+//! on an [n, in, out] tensor of masked weights. `dropconnect` shares one mask
 //! between the batch's examples; `dropconnect-gauss` samples the same
 //! per-example pre-activations' mean and variance from a Gaussian. The
 //! paper's Gaussian moment-matching inference is not used: evaluation takes
 //! the mean network. Trained through autograd only.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 
+use super::example_masks::{draw_rows, masked_product, Masks};
 use super::kind::{below_one, KindSpec, P};
-use super::{host_noise, LayerView, NoiseCtx, Regularizer};
+use super::{LayerView, NoiseCtx, Regularizer};
+use crate::rng::Rng;
 
 pub static SPEC: KindSpec = KindSpec {
     name: "dropconnect-example",
@@ -50,18 +54,32 @@ impl Regularizer for DropConnectExample {
     fn pre_activations(&self, layer: &LayerView, ctx: &mut NoiseCtx) -> Result<Option<Tensor>> {
         let (n, k) = layer.xs.dims2()?;
         let (_, out) = layer.w.dims2()?;
-        let (p, scale) = (self.p, 1.0 / (1.0 - self.p));
-        // Example by example, row by row: the order a seed fixes.
-        let masks = host_noise(ctx.rng, &(n, k, out).into(), layer.w.device(), |u| {
-            if u > p {
-                scale
-            } else {
-                0.0
+        let z = match layer.w.device() {
+            Device::Cpu => {
+                let masks = Masks::draw(ctx.rng, n, k, out, self.p);
+                masked_product(layer.xs, layer.w, masks)?
             }
-        })?;
-        let w = masks.broadcast_mul(&layer.w.unsqueeze(0)?)?;
-        let z = layer.xs.unsqueeze(1)?.matmul(&w)?.squeeze(1)?;
+            dev => self.as_tensors(layer, ctx.rng, dev)?,
+        };
         Ok(Some(z.broadcast_add(layer.b)?))
+    }
+}
+
+impl DropConnectExample {
+    /// The same product written with candle tensors, for devices other
+    /// than the CPU: an [n, in, out] tensor of masked weights, one matrix
+    /// per example, from the same draws as the CPU's masks.
+    fn as_tensors(&self, layer: &LayerView, rng: &mut Rng, dev: &Device) -> Result<Tensor> {
+        let (n, k) = layer.xs.dims2()?;
+        let (_, out) = layer.w.dims2()?;
+        let (p, scale) = (self.p, 1.0 / (1.0 - self.p));
+        let mut buf = Vec::with_capacity(n * k * out);
+        draw_rows(rng, n * k, out, |u| {
+            buf.extend(u.iter().map(|&x| if x > p { scale } else { 0.0 }))
+        });
+        let masks = Tensor::from_vec(buf, (n, k, out), dev)?;
+        let w = masks.broadcast_mul(&layer.w.unsqueeze(0)?)?;
+        layer.xs.unsqueeze(1)?.matmul(&w)?.squeeze(1)
     }
 }
 
@@ -123,5 +141,63 @@ mod tests {
             }
         }
         assert_ne!(got[0], got[1]);
+    }
+
+    /// The CPU's masked product over bits and the tensor form agree on the
+    /// pre-activations and on both gradients, for odd sizes and inputs with
+    /// zeros (rows the CPU form skips).
+    #[test]
+    fn the_cpu_product_matches_the_tensor_form() {
+        let dev = Device::Cpu;
+        let (n, k, out) = (4, 7, 67);
+        let mut rng = Rng::new(3, Stream::Probe);
+        let mut xv = vec![0f32; n * k];
+        rng.fill_normal(&mut xv);
+        xv.iter_mut().step_by(3).for_each(|x| *x = 0.0);
+        let mut wv = vec![0f32; k * out];
+        rng.fill_normal(&mut wv);
+        let mut gv = vec![0f32; n * out];
+        rng.fill_normal(&mut gv);
+        let g = Tensor::from_vec(gv, (n, out), &dev).unwrap();
+        let x = candle_core::Var::from_vec(xv, (n, k), &dev).unwrap();
+        let w = candle_core::Var::from_vec(wv, (k, out), &dev).unwrap();
+        let b = Tensor::zeros((1, out), candle_core::DType::F32, &dev).unwrap();
+        let kind = DropConnectExample::new(0.3);
+        let both = |z: Tensor| {
+            let grads = (z.clone() * &g).unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            [
+                flat(&z),
+                flat(grads.get(&x).unwrap()),
+                flat(grads.get(&w).unwrap()),
+            ]
+        };
+        let layer = LayerView {
+            xs: x.as_tensor(),
+            w: w.as_tensor(),
+            b: &b,
+        };
+        let mut a = Rng::new(9, Stream::Noise);
+        let cpu = kind
+            .pre_activations(
+                &layer,
+                &mut NoiseCtx {
+                    rng: &mut a,
+                    progress: 0.0,
+                },
+            )
+            .unwrap()
+            .unwrap();
+        let mut b_rng = Rng::new(9, Stream::Noise);
+        let tensors = kind.as_tensors(&layer, &mut b_rng, &dev).unwrap();
+        for (what, (c, t)) in ["z", "dx", "dW"]
+            .iter()
+            .zip(both(cpu).iter().zip(&both(tensors)))
+        {
+            for (u, v) in c.iter().zip(t) {
+                assert!((u - v).abs() <= 1e-5 * (1.0 + v.abs()), "{what}: {u} vs {v}");
+            }
+        }
+        assert_eq!(a.next_u64(), b_rng.next_u64(), "the same draws");
     }
 }

@@ -23,6 +23,7 @@
 //! Every random number comes from the [`NoiseCtx`]'s seeded generator: masks
 //! and noise are drawn on the host in bulk and uploaded as one tensor.
 
+mod example_masks;
 mod kind;
 
 pub use dropout::Dropout;
