@@ -366,7 +366,7 @@ pub struct SummaryRow {
     pub failed_ci_high: f64,
     /// Runs with at least one training-loss spike (diverged runs included),
     /// with the same interval: how often the run blew up, recovered or not.
-    n_spiked: usize,
+    pub n_spiked: usize,
     spiked_ci_low: f64,
     spiked_ci_high: f64,
     /// Runs with a selected epoch (those that blew up later included): the

@@ -150,28 +150,28 @@ const POOLED: [(&str, RegKind, RegKind, &str, Role); 4] = [
         "example-vs-dropout",
         RegKind::DropconnectExample,
         RegKind::Dropout,
-        "weights or units: is per-example DropConnect better or worse than dropout at equal rates?",
+        "weights or units?",
         Role::Primary,
     ),
     (
         "example-vs-batch",
         RegKind::DropconnectExample,
         RegKind::Dropconnect,
-        "does sharing the mask matter: is per-example DropConnect better or worse than batch-shared?",
+        "does sharing the mask matter?",
         Role::Primary,
     ),
     (
         "gauss-vs-example",
         RegKind::DropconnectGauss,
         RegKind::DropconnectExample,
-        "does the Gaussian form stand in for exact per-example DropConnect?",
+        "does the Gaussian form stand in for the exact one?",
         Role::Exploratory,
     ),
     (
         "shared-vs-dropout",
         RegKind::DropoutShared,
         RegKind::Dropout,
-        "does sharing dropout's mask across the batch matter?",
+        "does sharing dropout's mask matter?",
         Role::Exploratory,
     ),
 ];
@@ -270,7 +270,11 @@ impl Experiment for DropConnectExp {
                 figures::accuracy_line(
                     r,
                     method(kind).into(),
-                    figures::kind_color(kind),
+                    // The control would share dropout's blue.
+                    match kind {
+                        RegKind::DropoutShared => plot::Rgb(110, 110, 110),
+                        _ => figures::kind_color(kind),
+                    },
                     &keys,
                     Metric::Selected,
                 )
@@ -299,6 +303,9 @@ impl Experiment for DropConnectExp {
                         .map(|m| vec![("no regularisation (mean)".to_string(), m)])
                         .unwrap_or_default(),
                     clip: Some((0.0, 100.0)),
+                    // Room above the curves for the legend.
+                    y_range: Some((0.0, 100.0)),
+                    legend_top: true,
                     ..Default::default()
                 }],
                 cols: 1,
@@ -332,17 +339,40 @@ impl Experiment for DropConnectExp {
             .join(", ");
         let c = |id: &str| r.contrast(id);
         let answer = format!(
-            "DropConnect read as Wan et al. define it (a mask on the weights producing each hidden layer, drawn per example, exact), on test accuracy at the validation-selected epoch averaged over p ∈ {{{over}}}: minus dropout {}; minus DropConnect with one mask per mini-batch {}. Exploratory: its Gaussian form minus the exact one {}; dropout with one mask per batch minus dropout {}.",
+            "DropConnect as Wan et al. define it (masks per example, exact), test accuracy at the validation-selected epoch, mean over p ∈ {{{over}}}: minus dropout {}; minus DropConnect with one mask per batch {}. Exploratory: its Gaussian form minus it {}; dropout with one mask per batch minus dropout {}.",
             short(c("example-vs-dropout")),
             short(c("example-vs-batch")),
             short(c("gauss-vs-example")),
             short(c("shared-vs-dropout")),
         );
-        write_verdict(r, answer, &self.verdict(r))
+        write_verdict(r, answer + &Self::regime(r), &self.verdict(r))
     }
 }
 
 impl DropConnectExp {
+    /// How stable training was: runs that blew up at least once or failed,
+    /// and no regularisation's accuracy, so that the answer says what
+    /// regime its differences come from.
+    fn regime(r: &Finished) -> String {
+        let runs: usize = r
+            .summary
+            .iter()
+            .map(|s| s.n + s.n_diverged + s.n_collapsed)
+            .sum();
+        let spiked: usize = r.summary.iter().map(|s| s.n_spiked).sum();
+        let failed: usize = r.summary.iter().map(|s| s.n_diverged + s.n_collapsed).sum();
+        let none = r
+            .summary
+            .iter()
+            .find(|s| s.config.label == NONE)
+            .map_or("not measured".into(), |s| {
+                format!("{:.1}%", 100.0 * s.selected_mean)
+            });
+        format!(
+            " Regime: {spiked} of {runs} runs blew up at least once, {failed} failed; no regularisation reaches {none} (test accuracy at the selected epoch)."
+        )
+    }
+
     fn verdict(&self, r: &Finished) -> String {
         let mut v = format!(
             "# {}\n\n{}. Every method at the same rate p after both hidden layers. The network is x -W1-> h1 -W2-> h2 -W3-> logits; each DropConnect reading masks W1 (at p1) and W2 (at p2), the matrices that produce h1 and h2 (Wan et al.'s definition). Differences paired by seed.\n\n",

@@ -370,7 +370,7 @@ impl OtherNoise {
                 Some(Verdict::Undecided) if c.n >= stats::MIN_RUNS_FOR_INTERVAL => (
                     format!("undecided on {} fresh seeds", c.n),
                     match c.planned_seeds() {
-                        Some(need) => format!("{name} {est}, 80% power needs {need} seeds"),
+                        Some(need) => format!("{name} {est} [80% power: {need} seeds]"),
                         None => format!("{name} {est}"),
                     },
                 ),
@@ -394,7 +394,7 @@ impl OtherNoise {
             .map(|(v, items)| format!("**{v}**: {}", items.join("; ")))
             .collect();
         let mut s = format!(
-            "Every family tuned on validation over {n} strengths (the same budget): dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner was retrained with tuned dropout on {fresh} fresh seeds, planned for 80% power at +{:.1} points (capped); on test accuracy at the validation-selected epoch, winner minus tuned dropout (one-sided, Holm over the {} families), {lead}. {}.",
+            "Every family tuned on validation over {n} strengths: dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner against it on {fresh} fresh seeds (a power plan at +{:.1} points, capped), test accuracy at the validation-selected epoch, one-sided, Holm over {}: {lead}. {}.",
             tuned.label,
             100.0 * tv,
             100.0 * book_v,
@@ -409,7 +409,7 @@ impl OtherNoise {
         {
             let cost = super::seconds_per_epoch(g) / super::seconds_per_epoch(tuned);
             s += &format!(
-                " The best on validation, {}, takes {cost:.1} times tuned dropout's training time per epoch; against the book's rates on the fresh seeds: {}.",
+                " The best on validation, {}, costs {cost:.1}x tuned dropout's time per epoch; minus the book's rates on the fresh seeds: {}.",
                 g.label,
                 r.contrast(&book_id(&format!("{}{FRESH}", g.label)))
                     .map_or("not measured".into(), crate::contrast::estimate_text),

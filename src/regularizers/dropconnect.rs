@@ -20,13 +20,10 @@
 //! matrix that *consumes* it (W2 for hidden layer 1, W3 for hidden layer 2),
 //! the matrix whose whole rows dropout zeroes when it drops a unit.
 //!
-//! Per-example masks are not offered: on this model they would draw
-//! 784x256 + 256x256 (or 256x256 + 256x10) random numbers per example,
-//! about 220 million per batch of 256, against 0.3 million for dropout's
-//! masks, and turn each layer's one matrix product into 256
-//! matrix-vector products; on two CPU cores that is two orders of
-//! magnitude slower than the per-batch mask, out of reach for the 5-seed
-//! sweeps these exercises need.
+//! Masks here are shared by the mini-batch: every example of a step sees
+//! the same thinned network. Per-example masks, as Wan et al. draw them,
+//! are `dropconnect-example` (exact) and `dropconnect-gauss` (its Gaussian
+//! form); exercise 6 compares the three.
 
 use candle_core::{Device, Result, Shape, Tensor};
 

@@ -110,7 +110,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
 /// How every answer is argued, stated once.
 const METHODS: &str = "## Methods
 
-Each exercise declares its questions as *primary contrasts* (see History below for when): a difference of two configurations or a linear contrast over several (a main effect, an average over rates), the metric it is read on, one- or two-sided, and the smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and tested with a one-sample t-test on those values; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only, so each verdict is a claim of its exercise; the section below says what one correction over the whole report would change. The intervals in the tables are 95% intervals not adjusted for multiplicity, beside Holm-adjusted verdicts: an interval that excludes 0 can stand beside an undecided verdict. A decided difference says whether it exceeds the smallest effect of interest: by less (its estimate inside it), by more (its whole interval beyond it), or neither. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: an estimate and an interval in each exercise's `verdict.md`, never a verdict. Every interval is a 95% interval over seeds; it covers the spread between seeds, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. The seeds of an undecided contrast are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the plan is carried out once and the verdict stands on what it gives. A plan printed after that is for a new experiment: adding seeds until a verdict appears is not a valid test.
+Each exercise declares its questions as *primary contrasts* (History below says when): a difference or linear contrast of configurations, its metric, its sidedness and its smallest effect of interest ({MARGIN} points of accuracy unless its row says otherwise). A contrast is computed per seed (runs of one seed share initial weights and batch order) and t-tested; rates of blow-ups are compared with Fisher's exact test and Newcombe's interval. Holm's correction runs over an exercise's primary contrasts only (below: what one correction over the report would change). Intervals are not adjusted for multiplicity, verdicts are: an interval excluding 0 can stand beside an undecided verdict. A decided difference says whether it exceeds the smallest effect of interest: by less (its estimate inside it), by more (its whole interval beyond it), or neither. A two-sided contrast is **higher** or **lower** when its Holm-adjusted p is below 0.05, else **equivalent** when two one-sided tests put it within ± its smallest effect of interest (Holm-adjusted likewise), else **undecided**; a one-sided contrast is **higher**, or **short of the effect of interest**, or undecided. Everything else is exploratory: estimate and interval, no verdict. Every interval is a 95% interval over seeds: it covers their spread, not the test set's own sampling error (about ±{ERROR} points at 85% accuracy on {TEST} images); none is given from fewer than 3 runs. A run that diverges or collapses is counted, never dropped from a metric defined for it. An undecided contrast's seeds are planned once, from the first {PILOT} seeds' spread, for 80% power at Bonferroni's level; the verdict stands on what the plan gives.
 
 ";
 
@@ -124,7 +124,7 @@ fn history(rows: &[HistoryRow]) -> String {
         .map(|(n, d, (b, t))| {
             let pre = match d.before {
                 "" => "",
-                _ => " What else came before: its `verdict.md`.",
+                _ => " Earlier designs: its `verdict.md`.",
             };
             format!(
                 "- Exercise {n}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",
@@ -186,11 +186,11 @@ fn limitations(methods: &[Method]) -> String {
 
 const LIMITATIONS: &str = "## Limitations
 
-- The 10-epoch runs (exercises 1, 3, 4, 6, 7) are still improving at epoch 10: their answers hold for the book's budget, not for training to convergence.
-- Exercise 6 trains every method on 10,000 training images, not the full set: exact per-example DropConnect costs about 20 times dropout's time per epoch here.
+- The 10-epoch runs (exercises 1, 3, 4, 6, 7) are still improving at epoch 10: their answers hold for the book's budget, not for convergence.
+- Exercise 6 trains on 10,000 training images, for cost (exact per-example DropConnect takes about 20 times dropout's time per epoch); its runs are unstable there at lr 0.5.
 - Exercise 2 reaches overfitting on 5,000 training images, not the full set: at a stable rate the full set does not overfit within 50 epochs.
 - One architecture, one data set, plain SGD without momentum or learning-rate schedule; the learning rates where training is stable are this model's.
-- The pilot of {PILOT} seeds decides which contrasts get more seeds, so a contrast's final test follows one interim look; its type I error can exceed 5% slightly (at most about 8% for two looks at 5%).
+- The {PILOT}-seed pilot decides which contrasts get more seeds: one interim look, so a type I error of up to about 8% at a nominal 5%.
 
 ";
 
@@ -296,7 +296,7 @@ fn section(
         );
     }
     s += &format!(
-        "Details (exploratory comparisons, every configuration, stability): [`{}/verdict.md`]({}/verdict.md). It rests on {} runs, {} run-epochs, {:.0} minutes of training as the runs recorded it (one thread per run); `drop-exp {shown}` took {minutes:.1} min in this invocation, reusing stored runs.\n\n",
+        "Details (exploratory rows, every configuration, stability): [`{}/verdict.md`]({}/verdict.md). {} runs, {} run-epochs, {:.0} minutes of training as recorded (a thread per run); `drop-exp {shown}` took {minutes:.1} min here, reusing stored runs.\n\n",
         rel.display(),
         rel.display(),
         answered.runs,

@@ -109,7 +109,18 @@ impl Dots {
     }
 }
 
+/// Height in pixels a row of dots needs (its label above its interval),
+/// and what the title and axis take.
+const ROW_PX: u32 = 36;
+const FRAME_PX: u32 = 140;
+
 impl Figure for Dots {
+    /// Tall enough that each row's label sits clearly above its own
+    /// interval, however many rows there are.
+    fn size(&self) -> (u32, u32) {
+        let (w, h) = super::SIZE;
+        (w, h.max(FRAME_PX + ROW_PX * self.rows.len() as u32))
+    }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB::ErrorType: 'static,

@@ -38,6 +38,10 @@ pub trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
     where
         DB::ErrorType: 'static;
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
 }
 
 /// A colour, as red, green, blue.
@@ -78,11 +82,19 @@ fn register() {
 pub fn save(path: &Path, fig: &impl Figure) -> Result<()> {
     register();
     crate::output::write_atomic_with(path, |tmp| {
-        render(BitMapBackend::new(tmp, SIZE).into_drawing_area(), fig, path)
+        render(
+            BitMapBackend::new(tmp, fig.size()).into_drawing_area(),
+            fig,
+            path,
+        )
     })?;
     let svg = path.with_extension("svg");
     crate::output::write_atomic_with(&svg, |tmp| {
-        render(SVGBackend::new(tmp, SIZE).into_drawing_area(), fig, &svg)
+        render(
+            SVGBackend::new(tmp, fig.size()).into_drawing_area(),
+            fig,
+            &svg,
+        )
     })
 }
 
