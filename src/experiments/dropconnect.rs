@@ -21,9 +21,8 @@
 //! (`dropout-shared`) is the control that separates the two.
 //!
 //! Swept: for each rate p of `experiments/dropconnect.toml` (on both hidden
-//! layers), the five methods; plus no regularisation; x seeds; every method
-//! on the same training subset (the file says why: exact per-example masks
-//! are costly).
+//! layers), the five methods; plus no regularisation; x seeds; in the
+//! book's regime (the file says why a subset was given up).
 //!
 //! Primary contrasts, declared before this design's runs, on test accuracy
 //! at the validation-selected epoch, averaged over the rates the file pools
@@ -62,7 +61,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     examples: "drop-exp dropconnect\n  drop-exp dropconnect --epochs 3 --seeds 2 --train-subset 10000",
     defaults: include_str!("../../experiments/dropconnect.toml"),
     // Seeds planned for 80% power at the margin, at most 12: a seed costs
-    // 210 run-epochs on 10,000 images here, 40 of them per-example masks.
+    // 210 run-epochs, 40 of them per-example masks (about 16 minutes).
     report: "plan_seeds = true\nmax_seeds = 12\n",
     // Its own subset, smaller than other exercises' quick one: the
     // per-example kind's cost grows with the images trained on.
