@@ -302,9 +302,9 @@ impl Experiment for DropConnectExp {
                         .map(|m| vec![("no regularisation (mean)".to_string(), m)])
                         .unwrap_or_default(),
                     clip: Some((0.0, 100.0)),
-                    // Room above the curves for the legend.
+                    // The whole scale, so a collapsed control shows where
+                    // it fell; the legend sits in the empty lower right.
                     y_range: Some((0.0, 100.0)),
-                    legend_top: true,
                     ..Default::default()
                 }],
                 cols: 1,

@@ -187,7 +187,7 @@ fn limitations(methods: &[Method]) -> String {
 const LIMITATIONS: &str = "## Limitations
 
 - The 10-epoch runs (exercises 1, 3, 4, 6, 7) are still improving at epoch 10: their answers hold for the book's budget, not for convergence.
-- Exercise 6 trains on 10,000 training images, for cost (exact per-example DropConnect takes about 20 times dropout's time per epoch); its runs are unstable there at lr 0.5.
+- Exact per-example DropConnect (exercise 6) takes about 20 times dropout's time per epoch here, so its sweep is trained in parts.
 - Exercise 2 reaches overfitting on 5,000 training images, not the full set: at a stable rate the full set does not overfit within 50 epochs.
 - One architecture, one data set, plain SGD without momentum or learning-rate schedule; the learning rates where training is stable are this model's.
 - The {PILOT}-seed pilot decides which contrasts get more seeds: one interim look, so a type I error of up to about 8% at a nominal 5%.
