@@ -69,6 +69,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         before: "The main sweep's runs, on which weight decay is tuned, came before it (its blow-up questions were declared in a6507d4, before the seed plans); the confirmation's runs on fresh seeds, which answer the accuracy questions, came after: its first 5 seeds, then the seeds planned from them for its undecided contrasts, by the rule every primary contrast follows, though the code that plans a confirmation's seeds was written after those 5 were seen.",
     },
     figures: &["effects.png", "wd.png", "curves.png"],
+    secondary: None,
     flags: &[Flag {
         long: "weight-decays",
         key: "weight_decays",

@@ -278,7 +278,7 @@ fn confirmation_of(
         summary,
         contrasts,
         common: exp.common(),
-        declared: &exp.spec().declared,
+        declared: exp.declared(),
     };
     Ok(exp.confirm(&finished))
 }
@@ -502,7 +502,7 @@ pub(super) fn write_outputs(
         summary,
         contrasts,
         common: exp.common(),
-        declared: &exp.spec().declared,
+        declared: exp.declared(),
     };
     let answer = exp.conclude(&finished)?;
     Ok(Some(Answered {

@@ -72,6 +72,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         before: "Two designs came before it. The first (dropout against DropConnect with one mask per mini-batch, on W1,W2 and on W2,W3, at rates 0.1 to 0.5, declared in a6507d4) trained in this regime; its runs of dropout and of DropConnect on W1,W2 are reused, so their outcome (DropConnect at or below dropout; on W2,W3 failing to train at 0.5) was known. The second (these readings and primaries on the first 10,000 training images, declared in 67ae8a2) was unstable at lr 0.5 (47 of 168 runs blew up at least once; both primaries undecided at 12 seeds), which is why this one trains on all images; none of its runs is reused.",
     },
     figures: &["effects.png", "rates.png"],
+    secondary: None,
     flags: &[],
     user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(DropConnectExp::new(common, parse(table)?))),

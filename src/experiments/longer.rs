@@ -77,6 +77,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         before: "Before it came the first design (every training image, 50 epochs, declared in a6507d4), which never reached overfitting; pilots of one or two seeds per configuration (not among these runs) that chose the training subset, the rate and the number of epochs; and the design of 768f1ce (the same subset, 200 epochs, lr 0.1), whose 22 runs showed every run without dropout blowing up at lr 0.1.",
     },
     figures: &["effects.png", "curves.png", "gap.png"],
+    secondary: None,
     flags: &[],
     // `--lr X` (or `lr` in a file) trains at X only.
     user_layer: super::spec::lr_replaces_lrs,

@@ -30,7 +30,7 @@ use anyhow::Result;
 pub use registry::EXERCISES;
 
 pub use settings::{CheckSettings, Common};
-pub use spec::{Declaration, ExerciseSpec};
+pub use spec::{Declaration, ExerciseSpec, Secondary};
 
 use anyhow::Context;
 
@@ -131,6 +131,11 @@ pub trait Experiment: Sync {
     fn spec(&self) -> &'static ExerciseSpec;
     /// The settings shared by all experiments.
     fn common(&self) -> &Common;
+    /// When the primary contrasts of this sweep were declared: the
+    /// exercise's declaration, or its secondary sweep's.
+    fn declared(&self) -> &'static Declaration {
+        &self.spec().declared
+    }
     /// Its own resolved settings, as recorded in `sweep.json`.
     fn settings(&self) -> serde_json::Value;
     /// Labelled configurations, in display order; a configuration is

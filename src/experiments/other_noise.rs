@@ -36,6 +36,16 @@
 //! Outputs (besides the common CSVs): `accuracy.png` (peak accuracy per
 //! configuration, 95% CI), `effects.png` (the primary contrasts),
 //! `curves.png`, `verdict.md` (with the selection table and the costs).
+//!
+//! Secondary sweep ([`LONG`], `experiments/noise-long.toml`, its own Holm
+//! family): at 10 epochs and lr 0.5 no dropout is about as good as the
+//! book's rates, so beating dropout there says little. At exercise 2's
+//! stable long protocol, where dropout's gain over none is decided, the
+//! two families with the best validation accuracy in the selection sweep,
+//! at their selected strengths, are retrained with tuned dropout on fresh
+//! seeds: each minus tuned dropout, one-sided, on test accuracy at the
+//! validation-selected epoch. The settings name those configurations
+//! (`recheck`), fixed before the runs; nothing is tuned at that protocol.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -46,7 +56,7 @@ use serde::{Deserialize, Serialize};
 use super::figures;
 use super::markdown::{seeds_note, summary_table, write_verdict};
 use super::settings::parse;
-use super::spec::{ExerciseSpec, QUICK};
+use super::spec::{Declaration, ExerciseSpec, Secondary, QUICK};
 use super::{Common, Confirmation, Experiment, Finished};
 use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
@@ -75,10 +85,33 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         before: "The first design (four noise kinds against dropout fixed at the book's rates, one validation winner confirmed on 5 fresh seeds, and annealed against constant dropout, declared in a6507d4) came before it; its runs of those four kinds at these strengths, and of dropout at the book's rates, are reused by this sweep, so their outcome was known when this design was chosen, and its 10 runs on fresh seeds (annealed-dropout (0.1,0.3) and dropout (0.2,0.5), the first 5 fresh seeds) are reused wherever this design confirms the same configurations.",
     },
     figures: &["effects.png", "accuracy.png"],
+    secondary: Some(LONG),
     flags: &[],
     user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(OtherNoise::new(common, parse(table)?))),
 };
+
+/// The secondary sweep: the two best families against tuned dropout at
+/// exercise 2's protocol.
+const LONG: Secondary = Secondary {
+    folder: "noise-long",
+    title: "the two best families against dropout where dropout matters",
+    settings: include_str!("../../experiments/noise-long.toml"),
+    declared: Declaration {
+        commit: "pending",
+        at: "9999-12-31T23:59:59Z",
+        before: "The selection sweep at 10 epochs and lr 0.5 chose these configurations on validation, and its confirmation on fresh seeds (both undecided there) had been read; exercise 2's runs of dropout at the book's rates and of no dropout at this protocol, reused as reference rows, were known.",
+    },
+    figures: &["effects.png"],
+};
+
+/// A configuration the secondary sweep retrains: a kind at strengths (p1, p2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Chosen {
+    kind: RegKind,
+    p: [f64; 2],
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +124,11 @@ struct Settings {
     /// `strengths`; as many as `strengths`.
     #[serde(default)]
     strengths_for: BTreeMap<String, Vec<[f64; 2]>>,
+    /// The secondary sweep's configurations, tuned dropout first, each
+    /// retrained on fresh seeds instead of the selection; empty for the
+    /// selection sweep.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recheck: Vec<Chosen>,
 }
 
 impl super::CheckSettings for Settings {
@@ -116,6 +154,29 @@ impl super::CheckSettings for Settings {
                     grid.len(),
                     self.strengths.len()
                 ));
+            }
+        }
+        if let Some(first) = self.recheck.first() {
+            if first.kind != RegKind::Dropout || self.recheck.len() < 2 {
+                return Err(
+                    "`recheck` must start with tuned dropout (kind = \"dropout\") and name at least one challenger after it"
+                        .into(),
+                );
+            }
+        }
+        for c in &self.recheck {
+            if !self.kinds.contains(&c.kind) {
+                return Err(format!(
+                    "`recheck` names {}, which is not among the families of `kinds`; recheck only what the selection tuned",
+                    c.kind
+                ));
+            }
+            super::settings::check_probs("recheck", c.p)?;
+            for p in c.p {
+                c.kind
+                    .with(p)
+                    .validate()
+                    .map_err(|e| format!("`recheck` for {}: {e}", c.kind))?;
             }
         }
         for &k in &self.kinds {
@@ -150,6 +211,9 @@ struct OtherNoise {
 /// Suffix of the labels of the confirmation's runs (presentation only).
 const FRESH: &str = " [fresh seeds]";
 
+/// The id of the secondary sweep's reference contrast.
+const BOOK_VS_NONE: &str = "the book's − no dropout";
+
 /// The id of the exploratory contrast of the confirmation's `label`
 /// against the book's rates.
 fn book_id(label: &str) -> String {
@@ -170,6 +234,10 @@ impl OtherNoise {
     /// The book's configuration (dropout at its rates): the reference.
     fn book(&self) -> TrainConfig {
         self.common.base.clone()
+    }
+    /// No noise at all.
+    fn none(&self) -> TrainConfig {
+        self.config(RegKind::Dropout, [0.0, 0.0])
     }
     fn book_label(&self) -> String {
         let p = |i: usize| self.common.base.layers[i].p();
@@ -241,11 +309,40 @@ impl OtherNoise {
 
 impl Experiment for OtherNoise {
     super::experiment_accessors!(SPEC);
-    /// The main sweep decides nothing: its winners are confirmed.
+    fn declared(&self) -> &'static Declaration {
+        match self.settings.recheck.is_empty() {
+            true => &SPEC.declared,
+            false => &LONG.declared,
+        }
+    }
+    /// The main sweep decides nothing: its winners are confirmed. In the
+    /// secondary sweep it holds the reference rows, the book's rates
+    /// against none (exploratory).
     fn contrasts(&self) -> Vec<Contrast> {
-        Vec::new()
+        if self.settings.recheck.is_empty() {
+            return Vec::new();
+        }
+        vec![Contrast {
+            id: BOOK_VS_NONE.into(),
+            role: Role::Exploratory,
+            sesoi: f64::NAN,
+            ..Contrast::difference(
+                "",
+                "",
+                ConfigKey::sweep(self.book()),
+                ConfigKey::sweep(self.none()),
+                Measure::Accuracy(Metric::Selected),
+                0.0,
+            )
+        }]
     }
     fn configs(&self) -> Vec<(String, TrainConfig)> {
+        if !self.settings.recheck.is_empty() {
+            return vec![
+                (self.book_label(), self.book()),
+                ("no dropout".into(), self.none()),
+            ];
+        }
         let mut out = Vec::new();
         for &kind in &self.settings.kinds {
             for &p in self.settings.grid(kind) {
@@ -255,6 +352,9 @@ impl Experiment for OtherNoise {
         out
     }
     fn pairs(&self) -> Vec<(ConfigKey, ConfigKey)> {
+        if !self.settings.recheck.is_empty() {
+            return Vec::new();
+        }
         let book = ConfigKey::sweep(self.book());
         self.configs()
             .into_iter()
@@ -265,6 +365,9 @@ impl Experiment for OtherNoise {
     /// Tuned dropout, every other family's winner and the book's rates, on
     /// fresh seeds; nothing without a validation split.
     fn confirm(&self, r: &Finished) -> Option<Confirmation> {
+        if !self.settings.recheck.is_empty() {
+            return Some(self.recheck());
+        }
         let (tuned, _) = self.winner(r, RegKind::Dropout)?;
         let base = tuned.config().clone();
         let fresh = |c: &TrainConfig| ConfigKey::confirmation(c.clone());
@@ -317,6 +420,9 @@ impl Experiment for OtherNoise {
     }
 
     fn conclude(&self, r: &Finished) -> Result<String> {
+        if !self.settings.recheck.is_empty() {
+            return self.conclude_recheck(r);
+        }
         figures::peak_dots(
             r,
             &r.out.join("accuracy.png"),
@@ -438,8 +544,191 @@ impl OtherNoise {
                 100.0 * val
             );
         }
+        v += &format!("\nA secondary sweep retrains the two best families and tuned dropout at exercise 2's protocol, where dropout matters: `experiments/{}.toml`, its verdict in `../{}/verdict.md`.\n", LONG.folder, LONG.folder);
         v += "\nThe sweep's rows against the book's rates are exploratory: each family's winner is picked among its strengths, so only the fresh seeds decide whether it beats dropout.\n\n";
         v += &summary_table(&r.summary);
         v
+    }
+}
+
+/// The secondary sweep ([`LONG`]).
+impl OtherNoise {
+    fn recheck_label(&self, i: usize, c: &Chosen) -> String {
+        let label = Self::label(c.kind, c.p);
+        match i {
+            0 => format!("tuned {label}{FRESH}"),
+            _ => format!("{label}{FRESH}"),
+        }
+    }
+
+    /// The configurations of `recheck` on fresh seeds (the sweep's first
+    /// seeds, then, with `plan_seeds`, the seeds planned for 80% power),
+    /// each challenger against tuned dropout, one-sided.
+    fn recheck(&self) -> Confirmation {
+        let chosen = &self.settings.recheck;
+        let fresh = |c: &Chosen| ConfigKey::confirmation(self.config(c.kind, c.p));
+        let configs = chosen
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (self.recheck_label(i, c), self.config(c.kind, c.p)))
+            .collect();
+        let base = &chosen[0];
+        let contrasts = chosen[1..]
+            .iter()
+            .map(|c| Contrast {
+                id: format!("long_beats_{}", c.kind),
+                question: format!("does {}, tuned, beat tuned dropout here?", c.kind),
+                estimand: Some(format!(
+                    "{} − tuned {}",
+                    Self::label(c.kind, c.p),
+                    Self::label(base.kind, base.p)
+                )),
+                terms: vec![(fresh(c), 1.0), (fresh(base), -1.0)],
+                measure: Measure::Accuracy(Metric::Selected),
+                sides: Sides::Greater,
+                sesoi: self.common.margin / 100.0,
+                role: Role::Primary,
+            })
+            .collect();
+        Confirmation {
+            configs,
+            contrasts,
+            seeds: None,
+        }
+    }
+
+    fn protocol(&self) -> String {
+        let c = &self.common;
+        format!(
+            "{} training images, {} epochs, lr {}",
+            c.train_subset.map_or("all".into(), |n| n.to_string()),
+            c.base.epochs,
+            c.base.lr
+        )
+    }
+
+    fn conclude_recheck(&self, r: &Finished) -> Result<String> {
+        figures::effects(
+            r,
+            &r.out.join("effects.png"),
+            &format!(
+                "Exercise {}, at {}: each family − tuned dropout (primary contrasts)",
+                SPEC.number,
+                self.protocol()
+            ),
+            &Metric::Selected.describe(r.end_k()),
+            &r.primary(),
+        )?;
+        figures::accuracy_panels(
+            r,
+            &r.out.join("curves.png"),
+            &format!(
+                "Exercise {}: test accuracy at {}",
+                SPEC.number,
+                self.protocol()
+            ),
+            |g| {
+                Some(match g.is_confirmation() {
+                    true => "on fresh seeds".to_string(),
+                    false => "reference rows (seeds 0 and up)".to_string(),
+                })
+            },
+        )?;
+        let answer = self.recheck_answer(r);
+        let mut v = format!(
+            "# {}, secondary: {}\n\n{}. The configurations are those the selection sweep (`results/noise`) chose on validation, unchanged: tuned dropout and the two families whose winners had the best mean validation accuracy there; nothing is tuned at this protocol. Training seconds per epoch against tuned dropout's, as the runs recorded them: ",
+            SPEC.heading(),
+            LONG.title,
+            seeds_note(&self.common),
+        );
+        let groups: Vec<&Group> = self
+            .settings
+            .recheck
+            .iter()
+            .filter_map(|c| {
+                r.group(&ConfigKey::confirmation(self.config(c.kind, c.p)))
+                    .ok()
+            })
+            .collect();
+        let costs: Vec<String> = groups
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {:.1}x",
+                    g.label.trim_end_matches(FRESH),
+                    super::seconds_per_epoch(g) / super::seconds_per_epoch(groups[0])
+                )
+            })
+            .collect();
+        v += &format!("{}.\n\n", costs.join(", "));
+        v += &summary_table(&r.summary);
+        write_verdict(r, answer, &v)
+    }
+
+    fn recheck_answer(&self, r: &Finished) -> String {
+        let primary = r.primary();
+        let n = primary.first().map_or(0, |c| c.n);
+        let items: Vec<String> = primary
+            .iter()
+            .map(|c| {
+                let name = c.contrast.split(" − ").next().unwrap_or(&c.contrast);
+                format!(
+                    "{name} {}: **{}**",
+                    crate::contrast::estimate_text(c),
+                    crate::contrast::verdict_text(c)
+                )
+            })
+            .collect();
+        let reference = r.contrast(BOOK_VS_NONE).map_or("not measured".into(), |c| {
+            format!("{} on {} seeds", crate::contrast::estimate_text(c), c.n)
+        });
+        format!(
+            "At exercise 2's protocol ({}; there the book's rates minus no dropout: {reference}, exploratory), test accuracy at the validation-selected epoch, each family's selected configuration minus tuned {} on {n} fresh seeds, one-sided, Holm over {}: {}.",
+            self.protocol(),
+            Self::label(self.settings.recheck[0].kind, self.settings.recheck[0].p),
+            primary.len(),
+            items.join("; "),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SPEC;
+    use crate::experiments::settings::{resolve, Layer};
+
+    /// `recheck` names tuned dropout first, then challengers the selection
+    /// tuned, at valid strengths; anything else is an error saying so.
+    #[test]
+    fn recheck_names_what_the_selection_tuned() {
+        let bad = [
+            (
+                r#"recheck = [{ kind = "early-dropout", p = [0.3, 0.6] }]"#,
+                "must start with tuned dropout",
+            ),
+            (
+                r#"recheck = [{ kind = "dropout", p = [0.1, 0.3] }]"#,
+                "at least one challenger",
+            ),
+            (
+                r#"recheck = [{ kind = "dropout", p = [0.1, 0.3] }, { kind = "dropconnect", p = [0.2, 0.5] }]"#,
+                "not among the families of `kinds`",
+            ),
+            (
+                r#"recheck = [{ kind = "dropout", p = [0.1, 1.3] }, { kind = "r-drop", p = [0.2, 0.5] }]"#,
+                "recheck",
+            ),
+        ];
+        for (text, want) in bad {
+            let err = match resolve(&SPEC, vec![Layer::text("test", text)]) {
+                Ok(_) => panic!("{text} was accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let good = r#"recheck = [{ kind = "dropout", p = [0.1, 0.3] }, { kind = "r-drop", p = [0.2, 0.5] }]"#;
+        let exp = resolve(&SPEC, vec![Layer::text("test", good)]).unwrap();
+        let labels: Vec<String> = exp.configs().into_iter().map(|(l, _)| l).collect();
+        assert_eq!(labels, ["dropout (0.2,0.5), the book's", "no dropout"]);
     }
 }

@@ -49,6 +49,22 @@ mod tests {
                 assert_eq!(exp.spec().name, s.name);
                 assert!(!exp.configs().is_empty());
             }
+            // A secondary sweep builds from its file, alone and under the
+            // quick preset, and answers to its own declaration.
+            if let Some(second) = &s.secondary {
+                for quick in [false, true] {
+                    let mut layers = vec![Layer::text(second.folder, second.settings)];
+                    if quick {
+                        layers.push(Layer::text("quick", s.quick));
+                    }
+                    let exp = resolve(s, layers)
+                        .unwrap_or_else(|e| panic!("{} (quick: {quick}): {e:#}", second.folder));
+                    assert!(!exp.configs().is_empty());
+                    let (got, want) = (exp.declared(), &second.declared);
+                    assert_eq!((got.commit, got.at), (want.commit, want.at));
+                    assert_ne!((got.commit, got.at), (s.declared.commit, s.declared.at));
+                }
+            }
         }
     }
 
@@ -65,11 +81,18 @@ mod tests {
             ("swap-rates", "grid = [0.0, 0.5]"),
             ("dropconnect", "rates = [0.0, 0.2]\nunpooled_rates = []"),
         ];
-        let cases = EXERCISES.iter().map(|s| (*s, "")).chain(
-            extra
-                .iter()
-                .map(|(name, text)| (find(name).unwrap(), *text)),
-        );
+        let secondaries = EXERCISES
+            .iter()
+            .filter_map(|s| s.secondary.as_ref().map(|d| (*s, d.settings)));
+        let cases = EXERCISES
+            .iter()
+            .map(|s| (*s, ""))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(name, text)| (find(name).unwrap(), *text)),
+            )
+            .chain(secondaries);
         for (s, text) in cases {
             let what = if text.is_empty() { "defaults" } else { text };
             let exp = resolve(s, vec![Layer::text(what, text)]).unwrap();

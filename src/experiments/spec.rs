@@ -29,6 +29,8 @@ pub struct ExerciseSpec {
     pub declared: Declaration,
     /// The figures REPORT.md shows (at most three), in its output folder.
     pub figures: &'static [&'static str],
+    /// A second sweep of the exercise with its own questions, if any.
+    pub secondary: Option<Secondary>,
     /// Flags of its own, each setting one settings key.
     pub flags: &'static [Flag],
     /// How it reads a layer of the user's settings before it is applied
@@ -43,6 +45,24 @@ impl ExerciseSpec {
     pub fn heading(&self) -> String {
         format!("Exercise {}: {}", self.number, self.title)
     }
+}
+
+/// A second sweep of an exercise, in a regime its main sweep does not
+/// reach: its own settings file, output folder and primary contrasts (a
+/// Holm family of their own). `report` runs it after the exercise, with the
+/// exercise's preset and then its file.
+pub struct Secondary {
+    /// Its output folder beside the exercise's; its settings are
+    /// `experiments/<folder>.toml`.
+    pub folder: &'static str,
+    /// What it asks, for its heading.
+    pub title: &'static str,
+    /// Its `experiments/<folder>.toml`: what it changes in the exercise's settings.
+    pub settings: &'static str,
+    /// When its primary contrasts were declared.
+    pub declared: Declaration,
+    /// The figures REPORT.md shows, in its output folder.
+    pub figures: &'static [&'static str],
 }
 
 /// When an exercise's primary contrasts, as they now stand, were declared:

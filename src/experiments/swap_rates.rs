@@ -53,6 +53,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: QUICK,
     declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "accuracy.png", "curves.png"],
+    secondary: None,
     flags: &[Flag {
         long: "grid",
         key: "grid",

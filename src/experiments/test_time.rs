@@ -55,6 +55,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
     quick: QUICK,
     declared: super::spec::FIRST_DECLARATION,
     figures: &["effects.png", "mc.png"],
+    secondary: None,
     flags: &[],
     user_layer: super::spec::as_given,
     build: |common, table| Ok(Box::new(TestTime::new(common, parse(table)?))),

@@ -79,6 +79,7 @@ pub const SPEC: ExerciseSpec = ExerciseSpec {
         before: "The first design (the book's lr 0.5, evaluation mode only, declared in a6507d4) came before it; its runs, 2 of whose 12 without dropout blew up, and their training-mode measurements led to this one.",
     },
     figures: &["effects.png", "variance.png"],
+    secondary: None,
     flags: &[Flag {
         long: "plot",
         key: "plot",

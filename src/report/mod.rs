@@ -12,7 +12,7 @@ use crate::data::DataOptions;
 use crate::device::Compute;
 use crate::experiments::driver::{self, Answered, SweepPlan};
 use crate::experiments::settings::{self, Layer};
-use crate::experiments::{ExerciseSpec, EXERCISES};
+use crate::experiments::{ExerciseSpec, Experiment, Secondary, EXERCISES};
 use crate::output::{now_rfc3339, write_atomic};
 
 mod method;
@@ -57,44 +57,63 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         } else {
             ("its report preset", spec.report)
         };
-        let mut user = toml::Table::new();
-        for (key, value) in [
-            ("train_subset", opts.train_subset),
-            ("test_subset", opts.test_subset),
-            ("validation", opts.validation),
-        ] {
-            if let Some(n) = value {
-                user.insert(key.into(), toml::Value::Integer(n.into()));
-            }
-        }
+        let user = opts.overrides();
         let shown = command_line(spec.name, preset, &user);
-        eprintln!("== exercise {}: {shown}", spec.number);
-        let t0 = std::time::Instant::now();
-        let exp = settings::resolve(
-            spec,
-            vec![
-                Layer::text(format!("`{}` {preset_name}", spec.name), preset),
-                Layer::new("the command-line flags", user),
-            ],
-        )?;
+        let layers = vec![
+            Layer::text(format!("`{}` {preset_name}", spec.name), preset),
+            Layer::new("the command-line flags", user.clone()),
+        ];
+        let (exp, answered, minutes) = sweep(spec, &shown, layers, &out, opts, compute)?;
         methods.push(Method::of(exp.as_ref()));
-        let plan = SweepPlan {
-            out: Some(out.clone()),
-            shard: None,
-            force: opts.force,
-        };
-        let answered = driver::run(exp.as_ref(), &plan, compute, &opts.data)
-            .with_context(|| format!("exercise {} ({})", spec.number, spec.name))?
-            .context("the sweep did not complete")?;
-        let minutes = t0.elapsed().as_secs_f64() / 60.0;
-        sections.push(section(spec, &base, &out, &shown, &answered, minutes)?);
+        let mut text = section(spec, &base, &out, &shown, &answered, minutes)?;
         rows.extend(answered.primaries.iter().map(|r| (spec.name, r.clone())));
-        history_rows.push((spec.number, &spec.declared, answered.before_declaration));
+        history_rows.push((
+            format!("Exercise {}", spec.number),
+            &spec.declared,
+            answered.before_declaration,
+        ));
+        if let Some(second) = &spec.secondary {
+            let out = base.join(second.folder);
+            let file = format!("experiments/{}.toml", second.folder);
+            // Its file alone, as its own command reads it; the quick preset
+            // on top takes one look (no planned seeds).
+            let mut quick: toml::Table =
+                toml::from_str(spec.quick).expect("a preset is valid TOML");
+            if let Some(seeds) = quick.get("seeds").cloned() {
+                quick.insert("max_seeds".into(), seeds);
+            }
+            let mut layers = vec![Layer::text(file.clone(), second.settings)];
+            let mut flags = toml::Table::new();
+            if opts.quick {
+                layers.push(Layer::new(
+                    format!("`{}` {preset_name}", spec.name),
+                    quick.clone(),
+                ));
+                flags = quick;
+            }
+            crate::layers::overlay(&mut flags, user.clone());
+            layers.push(Layer::new("the command-line flags", user));
+            let shown = format!(
+                "{} --config {file} --out {}",
+                command_line(spec.name, &toml::to_string(&flags)?, &toml::Table::new()),
+                out.display()
+            );
+            let (_, answered, minutes) = sweep(spec, &shown, layers, &out, opts, compute)?;
+            text += &secondary(second, &base, &out, &shown, &answered, minutes)?;
+            rows.extend(
+                answered
+                    .primaries
+                    .iter()
+                    .map(|r| (second.folder, r.clone())),
+            );
+            history_rows.push((
+                format!("Exercise {}, secondary (`{}`)", spec.number, second.folder),
+                &second.declared,
+                answered.before_declaration,
+            ));
+        }
+        sections.push(text);
         answers.push((*spec, answered.answer));
-        eprintln!(
-            "== exercise {} done in {minutes:.1} min (wall)",
-            spec.number
-        );
     }
     let mut text = header(opts, &answers, &methods, &rows, &history_rows);
     for s in sections {
@@ -105,6 +124,52 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
     write_atomic(&path, text.as_bytes())?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+impl ReportOptions {
+    /// The subsets and split that override every preset, as settings.
+    fn overrides(&self) -> toml::Table {
+        let mut user = toml::Table::new();
+        for (key, value) in [
+            ("train_subset", self.train_subset),
+            ("test_subset", self.test_subset),
+            ("validation", self.validation),
+        ] {
+            if let Some(n) = value {
+                user.insert(key.into(), toml::Value::Integer(n.into()));
+            }
+        }
+        user
+    }
+}
+
+/// One sweep of the report, through the same code as its subcommand: the
+/// experiment, its answer and the wall minutes it took here.
+fn sweep(
+    spec: &ExerciseSpec,
+    shown: &str,
+    layers: Vec<Layer>,
+    out: &Path,
+    opts: &ReportOptions,
+    compute: &Compute,
+) -> Result<(Box<dyn Experiment>, Answered, f64)> {
+    eprintln!("== exercise {}: {shown}", spec.number);
+    let t0 = std::time::Instant::now();
+    let exp = settings::resolve(spec, layers)?;
+    let plan = SweepPlan {
+        out: Some(out.to_path_buf()),
+        shard: None,
+        force: opts.force,
+    };
+    let answered = driver::run(exp.as_ref(), &plan, compute, &opts.data)
+        .with_context(|| format!("exercise {} (`{shown}`)", spec.number))?
+        .context("the sweep did not complete")?;
+    let minutes = t0.elapsed().as_secs_f64() / 60.0;
+    eprintln!(
+        "== exercise {} done in {minutes:.1} min (wall)",
+        spec.number
+    );
+    Ok((exp, answered, minutes))
 }
 
 /// How every answer is argued, stated once.
@@ -121,13 +186,13 @@ fn history(rows: &[HistoryRow]) -> String {
         .fold((0, 0), |(b, t), (_, _, (rb, rt))| (b + rb, t + rt));
     let each: Vec<String> = rows
         .iter()
-        .map(|(n, d, (b, t))| {
+        .map(|(who, d, (b, t))| {
             let pre = match d.before {
                 "" => "",
-                _ => " Earlier designs: its `verdict.md`.",
+                _ => " Earlier designs, and what was known: its `verdict.md`.",
             };
             format!(
-                "- Exercise {n}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",
+                "- {who}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",
                 d.commit, d.at
             )
         })
@@ -143,8 +208,13 @@ fn history(rows: &[HistoryRow]) -> String {
     )
 }
 
-/// An exercise's number, its declaration, and (runs before it, runs).
-type HistoryRow = (u8, &'static crate::experiments::Declaration, (usize, usize));
+/// A sweep's name (its exercise, or its exercise's secondary), its
+/// declaration, and (runs before it, runs).
+type HistoryRow = (
+    String,
+    &'static crate::experiments::Declaration,
+    (usize, usize),
+);
 
 /// What one Holm correction over every primary contrast of the report
 /// would change.
@@ -272,36 +342,64 @@ fn section(
     answered: &Answered,
     minutes: f64,
 ) -> Result<String> {
-    let rel = out.strip_prefix(base).unwrap_or(out);
     let mut s = format!(
         "## {}\n\n**Question.** {}\n\n{}\n",
         ex.heading(),
         ex.question,
         answered.primary
     );
-    for fig in ex.figures.iter().take(3) {
-        let svg = fig.replace(".png", ".svg");
-        if !out.join(fig).is_file() {
-            anyhow::bail!(
-                "{} lists {fig} among its report figures, but {} has none",
-                ex.name,
-                out.display()
-            );
-        }
-        s += &format!(
-            "![{} {fig}]({}/{fig}) ([SVG]({}/{svg}))\n\n",
-            ex.name,
-            rel.display(),
-            rel.display()
-        );
-    }
-    s += &format!(
+    s += &figure_links(ex.name, ex.figures, base, out)?;
+    s += &details(base, out, shown, answered, minutes);
+    Ok(s)
+}
+
+/// Where a sweep's details are, what it rests on and how long it took.
+fn details(base: &Path, out: &Path, shown: &str, answered: &Answered, minutes: f64) -> String {
+    let rel = out.strip_prefix(base).unwrap_or(out);
+    format!(
         "Details (exploratory rows, every configuration, stability): [`{}/verdict.md`]({}/verdict.md). {} runs, {} run-epochs, {:.0} minutes of training as recorded (a thread per run); `drop-exp {shown}` took {minutes:.1} min here, reusing stored runs.\n\n",
         rel.display(),
         rel.display(),
         answered.runs,
         answered.run_epochs,
         answered.run_seconds / 60.0,
-    );
+    )
+}
+
+/// The figures of a sweep that REPORT.md shows, each with its SVG.
+fn figure_links(name: &str, figures: &[&str], base: &Path, out: &Path) -> Result<String> {
+    let rel = out.strip_prefix(base).unwrap_or(out);
+    let mut s = String::new();
+    for fig in figures.iter().take(3) {
+        let svg = fig.replace(".png", ".svg");
+        if !out.join(fig).is_file() {
+            anyhow::bail!(
+                "{name} lists {fig} among its report figures, but {} has none",
+                out.display()
+            );
+        }
+        s += &format!(
+            "![{name} {fig}]({}/{fig}) ([SVG]({}/{svg}))\n\n",
+            rel.display(),
+            rel.display()
+        );
+    }
+    Ok(s)
+}
+
+/// An exercise's secondary sweep, inside its section: its question, its
+/// primary contrasts (their own Holm family), its figures and its answer.
+fn secondary(
+    second: &Secondary,
+    base: &Path,
+    out: &Path,
+    shown: &str,
+    answered: &Answered,
+    minutes: f64,
+) -> Result<String> {
+    let mut s = format!("### Secondary: {}\n\n{}\n", second.title, answered.primary);
+    s += &figure_links(second.folder, second.figures, base, out)?;
+    s += &format!("**Answer.** {}\n\n", answered.answer);
+    s += &details(base, out, shown, answered, minutes);
     Ok(s)
 }
