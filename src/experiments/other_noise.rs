@@ -98,8 +98,8 @@ const LONG: Secondary = Secondary {
     title: "the two best families against dropout where dropout matters",
     settings: include_str!("../../experiments/noise-long.toml"),
     declared: Declaration {
-        commit: "pending",
-        at: "9999-12-31T23:59:59Z",
+        commit: "676f2ee",
+        at: "2026-12-04T21:08:02Z",
         before: "The selection sweep at 10 epochs and lr 0.5 chose these configurations on validation, and its confirmation on fresh seeds (both undecided there) had been read; exercise 2's runs of dropout at the book's rates and of no dropout at this protocol, reused as reference rows, were known.",
     },
     figures: &["effects.png"],
