@@ -60,7 +60,7 @@ use super::spec::{Declaration, ExerciseSpec, Secondary, QUICK};
 use super::{Common, Confirmation, Experiment, Finished};
 use crate::analysis::{Group, Metric};
 use crate::config::TrainConfig;
-use crate::contrast::{Contrast, Measure, Role, Sides, Verdict};
+use crate::contrast::{Contrast, ContrastRow, Measure, Role, Sides, Verdict};
 use crate::record::ConfigKey;
 use crate::regularizers::RegKind;
 use crate::stats;
@@ -466,45 +466,77 @@ impl OtherNoise {
         let book_v = book.map_or(f64::NAN, |g| super::validation_score(g, r.end_k()));
         let primary = r.primary();
         let fresh = primary.first().map_or(0, |c| c.n);
-        // One clause per verdict, the families that share it listed in it;
-        // an undecided one says how many seeds its spread needs.
-        let mut by_verdict: Vec<(String, Vec<String>)> = Vec::new();
+        // One clause per verdict, the families that share it listed in it
+        // with their estimates; more than three undecided ones are
+        // summarised by the range of their estimates, upper bounds and
+        // planned seeds (each one is in the primary table).
+        let mut by_verdict: Vec<(String, Vec<&ContrastRow>)> = Vec::new();
         for c in &primary {
-            let name = c.contrast.split(" − ").next().unwrap_or(&c.contrast);
-            let est = crate::contrast::estimate_text(c);
-            let (v, item) = match c.verdict {
-                Some(Verdict::Undecided) if c.n >= stats::MIN_RUNS_FOR_INTERVAL => (
-                    format!("undecided on {} fresh seeds", c.n),
-                    match c.planned_seeds() {
-                        Some(need) => format!("{name} {est} [80% power: {need} seeds]"),
-                        None => format!("{name} {est}"),
-                    },
-                ),
-                _ => (crate::contrast::verdict_text(c), format!("{name} {est}")),
+            let v = match c.verdict {
+                Some(Verdict::Undecided) if c.n >= stats::MIN_RUNS_FOR_INTERVAL => {
+                    format!("undecided on {} fresh seeds", c.n)
+                }
+                _ => crate::contrast::verdict_text(c),
             };
             match by_verdict.iter_mut().find(|(w, _)| *w == v) {
-                Some((_, items)) => items.push(item),
-                None => by_verdict.push((v, vec![item])),
+                Some((_, rows)) => rows.push(c),
+                None => by_verdict.push((v, vec![c])),
             }
         }
+        // A family's name: its winner's strengths are in the primary table.
+        let family = |c: &ContrastRow| {
+            let name = c.contrast.split(" − ").next().unwrap_or(&c.contrast);
+            name.split(" (").next().unwrap_or(name).to_string()
+        };
+        let clause = |v: &str, rows: &[&ContrastRow]| {
+            let undecided = rows
+                .iter()
+                .all(|c| c.verdict == Some(Verdict::Undecided) && c.ci_high.is_some());
+            if !undecided || rows.len() <= 3 {
+                let items: Vec<String> = rows
+                    .iter()
+                    .map(|c| format!("{} {}", family(c), crate::contrast::estimate_text(c)))
+                    .collect();
+                return format!("**{v}**: {}", items.join("; "));
+            }
+            let span = |xs: Vec<f64>| {
+                let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (lo, hi)
+            };
+            let (e_lo, e_hi) = span(rows.iter().map(|c| c.scale * c.estimate).collect());
+            let (_, u_hi) = span(
+                rows.iter()
+                    .filter_map(|c| c.ci_high.map(|h| c.scale * h))
+                    .collect(),
+            );
+            let needs: Vec<usize> = rows.iter().filter_map(|c| c.planned_seeds()).collect();
+            let power = match (needs.iter().min(), needs.iter().max()) {
+                (Some(a), Some(b)) => format!("; 80% power needs {a} to {b} seeds"),
+                _ => String::new(),
+            };
+            format!(
+                "**{v}**: {} (estimates {e_lo:+.2} to {e_hi:+.2} points, upper 95% bounds at most {u_hi:+.2}{power})",
+                rows.iter()
+                    .map(|c| family(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         let beat = primary
             .iter()
             .filter(|c| c.verdict == Some(Verdict::Higher))
             .count();
         let lead = match beat {
-            0 => format!("none of the {} beats it", primary.len()),
+            0 => "none beats it".to_string(),
             b => format!("{b} of the {} beat it", primary.len()),
         };
-        let parts: Vec<String> = by_verdict
-            .iter()
-            .map(|(v, items)| format!("**{v}**: {}", items.join("; ")))
-            .collect();
+        let parts: Vec<String> = by_verdict.iter().map(|(v, rows)| clause(v, rows)).collect();
         let mut s = format!(
-            "Every family tuned on validation over {n} strengths: dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner against it on {fresh} fresh seeds (a power plan at +{:.1} points, capped), test accuracy at the validation-selected epoch, one-sided, Holm over {}: {lead}. {}.",
+            "Every family tuned on validation over {n} strengths: dropout's best is {} ({:.2}% mean validation accuracy; the book's rates {:.2}%). Each other family's winner against it on {fresh} fresh seeds, test accuracy at the validation-selected epoch, one-sided, Holm over {}: {lead}. {}.",
             tuned.label,
             100.0 * tv,
             100.0 * book_v,
-            self.common.margin,
             primary.len(),
             parts.join(". "),
         );
@@ -679,11 +711,11 @@ impl OtherNoise {
                 )
             })
             .collect();
-        let reference = r.contrast(BOOK_VS_NONE).map_or("not measured".into(), |c| {
-            format!("{} on {} seeds", crate::contrast::estimate_text(c), c.n)
-        });
+        let reference = r
+            .contrast(BOOK_VS_NONE)
+            .map_or("not measured".into(), crate::contrast::estimate_text);
         format!(
-            "At exercise 2's protocol ({}; there the book's rates minus no dropout: {reference}, exploratory), test accuracy at the validation-selected epoch, each family's selected configuration minus tuned {} on {n} fresh seeds, one-sided, Holm over {}: {}.",
+            "At exercise 2's protocol ({}; the book's rates minus none: {reference}, exploratory), test accuracy at the validation-selected epoch minus tuned {} on {n} fresh seeds, one-sided, Holm over {}: {}.",
             self.protocol(),
             Self::label(self.settings.recheck[0].kind, self.settings.recheck[0].p),
             primary.len(),

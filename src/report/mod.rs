@@ -66,6 +66,7 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
         let (exp, answered, minutes) = sweep(spec, &shown, layers, &out, opts, compute)?;
         methods.push(Method::of(exp.as_ref()));
         let mut text = section(spec, &base, &out, &shown, &answered, minutes)?;
+        let mut answer = answered.answer.clone();
         rows.extend(answered.primaries.iter().map(|r| (spec.name, r.clone())));
         history_rows.push((
             format!("Exercise {}", spec.number),
@@ -98,10 +99,10 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
                 command_line(spec.name, &toml::to_string(&flags)?, &toml::Table::new()),
                 out.display()
             );
-            let (_, answered, minutes) = sweep(spec, &shown, layers, &out, opts, compute)?;
-            text += &secondary(second, &base, &out, &shown, &answered, minutes)?;
+            let (_, second_answered, minutes) = sweep(spec, &shown, layers, &out, opts, compute)?;
+            text += &secondary(second, &base, &out, &shown, &second_answered, minutes)?;
             rows.extend(
-                answered
+                second_answered
                     .primaries
                     .iter()
                     .map(|r| (second.folder, r.clone())),
@@ -109,11 +110,15 @@ pub fn cmd_report(opts: &ReportOptions, compute: &Compute) -> Result<()> {
             history_rows.push((
                 format!("Exercise {}, secondary (`{}`)", spec.number, second.folder),
                 &second.declared,
-                answered.before_declaration,
+                second_answered.before_declaration,
             ));
+            answer += &format!(
+                " Secondary (`{}`): {}",
+                second.folder, second_answered.answer
+            );
         }
         sections.push(text);
-        answers.push((*spec, answered.answer));
+        answers.push((*spec, answer));
     }
     let mut text = header(opts, &answers, &methods, &rows, &history_rows);
     for s in sections {
@@ -189,21 +194,20 @@ fn history(rows: &[HistoryRow]) -> String {
         .map(|(who, d, (b, t))| {
             let pre = match d.before {
                 "" => "",
-                _ => " Earlier designs, and what was known: its `verdict.md`.",
+                _ => " What came before: its `verdict.md`.",
             };
             format!(
-                "- {who}: declared in commit {} ({}); {b} of its {t} runs finished before that.{pre}\n",
+                "- {who}: declared in {} ({}); {b} of its {t} runs finished before.{pre}\n",
                 d.commit, d.at
             )
         })
         .collect();
     format!(
-        "### History\n\nEach exercise's primary contrasts were declared in a commit, as data; \
-         a run that finished before its exercise's declaration was trained while the questions \
+        "### History\n\nEach exercise's primary contrasts were declared in a commit; \
+         a run that finished before the declaration was trained while its questions \
          were still being chosen. Over the report, {before} of the {total} runs analysed finished \
          before their exercise's declaration.\n\n{}\nA question chosen after seeing its runs is \
-         weaker evidence than its p-value says: read the verdicts that rest on those runs with \
-         that in mind.\n\n",
+         weaker evidence than its p-value says.\n\n",
         each.concat()
     )
 }
@@ -357,7 +361,7 @@ fn section(
 fn details(base: &Path, out: &Path, shown: &str, answered: &Answered, minutes: f64) -> String {
     let rel = out.strip_prefix(base).unwrap_or(out);
     format!(
-        "Details (exploratory rows, every configuration, stability): [`{}/verdict.md`]({}/verdict.md). {} runs, {} run-epochs, {:.0} minutes of training as recorded (a thread per run); `drop-exp {shown}` took {minutes:.1} min here, reusing stored runs.\n\n",
+        "Details (exploratory rows, every configuration, stability): [`{}/verdict.md`]({}/verdict.md). {} runs, {} run-epochs, {:.0} minutes of training as recorded; `drop-exp {shown}` took {minutes:.1} min here, reusing stored runs.\n\n",
         rel.display(),
         rel.display(),
         answered.runs,
@@ -388,7 +392,8 @@ fn figure_links(name: &str, figures: &[&str], base: &Path, out: &Path) -> Result
 }
 
 /// An exercise's secondary sweep, inside its section: its question, its
-/// primary contrasts (their own Holm family), its figures and its answer.
+/// primary contrasts (their own Holm family) and its figures; its answer
+/// joins the exercise's.
 fn secondary(
     second: &Secondary,
     base: &Path,
@@ -399,7 +404,6 @@ fn secondary(
 ) -> Result<String> {
     let mut s = format!("### Secondary: {}\n\n{}\n", second.title, answered.primary);
     s += &figure_links(second.folder, second.figures, base, out)?;
-    s += &format!("**Answer.** {}\n\n", answered.answer);
     s += &details(base, out, shown, answered, minutes);
     Ok(s)
 }
